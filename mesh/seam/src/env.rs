@@ -1,0 +1,67 @@
+//! What a component gets from its composition root.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::{Clock, Net, Seed, Trace};
+
+/// Everything one host's components need from the world.
+#[derive(Clone)]
+pub struct HostEnv {
+    /// The host's name (`gateway-0`, `ca`, …); also its DNS name.
+    pub name: String,
+    /// The network as seen from this host.
+    pub net: Arc<dyn Net>,
+    /// This host's clocks.
+    pub clock: Arc<dyn Clock>,
+    /// This host's node in the seed tree.
+    pub seed: Seed,
+    /// The run trace.
+    pub trace: Trace,
+}
+
+impl HostEnv {
+    /// Records a trace event stamped with run time and this host.
+    pub fn record(&self, kind: &str, detail: impl Into<String>) {
+        let at_us = self.clock.run_elapsed().as_micros() as u64;
+        self.trace.record(at_us, &self.name, kind, detail);
+    }
+}
+
+/// A shutdown signal a component polls or awaits.
+#[derive(Clone)]
+pub struct Shutdown(Option<watch::Receiver<bool>>);
+
+/// The sending side of [`Shutdown`].
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl Shutdown {
+    /// A linked trigger and signal.
+    pub fn pair() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(Some(rx)))
+    }
+
+    /// A signal that never fires (in the sim, hosts stop by crashing).
+    pub fn never() -> Shutdown {
+        Shutdown(None)
+    }
+
+    /// Resolves once shutdown is requested (or the trigger is dropped).
+    pub async fn wait(&mut self) {
+        match &mut self.0 {
+            Some(rx) => {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl ShutdownTrigger {
+    /// Asks every linked component to stop.
+    pub fn fire(&self) {
+        let _ = self.0.send(true);
+    }
+}

@@ -1,0 +1,27 @@
+//! The seam between meshsim's components and the world they run in.
+//!
+//! Every mesh component (proxy, CA, control plane, apps, load generator) is
+//! written once against the handful of traits here and receives a [`HostEnv`]
+//! from its composition root. The root picks the implementation: [`real`] for
+//! tokio sockets on loopback, or `sim::TurmoilNet` for turmoil.
+//!
+//! This crate owns the network ([`Net`]), the wall clock ([`Clock`]), the seed
+//! tree ([`Seed`]) and the run trace ([`Trace`]).
+//!
+//! It must never import turmoil, hyper or rustls: it is the leaf that both
+//! `mesh` and `sim` depend on, so `sim` never needs the proxy internals.
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod clock;
+mod env;
+mod net;
+pub mod real;
+mod seed;
+mod trace;
+
+pub use clock::{Clock, SkewHandle};
+pub use env::{HostEnv, Shutdown, ShutdownTrigger};
+pub use net::{BoxFuture, BoxIo, Io, LOCALHOST, Listener, Net};
+pub use seed::Seed;
+pub use trace::{Trace, TraceEvent, first_divergence};

@@ -1,0 +1,133 @@
+//! The run trace: every meaningful event with its run time and host, plus a
+//! running SHA-256 over all of them, which is the run's fingerprint.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// One recorded event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TraceEvent {
+    /// Index in the trace.
+    pub seq: u64,
+    /// Run time in microseconds.
+    pub at_us: u64,
+    /// Host that recorded it.
+    pub host: String,
+    /// Event kind, e.g. `request.end`, `tls.accept`, `fault.partition`.
+    pub kind: String,
+    /// Free-form, deterministic detail.
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct TraceState {
+    events: Vec<TraceEvent>,
+    hasher: Sha256,
+    count: u64,
+    keep_events: bool,
+}
+
+/// A shared, append-only trace. Cloning shares it.
+///
+/// In the simulation every host runs on one thread in a seeded order, so the
+/// order of `record` calls, and therefore the hash, is a function of the seed.
+#[derive(Clone)]
+pub struct Trace(Arc<Mutex<TraceState>>);
+
+impl Trace {
+    /// A trace that keeps every event (for diffing and `--trace`).
+    pub fn keeping_events() -> Self {
+        Trace(Arc::new(Mutex::new(TraceState {
+            keep_events: true,
+            ..TraceState::default()
+        })))
+    }
+
+    /// A trace that only keeps the running hash (cheap, for big sweeps).
+    pub fn hash_only() -> Self {
+        Trace(Arc::new(Mutex::new(TraceState::default())))
+    }
+
+    /// Appends an event.
+    pub fn record(&self, at_us: u64, host: &str, kind: &str, detail: impl Into<String>) {
+        let detail = detail.into();
+        let mut state = self.0.lock().expect("trace lock poisoned");
+        let seq = state.count;
+        state.count += 1;
+        for part in [
+            &at_us.to_le_bytes()[..],
+            host.as_bytes(),
+            kind.as_bytes(),
+            detail.as_bytes(),
+        ] {
+            state.hasher.update((part.len() as u32).to_le_bytes());
+            state.hasher.update(part);
+        }
+        if state.keep_events {
+            let event = TraceEvent {
+                seq,
+                at_us,
+                host: host.to_owned(),
+                kind: kind.to_owned(),
+                detail,
+            };
+            state.events.push(event);
+        }
+    }
+
+    /// Hex SHA-256 of everything recorded so far.
+    pub fn hash_hex(&self) -> String {
+        let state = self.0.lock().expect("trace lock poisoned");
+        hex::encode(state.hasher.clone().finalize())
+    }
+
+    /// A copy of the kept events.
+    pub fn events(&self) -> Vec<TraceEvent> {
+        self.0.lock().expect("trace lock poisoned").events.clone()
+    }
+
+    /// Number of recorded events (kept or not).
+    pub fn count(&self) -> u64 {
+        self.0.lock().expect("trace lock poisoned").count
+    }
+
+    /// Writes the kept events as JSON Lines.
+    pub fn write_jsonl(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        for event in self.events() {
+            serde_json::to_writer(&mut *out, &event)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// The first index where two event lists differ, if any.
+pub fn first_divergence(a: &[TraceEvent], b: &[TraceEvent]) -> Option<usize> {
+    let shared = a.len().min(b.len());
+    (0..shared)
+        .find(|&i| a[i] != b[i])
+        .or((a.len() != b.len()).then_some(shared))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_every_field_and_order() {
+        let a = Trace::keeping_events();
+        a.record(1, "h", "k", "d");
+        a.record(2, "h", "k", "e");
+        let b = Trace::keeping_events();
+        b.record(1, "h", "k", "d");
+        b.record(2, "h", "k", "f");
+        assert_ne!(a.hash_hex(), b.hash_hex());
+        assert_eq!(first_divergence(&a.events(), &b.events()), Some(1));
+        let c = Trace::hash_only();
+        c.record(1, "h", "k", "d");
+        c.record(2, "h", "k", "e");
+        assert_eq!(a.hash_hex(), c.hash_hex());
+    }
+}

@@ -1,0 +1,100 @@
+//! The small HTTP toolkit every component shares: one body type, one way to
+//! serve a connection, one way to open a client connection.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use seam::Io;
+
+use crate::MeshError;
+
+/// Every body meshsim sends is buffered: bounded, cheap to retry, and the
+/// service-time model does not care about streaming.
+pub type Body = Full<Bytes>;
+
+/// How long a client has to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest header block a server accepts.
+pub const HEADER_BYTES_MAX: usize = 16 * 1024;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(Bytes::from(message.to_owned())));
+    *response.status_mut() = status;
+    response
+}
+
+/// A JSON response.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Body::from(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, MeshError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error:
+        std::fmt::Display + Send + Sync + 'static + Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(MeshError::BadRequest(e.to_string())),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection. The `Date` header is off: it reads the
+/// OS clock, which would make the simulation's bytes depend on when it ran.
+pub async fn serve_connection<I, S>(io: I, service: S) -> Result<(), MeshError>
+where
+    I: Io,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .auto_date_header(false)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEADER_BYTES_MAX.max(8192))
+        .serve_connection(TokioIo::new(io), service)
+        .await
+        .map_err(MeshError::from)
+}
+
+/// Opens an HTTP/1.1 client connection over `io`; the connection task runs
+/// in the background until the sender is dropped.
+pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// The bytes of a buffered body.
+pub fn body_bytes(body: &Body) -> Bytes {
+    body.clone().into_inner().unwrap_or_default()
+}
+
+/// A buffered response: status, headers and the whole body.
+pub async fn buffer_response(
+    response: Response<Incoming>,
+    limit: usize,
+) -> Result<Response<Body>, MeshError> {
+    let (parts, body) = response.into_parts();
+    let bytes = read_body(body, limit).await?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}

@@ -1,0 +1,31 @@
+//! The meshsim service mesh.
+//!
+//! This crate owns the sidecar [`proxy`], the certificate authority ([`ca`]),
+//! the [`control`] plane, workload [`identity`], mutual [`tls`] and the small
+//! [`http`] toolkit they share. Each component is a plain async function
+//! taking its config and a [`seam::HostEnv`]; only the composition root (the
+//! `scenarios` crate) decides whether that env is tokio on loopback or turmoil.
+//!
+//! Layout, following one request: the load generator's app calls the
+//! [`proxy::outbound`] listener on its own host, which resolves the service
+//! through [`control::Discovery`], picks an endpoint, and sends the request
+//! over a pooled ([`proxy::pool`]) mTLS connection to the peer's
+//! [`proxy::inbound`] listener. That checks the caller's certificate
+//! ([`tls`]), and forwards to the local app with the caller's identity.
+//!
+//! It must never import turmoil or read the OS clock or OS randomness: time
+//! comes from tokio and [`seam::Clock`], randomness from [`seam::Seed`].
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod ca;
+pub mod control;
+mod error;
+pub mod http;
+pub mod identity;
+pub mod ports;
+pub mod proxy;
+pub mod tls;
+
+pub use error::{ErrorSide, MeshError};
+pub use identity::SpiffeId;

@@ -1,0 +1,99 @@
+//! A keep-alive connection pool: idle HTTP/1.1 senders per endpoint.
+//!
+//! Handshakes dominate a sim that opens a connection per request (notes:
+//! ~95 % of CPU), so every hop reuses connections.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use http::{Request, Response};
+use hyper::client::conn::http1::SendRequest;
+
+use crate::MeshError;
+use crate::http::{Body, buffer_response};
+
+/// Idle connections kept per endpoint.
+const IDLE_PER_ENDPOINT_MAX: usize = 64;
+
+/// Largest response body a hop buffers.
+pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Idle senders, keyed by endpoint.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<BTreeMap<String, Vec<SendRequest<Body>>>>,
+}
+
+impl Pool {
+    fn checkout(&self, key: &str) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().expect("pool poisoned");
+        let senders = idle.get_mut(key)?;
+        while let Some(sender) = senders.pop() {
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: &str, sender: SendRequest<Body>) {
+        if !sender.is_ready() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool poisoned");
+        let senders = idle.entry(key.to_owned()).or_default();
+        if senders.len() < IDLE_PER_ENDPOINT_MAX {
+            senders.push(sender);
+        }
+    }
+
+    /// Drops every idle connection (after a certificate change, say).
+    pub fn clear(&self) {
+        self.idle.lock().expect("pool poisoned").clear();
+    }
+
+    /// Sends `request` on a pooled connection to `key`, or on a new one from
+    /// `connect`, and buffers the response.
+    ///
+    /// A pooled connection that the peer closed while idle fails before the
+    /// request is written (`is_canceled`); that case is retried once on a
+    /// fresh connection, which is safe for any method.
+    pub async fn send<F, Fut>(
+        &self,
+        key: &str,
+        request: Request<Body>,
+        connect: F,
+    ) -> Result<Response<Body>, MeshError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<SendRequest<Body>, MeshError>>,
+    {
+        let (mut sender, pooled) = match self.checkout(key) {
+            Some(sender) => (sender, true),
+            None => (connect().await?, false),
+        };
+        let retry_copy = pooled.then(|| clone_request(&request));
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(error) if error.is_canceled() && retry_copy.is_some() => {
+                sender = connect().await?;
+                sender.send_request(retry_copy.expect("checked")).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let response = buffer_response(response, RESPONSE_BYTES_MAX).await?;
+        self.checkin(key, sender);
+        Ok(response)
+    }
+}
+
+/// A copy of a buffered request (bodies are `Full`, so this is cheap).
+pub fn clone_request(request: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}

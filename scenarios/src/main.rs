@@ -1,0 +1,268 @@
+//! `meshsim`: run, check and explore mesh scenarios.
+//!
+//! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reports::{Summary, Verdict};
+use scenarios::engine::{self, RunOutput};
+use scenarios::spec::Scenario;
+use seam::Trace;
+use sim::determinism::{Comparison, compare};
+
+#[derive(Parser)]
+#[command(
+    name = "meshsim",
+    version,
+    about = "A service mesh you can run for real or in a deterministic simulation, and break on purpose."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario and check it.
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Run seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run on real loopback sockets instead of the simulator.
+        #[arg(long)]
+        real: bool,
+        /// Output directory (default: results/<scenario>-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the trace as JSON Lines to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+    /// Run a scenario twice with one seed and compare the traces.
+    CheckDeterminism {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Run seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Parse and validate a scenario without running it.
+    Validate {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+    },
+}
+
+/// Failures that are the user's input, not the run: exit 2.
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn load(path: &Path) -> anyhow::Result<Scenario> {
+    Scenario::load(path).map_err(|e| BadInput(e.to_string()).into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) if error.is::<BadInput>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            scenario,
+            seed,
+            real,
+            out,
+            trace,
+        } => run(&scenario, seed, real, out, trace),
+        Command::CheckDeterminism { scenario, seed } => check_determinism(&scenario, seed),
+        Command::Validate { scenario } => {
+            let parsed = load(&scenario)?;
+            println!(
+                "{}: ok ({} hosts)",
+                scenario.display(),
+                parsed.host_names().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    real: bool,
+    out: Option<PathBuf>,
+    trace_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let scenario = load(path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    let output = if real {
+        engine::run_real(&scenario, seed)?
+    } else {
+        let trace = if trace_file.is_some() {
+            Trace::keeping_events()
+        } else {
+            Trace::hash_only()
+        };
+        engine::run_sim(&scenario, seed, trace)?
+    };
+    let mut summary = output.summary.clone();
+    summary.reproduce = format!(
+        "meshsim run {} --seed {seed}{}",
+        path.display(),
+        if real { " --real" } else { "" }
+    );
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
+    reports::write_summary(&out, &summary).context("writing the summary")?;
+    if let Some(file) = trace_file {
+        write_trace(&file, &output)?;
+    }
+    print_summary(&summary, &out);
+    Ok(exit_code(&summary))
+}
+
+fn write_trace(file: &Path, output: &RunOutput) -> anyhow::Result<()> {
+    let mut writer = std::io::BufWriter::new(
+        std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?,
+    );
+    output
+        .trace
+        .write_jsonl(&mut writer)
+        .with_context(|| format!("writing {}", file.display()))
+}
+
+fn exit_code(summary: &Summary) -> ExitCode {
+    if summary.verdict == Verdict::Pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_summary(summary: &Summary, out: &Path) {
+    let verdict = if summary.verdict == Verdict::Pass {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    println!(
+        "{verdict}  {} seed={} mode={:?}",
+        summary.scenario, summary.seed, summary.mode
+    );
+    println!(
+        "  requests   {} total, {} ok, {} failed (generator: {} late, {} dropped)",
+        summary.requests.total,
+        summary.requests.ok,
+        summary.requests.failed,
+        summary.generator_late,
+        summary.generator_dropped
+    );
+    let l = &summary.latency_ms;
+    println!(
+        "  latency    p50 {:.2}ms  p90 {:.2}ms  p99 {:.2}ms  p99.9 {:.2}ms  max {:.2}ms",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    );
+    println!(
+        "  time       {:.1}s simulated in {:.2}s wall",
+        summary.sim_seconds, summary.wall_seconds
+    );
+    if let Some(hash) = &summary.trace_hash {
+        println!("  trace      {hash}");
+    }
+    for check in &summary.checks {
+        println!(
+            "  [{}] {:<28} {:?}  {}",
+            if check.passed { "ok" } else { "FAIL" },
+            check.name,
+            check.kind,
+            check.detail
+        );
+    }
+    println!("  output     {}", out.display());
+    println!("  reproduce  {}", summary.reproduce);
+}
+
+fn check_determinism(path: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode> {
+    let scenario = load(path)?;
+    let seed = seed.unwrap_or(scenario.seed);
+    // Cheap first: compare hashes only. Keep events only to explain a mismatch.
+    let first = engine::run_sim(&scenario, seed, Trace::hash_only())?;
+    let second = engine::run_sim(&scenario, seed, Trace::hash_only())?;
+    let (a, b) = (first.trace.hash_hex(), second.trace.hash_hex());
+    if a == b {
+        println!(
+            "deterministic: {} seed={seed} trace_hash={a} ({} events)",
+            scenario.name,
+            first.trace.count()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let first = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
+    let second = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
+    match compare(
+        &first.trace.hash_hex(),
+        &first.trace.events(),
+        &second.trace.hash_hex(),
+        &second.trace.events(),
+    ) {
+        Comparison::Identical { hash } => {
+            println!("NON-DETERMINISTIC: hashes {a} vs {b} differed, but a re-run agreed on {hash}")
+        }
+        Comparison::Diverged {
+            first,
+            second,
+            index,
+            left,
+            right,
+        } => {
+            println!(
+                "NON-DETERMINISTIC: {} seed={seed}: {first} vs {second}",
+                scenario.name
+            );
+            println!(
+                "  first divergence at event {}",
+                index.map_or("?".into(), |i| i.to_string())
+            );
+            println!(
+                "  run 1: {}",
+                left.map_or("<end of trace>".into(), |e| format!(
+                    "{:>12}us {} {} {}",
+                    e.at_us, e.host, e.kind, e.detail
+                ))
+            );
+            println!(
+                "  run 2: {}",
+                right.map_or("<end of trace>".into(), |e| format!(
+                    "{:>12}us {} {} {}",
+                    e.at_us, e.host, e.kind, e.detail
+                ))
+            );
+        }
+    }
+    Ok(ExitCode::from(1))
+}

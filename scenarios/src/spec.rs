@@ -1,0 +1,587 @@
+//! The scenario file format (TOML). Only this module knows it.
+//!
+//! Parsing is strict: unknown fields are errors, and every error, syntactic
+//! or semantic, names `file:line:column` and says what was expected.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use crate::slo::Threshold;
+
+/// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: f64 = number.parse().map_err(|_| {
+            format!("expected a duration like \"250ms\" or \"2s\", found \"{text}\"")
+        })?;
+        let seconds = match unit {
+            "us" => value / 1e6,
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => {
+                return Err(format!(
+                    "unknown duration unit \"{unit}\" in \"{text}\"; expected us, ms, s, m or h"
+                ));
+            }
+        };
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(format!("duration \"{text}\" is out of range"));
+        }
+        Ok(Dur(Duration::from_secs_f64(seconds)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A whole scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; used in output paths.
+    pub name: String,
+    /// What the scenario proves.
+    #[serde(default)]
+    pub description: String,
+    /// Seed used when `--seed` is not given.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulator settings.
+    #[serde(default)]
+    pub sim: SimSpec,
+    /// Mesh-wide settings.
+    #[serde(default)]
+    pub mesh: MeshSpec,
+    /// The services and their replicas.
+    pub services: Vec<ServiceSpec>,
+    /// The load.
+    pub workload: WorkloadSpec,
+    /// Timed faults.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// SLOs to check.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Simulator settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSpec {
+    /// turmoil tick: the time resolution.
+    pub tick: Dur,
+    /// Fastest one-way link latency.
+    pub link_latency_min: Dur,
+    /// Slowest one-way link latency; the spread is seeded jitter.
+    pub link_latency_max: Dur,
+}
+
+impl Default for SimSpec {
+    fn default() -> Self {
+        SimSpec {
+            tick: Dur(Duration::from_millis(1)),
+            link_latency_min: Dur(Duration::from_millis(1)),
+            link_latency_max: Dur(Duration::from_millis(3)),
+        }
+    }
+}
+
+/// Mesh-wide settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshSpec {
+    /// SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Namespace part of every identity.
+    pub namespace: String,
+    /// Leaf certificate lifetime (Linkerd and Istio: 24h).
+    pub leaf_ttl: Dur,
+    /// Renew at this fraction of the lifetime (Linkerd: 0.7).
+    pub renew_fraction: f64,
+    /// Outbound per-request deadline.
+    pub request_timeout: Dur,
+}
+
+impl Default for MeshSpec {
+    fn default() -> Self {
+        MeshSpec {
+            trust_domain: "rec.meshsim".into(),
+            namespace: "rec".into(),
+            leaf_ttl: Dur(Duration::from_secs(24 * 3600)),
+            renew_fraction: 0.7,
+            request_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Which application a service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// Client-facing API; calls registry.
+    Gateway,
+    /// REC ownership.
+    Registry,
+}
+
+/// Service-time distribution of an app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    /// Always the mean.
+    Constant,
+    /// Exponential with the given mean (M/M/c-style servers).
+    Exponential,
+}
+
+/// How long an app takes per request, and how many it serves at once.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTimeSpec {
+    /// The distribution.
+    pub distribution: Distribution,
+    /// Its mean.
+    pub mean: Dur,
+}
+
+/// One service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Name; hosts are `<name>-<replica>`.
+    pub name: Spanned<String>,
+    /// The application.
+    pub app: AppKind,
+    /// Number of replicas.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Service time per request.
+    pub service_time: ServiceTimeSpec,
+    /// Requests served at once; more wait in line.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_concurrency() -> u32 {
+    16
+}
+
+/// The load.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Service the load generator calls (through its sidecar).
+    pub target: Spanned<String>,
+    /// Time before the first request, for the mesh to come up.
+    #[serde(default = "default_warmup")]
+    pub warmup: Dur,
+    /// Connections from the generator to its sidecar.
+    #[serde(default = "default_connections")]
+    pub connections: u32,
+    /// In-flight bound; arrivals beyond it are dropped and counted.
+    #[serde(default = "default_in_flight")]
+    pub in_flight_max: u32,
+    /// Time-series interval.
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Phases, back to back.
+    pub phases: Vec<PhaseSpec>,
+    /// Operation mix.
+    pub mix: Vec<OpSpec>,
+}
+
+fn default_warmup() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_connections() -> u32 {
+    64
+}
+fn default_in_flight() -> u32 {
+    10_000
+}
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// One phase.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    /// Name (SLO scopes, reports).
+    pub name: String,
+    /// Length.
+    pub duration: Dur,
+    /// Arrival process.
+    pub arrival: Spanned<loadgen::Arrival>,
+}
+
+/// REC operations the generator can send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Price and availability lookup (read).
+    Quote,
+    /// Buy one REC (write).
+    Order,
+}
+
+/// One entry of the mix.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpSpec {
+    /// The operation.
+    pub operation: Operation,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// A fault at a time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// When, from the start of the workload.
+    pub at: Dur,
+    /// What.
+    #[serde(flatten)]
+    pub action: FaultActionSpec,
+}
+
+/// Fault actions as written in files (hosts by name).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultActionSpec {
+    /// Cut links between two groups.
+    Partition {
+        a: Vec<Spanned<String>>,
+        b: Vec<Spanned<String>>,
+    },
+    /// Heal them.
+    Repair {
+        a: Vec<Spanned<String>>,
+        b: Vec<Spanned<String>>,
+    },
+    /// Stop hosts.
+    Crash { hosts: Vec<Spanned<String>> },
+    /// Start them again.
+    Restart { hosts: Vec<Spanned<String>> },
+}
+
+/// An SLO check.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Name, unique in the scenario.
+    pub name: String,
+    /// The threshold, e.g. `p(99) < 250ms`.
+    pub slo: Spanned<String>,
+    /// Restrict to one operation.
+    #[serde(default)]
+    pub operation: Option<Operation>,
+}
+
+/// A scenario error located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    /// The file is not a valid scenario.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SpecError {
+        let (line, column) = line_column(self.text, span.map_or(0, |s| s.start));
+        SpecError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, SpecError> {
+        let bytes = std::fs::read(path).map_err(|e| SpecError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let (line, column) = line_column(&String::from_utf8_lossy(&e.into_bytes()[..at]), at);
+            SpecError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+            }
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `path` is only for messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, SpecError> {
+        let locate = Locator { path, text };
+        let scenario: Scenario = toml::from_str(text)
+            .map_err(|e| locate.error(e.span(), e.message().trim().to_owned()))?;
+        scenario.validate(&locate)?;
+        Ok(scenario)
+    }
+
+    fn validate(&self, locate: &Locator<'_>) -> Result<(), SpecError> {
+        let services: Vec<&str> = self
+            .services
+            .iter()
+            .map(|s| s.name.get_ref().as_str())
+            .collect();
+        if services.is_empty() {
+            return Err(locate.error(None, "a scenario needs at least one [[services]] entry"));
+        }
+        for service in &self.services {
+            let name = service.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(locate.error(
+                    Some(service.name.span()),
+                    format!("service name \"{name}\" must be lowercase letters, digits and '-'"),
+                ));
+            }
+            if services.iter().filter(|s| **s == name).count() > 1 {
+                return Err(locate.error(
+                    Some(service.name.span()),
+                    format!("service \"{name}\" is defined twice"),
+                ));
+            }
+            if service.replicas == 0 || service.concurrency == 0 {
+                return Err(locate.error(
+                    Some(service.name.span()),
+                    format!("service \"{name}\" needs replicas >= 1 and concurrency >= 1"),
+                ));
+            }
+        }
+        let target = &self.workload.target;
+        if !services.contains(&target.get_ref().as_str()) {
+            return Err(locate.error(
+                Some(target.span()),
+                format!(
+                    "workload target \"{}\" is not a service; expected one of {services:?}",
+                    target.get_ref()
+                ),
+            ));
+        }
+        if self.workload.phases.is_empty() {
+            return Err(locate.error(
+                Some(target.span()),
+                "the workload needs at least one [[workload.phases]] entry",
+            ));
+        }
+        for phase in &self.workload.phases {
+            let rate = phase.arrival.get_ref().rate();
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(locate.error(Some(phase.arrival.span()), format!("phase \"{}\" has rate {rate}; expected a positive number of requests per second", phase.name)));
+            }
+        }
+        if self.workload.mix.iter().all(|op| op.weight == 0) {
+            return Err(locate.error(
+                Some(target.span()),
+                "the operation mix needs a positive weight",
+            ));
+        }
+        let hosts = self.host_names();
+        for fault in &self.faults {
+            for host in fault.action.hosts() {
+                if !hosts.contains(host.get_ref()) {
+                    return Err(locate.error(
+                        Some(host.span()),
+                        format!(
+                            "fault names unknown host \"{}\"; hosts are {hosts:?}",
+                            host.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for check in &self.checks {
+            if let Err(e) = check.slo.get_ref().parse::<Threshold>() {
+                return Err(locate.error(
+                    Some(check.slo.span()),
+                    format!("check \"{}\": {e}", check.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every host the scenario creates, in a stable order.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut hosts = vec!["ca".to_owned(), "control".to_owned()];
+        for service in &self.services {
+            hosts.extend((0..service.replicas).map(|i| format!("{}-{i}", service.name.get_ref())));
+        }
+        hosts.push("loadgen".to_owned());
+        hosts
+    }
+}
+
+impl FaultActionSpec {
+    fn hosts(&self) -> Vec<&Spanned<String>> {
+        match self {
+            FaultActionSpec::Partition { a, b } | FaultActionSpec::Repair { a, b } => {
+                a.iter().chain(b).collect()
+            }
+            FaultActionSpec::Crash { hosts } | FaultActionSpec::Restart { hosts } => {
+                hosts.iter().collect()
+            }
+        }
+    }
+
+    /// The simulator's form.
+    pub fn to_action(&self) -> sim::FaultAction {
+        let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
+        match self {
+            FaultActionSpec::Partition { a, b } => sim::FaultAction::Partition {
+                a: names(a),
+                b: names(b),
+            },
+            FaultActionSpec::Repair { a, b } => sim::FaultAction::Repair {
+                a: names(a),
+                b: names(b),
+            },
+            FaultActionSpec::Crash { hosts } => sim::FaultAction::Crash {
+                hosts: names(hosts),
+            },
+            FaultActionSpec::Restart { hosts } => sim::FaultAction::Restart {
+                hosts: names(hosts),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[[services]]
+name = "gateway"
+app = "gateway"
+service_time = { distribution = "constant", mean = "1ms" }
+[workload]
+target = "gateway"
+[[workload.phases]]
+name = "steady"
+duration = "1s"
+arrival = { kind = "constant", rate = 10 }
+[[workload.mix]]
+operation = "quote"
+weight = 1
+"#;
+
+    fn error_of(text: &str) -> String {
+        Scenario::parse(Path::new("x.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_scenario_parses() {
+        let scenario = Scenario::parse(Path::new("x.toml"), MINIMAL).unwrap();
+        assert_eq!(
+            scenario.host_names(),
+            ["ca", "control", "gateway-0", "loadgen"]
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_column() {
+        let text = MINIMAL.replace("weight = 1", "weight = 1\nwieght = 2");
+        let message = error_of(&text);
+        assert!(message.starts_with("x.toml:18:1:"), "{message}");
+        assert!(message.contains("wieght"), "{message}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_value() {
+        let message = error_of(&MINIMAL.replace("target = \"gateway\"", "target = \"nope\""));
+        assert!(message.starts_with("x.toml:7:10:"), "{message}");
+        let message = error_of(&MINIMAL.replace("rate = 10", "rate = -5"));
+        assert!(message.contains("positive"), "{message}");
+        let message = error_of(&format!(
+            "{MINIMAL}\n[[checks]]\nname = \"c\"\nslo = \"p(101) < 1ms\"\n"
+        ));
+        assert!(message.contains("percentile 101"), "{message}");
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!("24h".parse::<Dur>().unwrap().0, Duration::from_secs(86_400));
+        assert!("5 parsecs".parse::<Dur>().is_err());
+        assert!("fast".parse::<Dur>().is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! Which hosts a scenario creates and what software each runs. Both the
+//! simulated and the real composition roots walk this one description.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mesh::ca::{Authority, CaConfig, CaMaterial};
+use mesh::control::ControlConfig;
+use mesh::proxy::certify::CertifyConfig;
+use mesh::proxy::{ProxyConfig, Upstream};
+use mesh::{MeshError, SpiffeId, ports};
+use rustls_pki_types::CertificateDer;
+use seam::{HostEnv, Seed, Shutdown};
+
+use crate::spec::{Scenario, ServiceSpec};
+
+/// A host's software, as a `Send` future (real mode spawns it on tokio).
+pub type HostFuture = Pin<Box<dyn Future<Output = Result<(), MeshError>> + Send>>;
+
+/// The role of a host.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// The certificate authority.
+    Ca,
+    /// The control plane.
+    Control,
+    /// One replica of a service: sidecar plus app.
+    Workload(Box<ServiceSpec>),
+}
+
+/// What an installer provisions before anything runs: the trust anchors,
+/// the CA's key material (derived from the seed), and bootstrap tokens.
+pub struct Install {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The run seed.
+    pub seed: Seed,
+    /// When the CA material was made (sim epoch, or now in real mode).
+    pub ca_created: SystemTime,
+    /// Trust bundle every workload starts with.
+    pub trust_roots: Vec<CertificateDer<'static>>,
+}
+
+const SYSTEM_NAMESPACE: &str = "system";
+
+impl Install {
+    /// Provisions a run.
+    pub fn new(
+        scenario: Scenario,
+        seed: Seed,
+        ca_created: SystemTime,
+    ) -> Result<Arc<Install>, MeshError> {
+        let material =
+            CaMaterial::generate(&scenario.mesh.trust_domain, seed.child("ca"), ca_created)?;
+        let trust_roots = material.trust_bundle();
+        Ok(Arc::new(Install {
+            scenario,
+            seed,
+            ca_created,
+            trust_roots,
+        }))
+    }
+
+    /// Hosts and their roles, in a stable order (the load generator is
+    /// separate: it is the client that ends the run).
+    pub fn hosts(&self) -> Vec<(String, Role)> {
+        let mut hosts = vec![
+            ("ca".to_owned(), Role::Ca),
+            ("control".to_owned(), Role::Control),
+        ];
+        for service in &self.scenario.services {
+            for replica in 0..service.replicas {
+                hosts.push((
+                    format!("{}-{replica}", service.name.get_ref()),
+                    Role::Workload(Box::new(service.clone())),
+                ));
+            }
+        }
+        hosts
+    }
+
+    /// The identity of a service account.
+    pub fn identity(&self, namespace: Option<&str>, service: &str) -> SpiffeId {
+        let mesh = &self.scenario.mesh;
+        SpiffeId::new(
+            &mesh.trust_domain,
+            namespace.unwrap_or(&mesh.namespace),
+            service,
+        )
+        .expect("service names are validated DNS labels")
+    }
+
+    /// The bootstrap token that entitles `identity` (derived from the seed,
+    /// like a service-account token the platform would mount).
+    pub fn token(&self, identity: &SpiffeId) -> String {
+        let bytes = self
+            .seed
+            .child("bootstrap-token")
+            .child(&identity.to_string())
+            .bytes32();
+        bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn every_identity(&self) -> Vec<SpiffeId> {
+        let mut ids = vec![
+            self.identity(Some(SYSTEM_NAMESPACE), "control"),
+            self.identity(None, "loadgen"),
+        ];
+        ids.extend(
+            self.scenario
+                .services
+                .iter()
+                .map(|s| self.identity(None, s.name.get_ref())),
+        );
+        ids
+    }
+
+    fn ca_upstream(&self) -> Upstream {
+        Upstream {
+            host: "ca".into(),
+            port: ports::CA,
+            identity: self.identity(Some(SYSTEM_NAMESPACE), "ca"),
+        }
+    }
+
+    fn control_upstream(&self) -> Upstream {
+        Upstream {
+            host: "control".into(),
+            port: ports::CONTROL,
+            identity: self.identity(Some(SYSTEM_NAMESPACE), "control"),
+        }
+    }
+
+    fn certify(&self, identity: SpiffeId) -> CertifyConfig {
+        CertifyConfig {
+            token: self.token(&identity),
+            identity,
+            ca: self.ca_upstream(),
+            renew_fraction: self.scenario.mesh.renew_fraction,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+
+    /// The sidecar config of a workload of `service` (`inbound` false for
+    /// the load generator, which only calls out).
+    pub fn proxy_config(&self, service: &str, inbound: bool) -> ProxyConfig {
+        ProxyConfig {
+            service: service.to_owned(),
+            certify: self.certify(self.identity(None, service)),
+            control: self.control_upstream(),
+            trust_roots: self.trust_roots.clone(),
+            inbound,
+            request_timeout: self.scenario.mesh.request_timeout.0,
+        }
+    }
+
+    /// The software of one host. Called again after a crash and restart.
+    pub fn software(self: &Arc<Self>, role: &Role, env: HostEnv) -> HostFuture {
+        let install = self.clone();
+        match role.clone() {
+            Role::Ca => Box::pin(async move {
+                let material = CaMaterial::generate(
+                    &install.scenario.mesh.trust_domain,
+                    install.seed.child("ca"),
+                    install.ca_created,
+                )?;
+                let tokens: BTreeMap<String, SpiffeId> = install
+                    .every_identity()
+                    .into_iter()
+                    .map(|id| (install.token(&id), id))
+                    .collect();
+                let authority = Authority::new(material, install.scenario.mesh.leaf_ttl.0, tokens);
+                mesh::ca::run(
+                    CaConfig {
+                        identity: install.ca_upstream().identity,
+                        authority,
+                    },
+                    env,
+                    Shutdown::never(),
+                )
+                .await
+            }),
+            Role::Control => Box::pin(async move {
+                let config = ControlConfig {
+                    certify: install.certify(install.control_upstream().identity),
+                    trust_roots: install.trust_roots.clone(),
+                };
+                mesh::control::run(config, env, Shutdown::never()).await
+            }),
+            Role::Workload(service) => Box::pin(async move {
+                let _proxy = mesh::proxy::start(
+                    install.proxy_config(service.name.get_ref(), true),
+                    env.clone(),
+                );
+                crate::rec::run_app(env, &service).await
+            }),
+        }
+    }
+}
