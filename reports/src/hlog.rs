@@ -1,0 +1,184 @@
+//! `latency.hlog`: an HdrHistogram interval log, readable by the standard
+//! tools (Java `HistogramLogProcessor`, HdrHistogram's online log analyzer,
+//! the Rust `IntervalLogIterator`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, LogIteratorError,
+};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+
+use crate::{IntervalHistogram, ReportError, b64};
+
+/// Values are microseconds; the per-line max column is divided by this so a
+/// human skimming the log reads milliseconds.
+const MAX_VALUE_DIVISOR_US_PER_MS: f64 = 1000.0;
+
+/// Writes `intervals` as an interval log whose StartTime and BaseTime are
+/// `start_unix_s`, so each line's timestamp is seconds since run start.
+pub(crate) fn write(
+    path: &Path,
+    start_unix_s: f64,
+    intervals: &[IntervalHistogram],
+) -> Result<PathBuf, ReportError> {
+    let start = unix_time(start_unix_s);
+    let mut buf = Vec::new();
+    // Deflate-compressed V2: the Java reader only accepts compressed
+    // histograms, and the Rust reader accepts both.
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = IntervalLogWriterBuilder::new()
+        .add_comment("[Histogram log format version 1.3]")
+        .add_comment("meshsim latency log: values in microseconds, max column in milliseconds")
+        .with_start_time(start)
+        .with_base_time(start)
+        .with_max_value_divisor(MAX_VALUE_DIVISOR_US_PER_MS)
+        .begin_log_with(&mut buf, &mut serializer)
+        .map_err(|e| ReportError::io(path, e))?;
+    for interval in intervals {
+        let begin = seconds(interval.start_s);
+        let length = seconds(interval.end_s - interval.start_s);
+        log.write_histogram(&interval.histogram, begin, length, None)
+            .map_err(|e| ReportError::render(path, e))?;
+    }
+    crate::write_file(path, buf)?;
+    Ok(path.to_owned())
+}
+
+/// Reads a log written by [`write`]: returns the BaseTime (seconds since the
+/// epoch, 0.0 when absent) and the untagged interval histograms.
+pub(crate) fn read(path: &Path) -> Result<(f64, Vec<IntervalHistogram>), ReportError> {
+    let bytes = std::fs::read(path).map_err(|e| ReportError::io(path, e))?;
+    let mut base_unix_s = 0.0;
+    let mut intervals = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let entry = entry.map_err(|LogIteratorError::ParseError { offset }| {
+            ReportError::parse(path, format!("not an interval log line at byte {offset}"))
+        })?;
+        match entry {
+            LogEntry::BaseTime(t) => base_unix_s = t.as_secs_f64(),
+            LogEntry::StartTime(_) => {}
+            // Tagged histograms belong to someone else's series.
+            LogEntry::Interval(i) if i.tag().is_some() => {}
+            LogEntry::Interval(i) => {
+                let histogram = decode_histogram(i.encoded_histogram())
+                    .map_err(|e| ReportError::parse(path, e))?;
+                let start_s = i.start_timestamp().as_secs_f64();
+                let end_s = start_s + i.duration().as_secs_f64();
+                intervals.push(IntervalHistogram {
+                    start_s,
+                    end_s,
+                    histogram,
+                });
+            }
+        }
+    }
+    Ok((base_unix_s, intervals))
+}
+
+/// Serializes a histogram the way interval logs do (V2, deflate, base64), so
+/// `events.json` can carry whole-run histograms losslessly and compactly.
+pub(crate) fn encode_histogram(histogram: &Histogram<u64>) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(histogram, &mut bytes)
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(b64::encode(&bytes))
+}
+
+/// Inverse of [`encode_histogram`]; also reads uncompressed V2.
+pub(crate) fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = b64::decode(text.trim())?;
+    let mut histogram: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram: {e:?}"))?;
+    // Like `latency_histogram()`, so a caller can keep recording into it.
+    histogram.auto(true);
+    Ok(histogram)
+}
+
+/// A non-negative, finite duration; anything else (a NaN or negative time
+/// from a broken producer) becomes zero rather than a panic.
+fn seconds(value_s: f64) -> Duration {
+    Duration::try_from_secs_f64(value_s).unwrap_or(Duration::ZERO)
+}
+
+fn unix_time(value_s: f64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(seconds(value_s))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata;
+
+    #[test]
+    fn standard_reader_gets_same_counts() {
+        let dir = testdata::temp_dir("hlog-counts");
+        let path = dir.join("l.hlog");
+        let data = testdata::run();
+        write(&path, 1_700_000_000.5, &data.latency_intervals).unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        let mut counts = Vec::new();
+        let mut base = None;
+        for entry in IntervalLogIterator::new(&bytes) {
+            match entry.unwrap() {
+                LogEntry::BaseTime(t) => base = Some(t.as_secs_f64()),
+                LogEntry::Interval(i) => {
+                    counts.push(decode_histogram(i.encoded_histogram()).unwrap().len())
+                }
+                LogEntry::StartTime(_) => {}
+            }
+        }
+        let expected: Vec<u64> = data
+            .latency_intervals
+            .iter()
+            .map(|i| i.histogram.len())
+            .collect();
+        assert_eq!(counts, expected);
+        assert_eq!(base, Some(1_700_000_000.5));
+    }
+
+    #[test]
+    fn round_trips_histograms_and_times() {
+        let dir = testdata::temp_dir("hlog-roundtrip");
+        let path = dir.join("l.hlog");
+        let data = testdata::run();
+        write(&path, 0.0, &data.latency_intervals).unwrap();
+        let (base, intervals) = read(&path).unwrap();
+        assert_eq!(base, 0.0);
+        assert_eq!(intervals, data.latency_intervals);
+    }
+
+    #[test]
+    fn header_names_start_and_base_time() {
+        let dir = testdata::temp_dir("hlog-header");
+        let path = dir.join("l.hlog");
+        write(&path, 0.0, &[]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("#[StartTime: 0.000"), "{text}");
+        assert!(text.contains("#[BaseTime: 0.000"), "{text}");
+        assert_eq!(read(&path).unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error_naming_the_file() {
+        let dir = testdata::temp_dir("hlog-bad");
+        let path = dir.join("l.hlog");
+        std::fs::write(&path, "0.000,1.000,2.0,!!notbase64\n").unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(matches!(err, ReportError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("l.hlog"));
+    }
+
+    #[test]
+    fn histogram_text_round_trips() {
+        let h = testdata::run().overall;
+        assert_eq!(decode_histogram(&encode_histogram(&h).unwrap()).unwrap(), h);
+    }
+}
