@@ -169,6 +169,7 @@ mod tests {
             Some("100.0,rate_rps,99.0,12.0,0.0,true,\"p99 < 250ms, errors < 1%\"")
         );
         let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
+        testdata::assert_well_formed(&svg);
         assert!(svg.contains("SLO p99 250 ms"), "threshold line is labelled");
         assert!(svg.contains("fail"), "fail legend");
     }
@@ -181,7 +182,9 @@ mod tests {
         odd[0].x = f64::NAN;
         odd[1].p99_ms = f64::INFINITY;
         odd.truncate(2);
-        write_capacity(&dir, &odd, "garbage").unwrap();
+        write_capacity(&dir, &odd, "garbage \u{1} <b>").unwrap();
+        let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
+        testdata::assert_well_formed(&svg);
         let single = vec![points().remove(0)];
         write_capacity(&dir, &single, "p99<1s").unwrap();
     }

@@ -238,6 +238,9 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Control characters are HTML parse errors, and fatal inside
+            // the inline SVG if the page is ever read as XHTML.
+            c if c.is_control() && !"\t\n\r".contains(c) => out.push('\u{FFFD}'),
             other => out.push(other),
         }
     }
@@ -284,6 +287,7 @@ mod tests {
         assert!(!html.contains("<b>boom</b>"), "raw markup leaked");
         assert!(html.contains("&lt;b&gt;boom&lt;/b&gt;"));
         assert!(!html.contains("<script"));
+        assert!(!html.contains('\u{1}'));
     }
 
     #[test]

@@ -219,6 +219,10 @@ mod tests {
         let expected: Vec<PathBuf> = expected.iter().map(|n| dir.join(n)).collect();
         assert_eq!(written, expected);
         assert!(written.iter().all(|p| p.is_file()));
+        // Set REPORTS_DUMP_DIR to keep a full report to look at.
+        if let Some(keep) = std::env::var_os("REPORTS_DUMP_DIR") {
+            write_all(&PathBuf::from(keep).join("run"), &testdata::run()).unwrap();
+        }
     }
 
     #[test]

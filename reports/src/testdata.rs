@@ -1,6 +1,6 @@
 //! Run data for tests: a realistic run, an empty one and a hostile one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{
     Check, CheckKind, IntervalHistogram, IntervalRow, LatencyMs, Mode, ROUTE_ALL, RequestCounts,
@@ -9,12 +9,35 @@ use crate::{
 
 /// A fresh, empty directory unique to this test process and test name, so
 /// parallel tests and concurrent `cargo test` runs never share files.
-pub(crate) fn temp_dir(name: &str) -> PathBuf {
+/// Removed when dropped.
+pub(crate) fn temp_dir(name: &str) -> TempDir {
     let process = format!("meshsim-reports-{}", std::process::id());
     let dir = std::env::temp_dir().join(process).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
+}
+
+/// A test directory that deletes itself.
+pub(crate) struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        // The per-process parent goes once its last test is done; this
+        // fails harmlessly while other tests still use it.
+        if let Some(parent) = self.0.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 fn summary(checks: Vec<Check>, requests: RequestCounts) -> Summary {
@@ -157,6 +180,50 @@ pub(crate) fn hostile_run() -> RunData {
     data
 }
 
+/// Degenerate magnitudes: a 1e-300 s run, huge counts, a single interval.
+pub(crate) fn extreme_runs() -> Vec<RunData> {
+    let mut tiny = run();
+    tiny.summary.sim_seconds = 1e-300;
+    for row in &mut tiny.intervals {
+        row.start_s *= 1e-300;
+        row.end_s *= 1e-300;
+        row.count = u64::MAX;
+        row.errors = u64::MAX;
+        row.p999_ms = f64::MAX;
+    }
+    for window in &mut tiny.windows {
+        window.start_s = 0.0;
+        window.end_s = 1e-300;
+    }
+    for event in &mut tiny.events {
+        event.at_s = 5e-301;
+    }
+    let mut single = run();
+    single.intervals.truncate(3);
+    single.per_route.clear();
+    single
+        .per_route
+        .insert("only".to_owned(), single.overall.clone());
+    let mut many_routes = run();
+    for i in 0..40 {
+        let name = format!("GET /route/{i}/with/a/rather/long/path");
+        many_routes
+            .per_route
+            .insert(name, many_routes.overall.clone());
+        many_routes.events.push(event(
+            f64::from(i) / 4.0,
+            &format!("host-{i}"),
+            &format!("kind-{}", i % 11),
+        ));
+    }
+    let mut huge = latency_histogram();
+    huge.record(u64::MAX / 4).unwrap();
+    let mut huge_values = run();
+    huge_values.overall = huge.clone();
+    huge_values.per_route.insert("huge".to_owned(), huge);
+    vec![tiny, single, many_routes, huge_values]
+}
+
 fn check(name: &str, kind: CheckKind, passed: bool, detail: &str) -> Check {
     Check {
         name: name.to_owned(),
@@ -209,10 +276,13 @@ fn event(at_s: f64, host: &str, kind: &str) -> TimelineEvent {
 /// A small well-formedness check: every tag closes in order, attribute
 /// values are quoted, and `&` only starts a known entity or character
 /// reference. Enough to catch unescaped data; not a full XML parser.
-fn assert_well_formed(xml: &str) {
-    let body = xml
-        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
-        .expect("declaration");
+pub(crate) fn assert_well_formed(xml: &str) {
+    let bad_char = xml
+        .chars()
+        .find(|&c| !(crate::junit::is_xml_char(c) || "\t\n\r".contains(c)));
+    assert_eq!(bad_char, None, "character XML 1.0 cannot carry");
+    let declaration = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    let body = xml.strip_prefix(declaration).unwrap_or(xml);
     let mut stack: Vec<String> = Vec::new();
     let mut rest = body;
     while let Some(lt) = rest.find('<') {
@@ -260,4 +330,3 @@ fn check_text(text: &str) {
         assert!(known, "unknown entity {entity}");
     }
 }
-

@@ -12,8 +12,8 @@ pub enum Comparison {
         first: String,
         second: String,
         index: Option<usize>,
-        left: Option<TraceEvent>,
-        right: Option<TraceEvent>,
+        left: Option<Box<TraceEvent>>,
+        right: Option<Box<TraceEvent>>,
     },
 }
 
@@ -34,7 +34,7 @@ pub fn compare(
         first: first_hash.to_owned(),
         second: second_hash.to_owned(),
         index,
-        left: index.and_then(|i| first.get(i).cloned()),
-        right: index.and_then(|i| second.get(i).cloned()),
+        left: index.and_then(|i| first.get(i).cloned().map(Box::new)),
+        right: index.and_then(|i| second.get(i).cloned().map(Box::new)),
     }
 }

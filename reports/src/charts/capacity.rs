@@ -4,7 +4,7 @@
 use plotters::prelude::*;
 
 use super::{
-    Area, DrawResult, FONT, P50_COLOR, P99_COLOR, PHASE_COLOR, axis_range, draw_legend_at,
+    Area, DrawResult, FONT, P50_COLOR, P99_COLOR, PHASE_COLOR, axis_range, clean, draw_legend_at,
     draw_note, finite, headroom, legend_line, render_svg,
 };
 use crate::capacity::{CapacityAxis, CapacityPoint, slo_p99_ms};
@@ -26,7 +26,7 @@ fn draw(area: &Area<'_>, points: &[CapacityPoint], slo: &str) -> DrawResult {
     let caption = if slo.is_empty() {
         "Capacity".to_owned()
     } else {
-        format!("Capacity — SLO: {slo}")
+        format!("Capacity — SLO: {}", clean(slo))
     };
     let titled = area.titled(&caption, (FONT, 20))?;
     if sorted.is_empty() {

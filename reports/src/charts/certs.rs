@@ -6,7 +6,7 @@ use plotters::prelude::*;
 
 use super::{
     Area, DrawResult, FONT, PALETTE, category_label, draw_legend, draw_note, draw_windows, finite,
-    ticked, time_range_s,
+    shorten, ticked, time_range_s,
 };
 use crate::RunData;
 
@@ -60,7 +60,7 @@ pub(super) fn draw(area: &Area<'_>, data: &RunData) -> DrawResult {
         });
         chart
             .draw_series(marks)?
-            .label(kind)
+            .label(shorten(kind, 40))
             .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
     }
     draw_legend(&mut chart)

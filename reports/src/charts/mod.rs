@@ -160,7 +160,7 @@ where
     for window in windows {
         let start = finite(window.start_s).max(x.start);
         let end = finite(window.end_s).min(x.end);
-        let label = window.label.clone();
+        let label = clean(&window.label);
         match window.kind {
             WindowKind::Fault if end > start => {
                 let shade = FAULT_COLOR.mix(0.12).filled();
@@ -265,11 +265,25 @@ impl Ranged for Ticked {
     }
 }
 
+/// Text as plotters may draw it: plotters escapes markup but passes control
+/// characters through, and XML 1.0 cannot carry those, so they become U+FFFD
+/// (line breaks become spaces: SVG text is one line).
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if crate::junit::is_xml_char(c) => c,
+            _ => '\u{FFFD}',
+        })
+        .collect()
+}
+
 /// Keeps axis labels short: long route or host names would push the plot off
 /// the canvas.
 fn shorten(name: &str, max_chars: usize) -> String {
+    let name = clean(name);
     if name.chars().count() <= max_chars {
-        name.to_owned()
+        name
     } else {
         let mut short: String = name.chars().take(max_chars.saturating_sub(1)).collect();
         short.push('…');
@@ -295,15 +309,23 @@ mod tests {
     use crate::testdata;
 
     #[test]
-    fn every_chart_renders_for_full_and_empty_data() {
-        for data in [
+    fn every_chart_renders_for_full_empty_and_degenerate_data() {
+        let mut runs = vec![
             testdata::run(),
             testdata::empty_run(),
             testdata::hostile_run(),
-        ] {
-            let charts = run_charts(Path::new("/nonexistent"), &data).unwrap();
+        ];
+        runs.extend(testdata::extreme_runs());
+        // Set REPORTS_DUMP_DIR to look at every variant's charts by eye.
+        let dump = std::env::var_os("REPORTS_DUMP_DIR").map(std::path::PathBuf::from);
+        for (run, data) in runs.iter().enumerate() {
+            let charts = run_charts(Path::new("/nonexistent"), data).unwrap();
             assert_eq!(charts.len(), 5);
             for chart in charts {
+                if let Some(dir) = &dump {
+                    std::fs::write(dir.join(format!("{run}-{}", chart.file)), &chart.svg).unwrap();
+                }
+                testdata::assert_well_formed(&chart.svg);
                 assert!(chart.svg.starts_with("<svg"), "{}", chart.file);
                 assert!(chart.svg.trim_end().ends_with("</svg>"), "{}", chart.file);
             }

@@ -10,6 +10,8 @@ use super::{
 use crate::RunData;
 
 const US_PER_MS: f64 = 1000.0;
+/// Above this many routes the numbers over the bars overprint each other.
+const MAX_VALUE_LABELS: usize = 12;
 /// Half the width of one bar, in route slots (a slot is 1.0 wide).
 const BAR_HALF_WIDTH: f64 = 0.18;
 
@@ -74,6 +76,9 @@ pub(super) fn draw(area: &Area<'_>, data: &RunData) -> DrawResult {
             .draw_series(rects)?
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+        if routes.len() > MAX_VALUE_LABELS {
+            continue;
+        }
         let values = routes.iter().enumerate().map(|(i, r)| {
             let at = (i as f64 + offset - BAR_HALF_WIDTH, value(r));
             // Anchored at the bottom so the number sits on top of its bar.

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::{
     Area, DrawResult, FONT, PALETTE, draw_legend_at, draw_note, finite, headroom, legend_line,
-    ticked,
+    shorten, ticked,
 };
 use crate::RunData;
 
@@ -20,7 +20,12 @@ const US_PER_MS: f64 = 1000.0;
 
 pub(super) fn draw(area: &Area<'_>, data: &RunData) -> DrawResult {
     let mut series: Vec<(String, &Histogram<u64>)> = vec![("all".to_owned(), &data.overall)];
-    series.extend(data.per_route.iter().map(|(route, h)| (route.clone(), h)));
+    // Past one colour per route the lines and legend become noise; the
+    // routes chart and the HTML table still show every route.
+    if data.per_route.len() <= PALETTE.len() {
+        let routes = data.per_route.iter();
+        series.extend(routes.map(|(route, h)| (shorten(route, 40), h)));
+    }
     series.retain(|(_, h)| !h.is_empty());
     let samples = series.iter().map(|(_, h)| h.len()).max().unwrap_or(0);
     let decades = decades_for(samples);

@@ -14,6 +14,16 @@ use toml::Spanned;
 
 use crate::slo::Threshold;
 
+mod checks;
+mod faults;
+mod mesh;
+mod workload;
+
+pub use checks::CheckSpec;
+pub use faults::{FaultActionSpec, FaultSpec};
+pub use mesh::MeshSpec;
+pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
+
 /// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dur(pub Duration);
@@ -118,34 +128,6 @@ impl Default for SimSpec {
     }
 }
 
-/// Mesh-wide settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MeshSpec {
-    /// SPIFFE trust domain.
-    pub trust_domain: String,
-    /// Namespace part of every identity.
-    pub namespace: String,
-    /// Leaf certificate lifetime (Linkerd and Istio: 24h).
-    pub leaf_ttl: Dur,
-    /// Renew at this fraction of the lifetime (Linkerd: 0.7).
-    pub renew_fraction: f64,
-    /// Outbound per-request deadline.
-    pub request_timeout: Dur,
-}
-
-impl Default for MeshSpec {
-    fn default() -> Self {
-        MeshSpec {
-            trust_domain: "rec.meshsim".into(),
-            namespace: "rec".into(),
-            leaf_ttl: Dur(Duration::from_secs(24 * 3600)),
-            renew_fraction: 0.7,
-            request_timeout: Dur(Duration::from_secs(10)),
-        }
-    }
-}
-
 /// Which application a service runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -200,119 +182,6 @@ fn one() -> u32 {
 
 fn default_concurrency() -> u32 {
     16
-}
-
-/// The load.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkloadSpec {
-    /// Service the load generator calls (through its sidecar).
-    pub target: Spanned<String>,
-    /// Time before the first request, for the mesh to come up.
-    #[serde(default = "default_warmup")]
-    pub warmup: Dur,
-    /// Connections from the generator to its sidecar.
-    #[serde(default = "default_connections")]
-    pub connections: u32,
-    /// In-flight bound; arrivals beyond it are dropped and counted.
-    #[serde(default = "default_in_flight")]
-    pub in_flight_max: u32,
-    /// Time-series interval.
-    #[serde(default = "default_interval")]
-    pub interval: Dur,
-    /// Phases, back to back.
-    pub phases: Vec<PhaseSpec>,
-    /// Operation mix.
-    pub mix: Vec<OpSpec>,
-}
-
-fn default_warmup() -> Dur {
-    Dur(Duration::from_secs(2))
-}
-fn default_connections() -> u32 {
-    64
-}
-fn default_in_flight() -> u32 {
-    10_000
-}
-fn default_interval() -> Dur {
-    Dur(Duration::from_secs(1))
-}
-
-/// One phase.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhaseSpec {
-    /// Name (SLO scopes, reports).
-    pub name: String,
-    /// Length.
-    pub duration: Dur,
-    /// Arrival process.
-    pub arrival: Spanned<loadgen::Arrival>,
-}
-
-/// REC operations the generator can send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    /// Price and availability lookup (read).
-    Quote,
-    /// Buy one REC (write).
-    Order,
-}
-
-/// One entry of the mix.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OpSpec {
-    /// The operation.
-    pub operation: Operation,
-    /// Relative weight.
-    pub weight: u32,
-}
-
-/// A fault at a time.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    /// When, from the start of the workload.
-    pub at: Dur,
-    /// What.
-    #[serde(flatten)]
-    pub action: FaultActionSpec,
-}
-
-/// Fault actions as written in files (hosts by name).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultActionSpec {
-    /// Cut links between two groups.
-    Partition {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
-    /// Heal them.
-    Repair {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
-    /// Stop hosts.
-    Crash { hosts: Vec<Spanned<String>> },
-    /// Start them again.
-    Restart { hosts: Vec<Spanned<String>> },
-}
-
-/// An SLO check.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckSpec {
-    /// Name, unique in the scenario.
-    pub name: String,
-    /// The threshold, e.g. `p(99) < 250ms`.
-    pub slo: Spanned<String>,
-    /// Restrict to one operation.
-    #[serde(default)]
-    pub operation: Option<Operation>,
 }
 
 /// A scenario error located in its file.
@@ -484,40 +353,6 @@ impl Scenario {
     }
 }
 
-impl FaultActionSpec {
-    fn hosts(&self) -> Vec<&Spanned<String>> {
-        match self {
-            FaultActionSpec::Partition { a, b } | FaultActionSpec::Repair { a, b } => {
-                a.iter().chain(b).collect()
-            }
-            FaultActionSpec::Crash { hosts } | FaultActionSpec::Restart { hosts } => {
-                hosts.iter().collect()
-            }
-        }
-    }
-
-    /// The simulator's form.
-    pub fn to_action(&self) -> sim::FaultAction {
-        let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
-        match self {
-            FaultActionSpec::Partition { a, b } => sim::FaultAction::Partition {
-                a: names(a),
-                b: names(b),
-            },
-            FaultActionSpec::Repair { a, b } => sim::FaultAction::Repair {
-                a: names(a),
-                b: names(b),
-            },
-            FaultActionSpec::Crash { hosts } => sim::FaultAction::Crash {
-                hosts: names(hosts),
-            },
-            FaultActionSpec::Restart { hosts } => sim::FaultAction::Restart {
-                hosts: names(hosts),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,14 +393,14 @@ weight = 1
     fn unknown_field_names_file_line_and_column() {
         let text = MINIMAL.replace("weight = 1", "weight = 1\nwieght = 2");
         let message = error_of(&text);
-        assert!(message.starts_with("x.toml:18:1:"), "{message}");
+        assert!(message.starts_with("x.toml:16:1:"), "{message}");
         assert!(message.contains("wieght"), "{message}");
     }
 
     #[test]
     fn semantic_errors_point_at_the_value() {
         let message = error_of(&MINIMAL.replace("target = \"gateway\"", "target = \"nope\""));
-        assert!(message.starts_with("x.toml:7:10:"), "{message}");
+        assert!(message.starts_with("x.toml:8:10:"), "{message}");
         let message = error_of(&MINIMAL.replace("rate = 10", "rate = -5"));
         assert!(message.contains("positive"), "{message}");
         let message = error_of(&format!(

@@ -1,0 +1,77 @@
+//! `[workload]`: phases, arrivals and the operation mix.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Dur;
+
+/// The load.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Service the load generator calls (through its sidecar).
+    pub target: Spanned<String>,
+    /// Time before the first request, for the mesh to come up.
+    #[serde(default = "default_warmup")]
+    pub warmup: Dur,
+    /// Connections from the generator to its sidecar.
+    #[serde(default = "default_connections")]
+    pub connections: u32,
+    /// In-flight bound; arrivals beyond it are dropped and counted.
+    #[serde(default = "default_in_flight")]
+    pub in_flight_max: u32,
+    /// Time-series interval.
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Phases, back to back.
+    pub phases: Vec<PhaseSpec>,
+    /// Operation mix.
+    pub mix: Vec<OpSpec>,
+}
+
+fn default_warmup() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+fn default_connections() -> u32 {
+    64
+}
+fn default_in_flight() -> u32 {
+    10_000
+}
+fn default_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// One phase.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSpec {
+    /// Name (SLO scopes, reports).
+    pub name: String,
+    /// Length.
+    pub duration: Dur,
+    /// Arrival process.
+    pub arrival: Spanned<loadgen::Arrival>,
+}
+
+/// REC operations the generator can send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Price and availability lookup (read).
+    Quote,
+    /// Buy one REC (write).
+    Order,
+}
+
+/// One entry of the mix.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpSpec {
+    /// The operation.
+    pub operation: Operation,
+    /// Relative weight.
+    pub weight: u32,
+}

@@ -1,0 +1,165 @@
+//! The `meshsim` binary as users and CI call it (DESIGN §6 contract).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn meshsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("meshsim runs")
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshsim-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// smoke.toml with the workload shortened, for fast real-mode tests.
+fn short_smoke(dir: &Path, seconds: u32) -> PathBuf {
+    let text = std::fs::read_to_string(workspace().join("scenarios/library/smoke.toml")).unwrap();
+    let path = dir.join("smoke-short.toml");
+    std::fs::write(
+        &path,
+        text.replace("duration = \"20s\"", &format!("duration = \"{seconds}s\"")),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn smoke_passes_in_the_simulator_with_the_contracted_summary() {
+    let out = temp_dir("smoke-sim");
+    let output = meshsim(&[
+        "run",
+        "scenarios/library/smoke.toml",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let s = summary(&out);
+    assert_eq!(s["mode"], "sim");
+    assert_eq!(s["verdict"], "pass");
+    let total = s["requests"]["total"].as_u64().unwrap();
+    let ok = s["requests"]["ok"].as_u64().unwrap();
+    assert!(
+        total >= 1000 && ok * 100 >= total * 95,
+        "total {total}, ok {ok}"
+    );
+    let hash = s["trace_hash"].as_str().unwrap();
+    assert!(
+        hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    for key in [
+        "sim_seconds",
+        "wall_seconds",
+        "latency_ms",
+        "checks",
+        "scenario",
+        "seed",
+    ] {
+        assert!(!s[key].is_null(), "summary lacks {key}");
+    }
+}
+
+#[test]
+fn the_seed_decides_the_trace_hash() {
+    let hash = |seed: &str, name: &str| {
+        let out = temp_dir(name);
+        let output = meshsim(&[
+            "run",
+            "scenarios/library/smoke.toml",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(output.status.success());
+        summary(&out)["trace_hash"].as_str().unwrap().to_owned()
+    };
+    let first = hash("1", "seed1a");
+    assert_eq!(first, hash("1", "seed1b"), "same seed, same trace");
+    assert_ne!(first, hash("2", "seed2"), "different seeds must differ");
+}
+
+#[test]
+fn check_determinism_passes_for_smoke() {
+    let output = meshsim(&[
+        "check-determinism",
+        "scenarios/library/smoke.toml",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("deterministic"));
+}
+
+#[test]
+fn real_mode_runs_the_same_scenario_on_sockets() {
+    let dir = temp_dir("smoke-real");
+    let scenario = short_smoke(&dir, 3);
+    let out = dir.join("out");
+    let output = meshsim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--real",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let s = summary(&out);
+    assert_eq!(s["mode"], "real");
+    assert_eq!(s["verdict"], "pass");
+    assert!(s["requests"]["ok"].as_u64().unwrap() > 200);
+}
+
+#[test]
+fn an_unknown_field_exits_2_naming_file_and_line() {
+    let dir = temp_dir("unknown-field");
+    let text = std::fs::read_to_string(workspace().join("scenarios/library/smoke.toml")).unwrap();
+    let path = dir.join("typo.toml");
+    std::fs::write(
+        &path,
+        text.replace("replicas = 2", "replicas = 2\nreplicaz = 3"),
+    )
+    .unwrap();
+    let output = meshsim(&["run", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = text.lines().position(|l| l == "replicas = 2").unwrap() + 2;
+    assert!(stderr.contains(&format!("typo.toml:{line}:")), "{stderr}");
+    assert!(stderr.contains("replicaz"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+}
