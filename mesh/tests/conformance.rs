@@ -142,6 +142,7 @@ fn conformance_on_real_sockets() {
         name: name.into(),
         net: Arc::new(book.net_for(name)),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
+        disk: Arc::new(seam::MemDisk::default()),
         seed: Seed::new(1).child(name),
         trace: Trace::hash_only(),
     };

@@ -22,6 +22,7 @@ fn env(book: &AddressBook, clock: &SystemClock, name: &str) -> HostEnv {
         name: name.into(),
         net: Arc::new(book.net_for(name)),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
+        disk: Arc::new(seam::MemDisk::default()),
         seed: Seed::new(9).child(name),
         trace: Trace::keeping_events(),
     }

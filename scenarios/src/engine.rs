@@ -224,6 +224,8 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
         name: name.to_owned(),
         net: Arc::new(book.net_for(name)),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
+        // In-process real runs keep state in memory; `meshsim up` uses files.
+        disk: Arc::new(seam::MemDisk::default()),
         seed: seed.child("host").child(name),
         trace: trace.clone(),
     };

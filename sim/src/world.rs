@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use seam::{HostEnv, Seed, SkewHandle, Trace};
+use seam::{HostEnv, MemDisk, Seed, SkewHandle, Trace};
 
 use crate::faults::{FaultAction, FaultSchedule};
 use crate::{SimClock, TurmoilNet};
@@ -53,6 +53,7 @@ pub struct SimWorld<'a> {
     config: SimConfig,
     trace: Trace,
     skews: BTreeMap<String, SkewHandle>,
+    disks: BTreeMap<String, MemDisk>,
 }
 
 impl<'a> SimWorld<'a> {
@@ -72,16 +73,19 @@ impl<'a> SimWorld<'a> {
             config,
             trace,
             skews: BTreeMap::new(),
+            disks: BTreeMap::new(),
         }
     }
 
     /// The environment of `host`. Valid both outside and inside the host.
     pub fn env_for(&mut self, host: &str) -> HostEnv {
         let skew = self.skews.entry(host.to_owned()).or_default().clone();
+        let disk = self.disks.entry(host.to_owned()).or_default().clone();
         HostEnv {
             name: host.to_owned(),
             net: Arc::new(TurmoilNet::new(host)),
             clock: Arc::new(SimClock::new(SimConfig::epoch(), skew)),
+            disk: Arc::new(disk),
             seed: self.config.seed.child("host").child(host),
             trace: self.trace.clone(),
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{Clock, Net, Seed, Trace};
+use crate::{Clock, Disk, Net, Seed, Trace};
 
 /// Everything one host's components need from the world.
 #[derive(Clone)]
@@ -15,6 +15,8 @@ pub struct HostEnv {
     pub net: Arc<dyn Net>,
     /// This host's clocks.
     pub clock: Arc<dyn Clock>,
+    /// This host's durable storage (survives crash and restart).
+    pub disk: Arc<dyn Disk>,
     /// This host's node in the seed tree.
     pub seed: Seed,
     /// The run trace.

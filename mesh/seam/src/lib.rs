@@ -5,8 +5,8 @@
 //! from its composition root. The root picks the implementation: [`real`] for
 //! tokio sockets on loopback, or `sim::TurmoilNet` for turmoil.
 //!
-//! This crate owns the network ([`Net`]), the wall clock ([`Clock`]), the seed
-//! tree ([`Seed`]) and the run trace ([`Trace`]).
+//! This crate owns the network ([`Net`]), the wall clock ([`Clock`]), durable
+//! storage ([`Disk`]), the seed tree ([`Seed`]) and the run trace ([`Trace`]).
 //!
 //! It must never import turmoil, hyper or rustls: it is the leaf that both
 //! `mesh` and `sim` depend on, so `sim` never needs the proxy internals.
@@ -14,6 +14,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod clock;
+mod disk;
 mod env;
 mod net;
 pub mod real;
@@ -21,6 +22,7 @@ mod seed;
 mod trace;
 
 pub use clock::{Clock, SkewHandle};
+pub use disk::{DirDisk, Disk, MemDisk};
 pub use env::{HostEnv, Shutdown, ShutdownTrigger};
 pub use net::{BoxFuture, BoxIo, Io, LOCALHOST, Listener, Net};
 pub use seed::Seed;

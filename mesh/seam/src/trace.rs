@@ -26,7 +26,27 @@ struct TraceState {
     events: Vec<TraceEvent>,
     hasher: Sha256,
     count: u64,
-    keep_events: bool,
+    keep: Keep,
+}
+
+/// Which events a trace keeps (the hash always covers all of them).
+#[derive(Default)]
+enum Keep {
+    #[default]
+    None,
+    All,
+    /// Events whose kind starts with one of these (e.g. `cert.`).
+    Kinds(Vec<String>),
+}
+
+impl Keep {
+    fn keeps(&self, kind: &str) -> bool {
+        match self {
+            Keep::None => false,
+            Keep::All => true,
+            Keep::Kinds(prefixes) => prefixes.iter().any(|p| kind.starts_with(p.as_str())),
+        }
+    }
 }
 
 /// A shared, append-only trace. Cloning shares it.
@@ -40,7 +60,17 @@ impl Trace {
     /// A trace that keeps every event (for diffing and `--trace`).
     pub fn keeping_events() -> Self {
         Trace(Arc::new(Mutex::new(TraceState {
-            keep_events: true,
+            keep: Keep::All,
+            ..TraceState::default()
+        })))
+    }
+
+    /// A trace that keeps only events whose kind starts with a prefix
+    /// (lifecycle events for reports), hashing everything.
+    pub fn keeping_kinds(prefixes: &[&str]) -> Self {
+        let keep = Keep::Kinds(prefixes.iter().map(|p| (*p).to_owned()).collect());
+        Trace(Arc::new(Mutex::new(TraceState {
+            keep,
             ..TraceState::default()
         })))
     }
@@ -65,7 +95,7 @@ impl Trace {
             state.hasher.update((part.len() as u32).to_le_bytes());
             state.hasher.update(part);
         }
-        if state.keep_events {
+        if state.keep.keeps(kind) {
             let event = TraceEvent {
                 seq,
                 at_us,

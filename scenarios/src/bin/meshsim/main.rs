@@ -70,6 +70,9 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// Events kept for reports even without `--trace` (the hash covers all).
+const LIFECYCLE_EVENTS: &[&str] = &["cert.", "ca.", "fault", "control.", "proxy."];
+
 fn load(path: &Path) -> anyhow::Result<Scenario> {
     Scenario::load(path).map_err(|e| BadInput(e.to_string()).into())
 }
@@ -126,7 +129,7 @@ fn run(
         let trace = if trace_file.is_some() {
             Trace::keeping_events()
         } else {
-            Trace::hash_only()
+            Trace::keeping_kinds(LIFECYCLE_EVENTS)
         };
         engine::run_sim(&scenario, seed, trace)?
     };
@@ -138,7 +141,9 @@ fn run(
     );
     let out =
         out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
-    reports::write_summary(&out, &summary).context("writing the summary")?;
+    let mut data = scenarios::output::run_data(&scenario, &output);
+    data.summary = summary.clone();
+    reports::write_all(&out, &data).context("writing the report")?;
     if let Some(file) = trace_file {
         write_trace(&file, &output)?;
     }
