@@ -16,6 +16,7 @@ use seam::{HostEnv, Shutdown};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::config::MeshConfig;
 use crate::http::{Body, json, read_body, serve_connection, text};
 use crate::proxy::Upstream;
 use crate::proxy::certify::{self, CertifyConfig};
@@ -44,12 +45,14 @@ pub struct Registration {
 }
 
 /// The versioned state proxies watch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Monotonic version; bumps on every change.
     pub version: u64,
     /// Endpoints by service, in a stable order.
     pub services: BTreeMap<String, Vec<Endpoint>>,
+    /// Policy and revocations.
+    pub config: MeshConfig,
 }
 
 impl Snapshot {
@@ -71,6 +74,8 @@ pub struct ControlConfig {
     pub certify: CertifyConfig,
     /// Trust bundle.
     pub trust_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The configuration in force at start.
+    pub initial: MeshConfig,
 }
 
 /// How long a watch waits for a change before answering "no change".
@@ -200,6 +205,11 @@ impl Discovery {
     /// The version in use.
     pub fn version(&self) -> u64 {
         self.snapshot.borrow().version
+    }
+
+    /// The configuration in force (last known good).
+    pub fn config(&self) -> MeshConfig {
+        self.snapshot.borrow().config.clone()
     }
 
     /// A receiver that wakes on every new snapshot.

@@ -19,6 +19,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod ca;
+pub mod config;
 pub mod control;
 mod error;
 pub mod http;

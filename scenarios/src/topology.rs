@@ -145,6 +145,11 @@ impl Install {
         }
     }
 
+    /// The mesh configuration the scenario declares.
+    pub fn mesh_config(&self) -> mesh::config::MeshConfig {
+        mesh::config::MeshConfig::default()
+    }
+
     /// The sidecar config of a workload of `service` (`inbound` false for
     /// the load generator, which only calls out).
     pub fn proxy_config(&self, service: &str, inbound: bool) -> ProxyConfig {
@@ -188,6 +193,7 @@ impl Install {
                 let config = ControlConfig {
                     certify: install.certify(install.control_upstream().identity),
                     trust_roots: install.trust_roots.clone(),
+                    initial: install.mesh_config(),
                 };
                 mesh::control::run(config, env, Shutdown::never()).await
             }),

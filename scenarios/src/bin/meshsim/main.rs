@@ -169,17 +169,23 @@ fn exit_code(summary: &Summary) -> ExitCode {
     }
 }
 
+/// Prints the one-screen summary. Write errors (a closed pipe) are ignored:
+/// the files in `out` are the record, the screen is a courtesy.
 fn print_summary(summary: &Summary, out: &Path) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
     let verdict = if summary.verdict == Verdict::Pass {
         "PASS"
     } else {
         "FAIL"
     };
-    println!(
+    let _ = writeln!(
+        text,
         "{verdict}  {} seed={} mode={:?}",
         summary.scenario, summary.seed, summary.mode
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  requests   {} total, {} ok, {} failed (generator: {} late, {} dropped)",
         summary.requests.total,
         summary.requests.ok,
@@ -188,19 +194,22 @@ fn print_summary(summary: &Summary, out: &Path) {
         summary.generator_dropped
     );
     let l = &summary.latency_ms;
-    println!(
+    let _ = writeln!(
+        text,
         "  latency    p50 {:.2}ms  p90 {:.2}ms  p99 {:.2}ms  p99.9 {:.2}ms  max {:.2}ms",
         l.p50, l.p90, l.p99, l.p999, l.max
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  time       {:.1}s simulated in {:.2}s wall",
         summary.sim_seconds, summary.wall_seconds
     );
     if let Some(hash) = &summary.trace_hash {
-        println!("  trace      {hash}");
+        let _ = writeln!(text, "  trace      {hash}");
     }
     for check in &summary.checks {
-        println!(
+        let _ = writeln!(
+            text,
             "  [{}] {:<28} {:?}  {}",
             if check.passed { "ok" } else { "FAIL" },
             check.name,
@@ -208,8 +217,10 @@ fn print_summary(summary: &Summary, out: &Path) {
             check.detail
         );
     }
-    println!("  output     {}", out.display());
-    println!("  reproduce  {}", summary.reproduce);
+    let _ = writeln!(text, "  output     {}", out.display());
+    let _ = writeln!(text, "  reproduce  {}", summary.reproduce);
+    use std::io::Write as _;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
 fn check_determinism(path: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode> {
