@@ -112,6 +112,9 @@ pub struct Summary {
     pub generator_late: u64,
     /// Requests dropped because the in-flight bound was reached.
     pub generator_dropped: u64,
+    /// Each proxy's config version over time: host → [(seconds, version)].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub config_versions: std::collections::BTreeMap<String, Vec<(f64, u64)>>,
 }
 
 impl Summary {

@@ -61,6 +61,7 @@ fn summary(checks: Vec<Check>, requests: RequestCounts) -> Summary {
         reproduce: "cargo run --release -- run scenarios/partition-heal.toml --seed 42".to_owned(),
         generator_late: 3,
         generator_dropped: 0,
+        config_versions: Default::default(),
     }
 }
 

@@ -98,7 +98,7 @@ pub fn fault_schedule(scenario: &Scenario) -> FaultSchedule {
             .iter()
             .map(|f| Fault {
                 at: warmup + f.at.0,
-                action: f.action.to_action(),
+                action: f.to_action(),
             })
             .collect(),
     }

@@ -96,7 +96,7 @@ fn phase_windows(scenario: &Scenario) -> Vec<Window> {
         windows.push(Window {
             start_s: at_s,
             end_s: at_s,
-            label: fault.action.to_action().to_string(),
+            label: fault.to_action().to_string(),
             kind: WindowKind::Fault,
         });
     }

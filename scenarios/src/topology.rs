@@ -46,6 +46,9 @@ pub struct Install {
 
 const SYSTEM_NAMESPACE: &str = "system";
 
+/// An endpoint silent for this long is removed (3 missed heartbeats).
+const ENDPOINT_TTL: Duration = Duration::from_secs(15);
+
 impl Install {
     /// Provisions a run.
     pub fn new(
@@ -107,6 +110,7 @@ impl Install {
     fn every_identity(&self) -> Vec<SpiffeId> {
         let mut ids = vec![
             self.identity(Some(SYSTEM_NAMESPACE), "control"),
+            self.operator_identity(),
             self.identity(None, "loadgen"),
         ];
         ids.extend(
@@ -118,6 +122,20 @@ impl Install {
         ids
     }
 
+    /// The identity allowed to change mesh config (`meshsim`'s operator host).
+    pub fn operator_identity(&self) -> SpiffeId {
+        self.identity(Some(SYSTEM_NAMESPACE), "operator")
+    }
+
+    /// Where the control plane is, for operators.
+    pub fn control_upstream(&self) -> Upstream {
+        Upstream {
+            host: "control".into(),
+            port: ports::CONTROL,
+            identity: self.identity(Some(SYSTEM_NAMESPACE), "control"),
+        }
+    }
+
     fn ca_upstream(&self) -> Upstream {
         Upstream {
             host: "ca".into(),
@@ -126,15 +144,8 @@ impl Install {
         }
     }
 
-    fn control_upstream(&self) -> Upstream {
-        Upstream {
-            host: "control".into(),
-            port: ports::CONTROL,
-            identity: self.identity(Some(SYSTEM_NAMESPACE), "control"),
-        }
-    }
-
-    fn certify(&self, identity: SpiffeId) -> CertifyConfig {
+    /// How a workload with `identity` obtains its certificate.
+    pub fn certify(&self, identity: SpiffeId) -> CertifyConfig {
         CertifyConfig {
             token: self.token(&identity),
             identity,
@@ -194,6 +205,8 @@ impl Install {
                     certify: install.certify(install.control_upstream().identity),
                     trust_roots: install.trust_roots.clone(),
                     initial: install.mesh_config(),
+                    operators: vec![install.operator_identity()],
+                    endpoint_ttl: ENDPOINT_TTL,
                 };
                 mesh::control::run(config, env, Shutdown::never()).await
             }),

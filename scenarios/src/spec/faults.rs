@@ -1,49 +1,75 @@
 //! `[[faults]]`: timed fault actions, hosts by name.
+//!
+//! The entry is a flat table (`action` plus the fields that action uses)
+//! rather than a serde-tagged enum: a tagged or flattened enum buffers its
+//! content and loses the source spans that error messages point at.
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::Dur;
 
+/// What a fault does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Cut links between groups `a` and `b`, both ways.
+    Partition,
+    /// Heal links between `a` and `b`.
+    Repair,
+    /// Stop `hosts`; in-memory state is lost, disks survive.
+    Crash,
+    /// Start crashed `hosts` again.
+    Restart,
+}
+
 /// A fault at a time.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    /// When, from the start of the workload.
+    /// When, from the end of the warmup.
     pub at: Dur,
     /// What.
-    #[serde(flatten)]
-    pub action: FaultActionSpec,
+    pub action: Spanned<ActionKind>,
+    /// One side of a partition or repair.
+    #[serde(default)]
+    pub a: Vec<Spanned<String>>,
+    /// The other side.
+    #[serde(default)]
+    pub b: Vec<Spanned<String>>,
+    /// Hosts to crash or restart.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
 }
 
-/// Fault actions as written in files (hosts by name).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultActionSpec {
-    /// Cut links between two groups.
-    Partition {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
-    /// Heal them.
-    Repair {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
-    /// Stop hosts.
-    Crash { hosts: Vec<Spanned<String>> },
-    /// Start them again.
-    Restart { hosts: Vec<Spanned<String>> },
-}
-
-impl FaultActionSpec {
+impl FaultSpec {
+    /// Every host the fault names.
     pub(super) fn hosts(&self) -> Vec<&Spanned<String>> {
-        match self {
-            FaultActionSpec::Partition { a, b } | FaultActionSpec::Repair { a, b } => {
-                a.iter().chain(b).collect()
-            }
-            FaultActionSpec::Crash { hosts } | FaultActionSpec::Restart { hosts } => {
-                hosts.iter().collect()
+        self.a.iter().chain(&self.b).chain(&self.hosts).collect()
+    }
+
+    /// What is missing or misplaced for this action, if anything.
+    pub(super) fn problem(&self) -> Option<String> {
+        let (needs_groups, has_groups, has_hosts) = match self.action.get_ref() {
+            ActionKind::Partition | ActionKind::Repair => (
+                true,
+                !self.a.is_empty() && !self.b.is_empty(),
+                !self.hosts.is_empty(),
+            ),
+            ActionKind::Crash | ActionKind::Restart => (
+                false,
+                !self.a.is_empty() || !self.b.is_empty(),
+                !self.hosts.is_empty(),
+            ),
+        };
+        match (needs_groups, has_groups, has_hosts) {
+            (true, true, false) | (false, false, true) => None,
+            (true, _, _) => Some(
+                "partition and repair need non-empty `a` and `b` host lists (and no `hosts`)"
+                    .into(),
+            ),
+            (false, _, _) => {
+                Some("crash and restart need a non-empty `hosts` list (and no `a`/`b`)".into())
             }
         }
     }
@@ -51,20 +77,20 @@ impl FaultActionSpec {
     /// The simulator's form.
     pub fn to_action(&self) -> sim::FaultAction {
         let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
-        match self {
-            FaultActionSpec::Partition { a, b } => sim::FaultAction::Partition {
-                a: names(a),
-                b: names(b),
+        match self.action.get_ref() {
+            ActionKind::Partition => sim::FaultAction::Partition {
+                a: names(&self.a),
+                b: names(&self.b),
             },
-            FaultActionSpec::Repair { a, b } => sim::FaultAction::Repair {
-                a: names(a),
-                b: names(b),
+            ActionKind::Repair => sim::FaultAction::Repair {
+                a: names(&self.a),
+                b: names(&self.b),
             },
-            FaultActionSpec::Crash { hosts } => sim::FaultAction::Crash {
-                hosts: names(hosts),
+            ActionKind::Crash => sim::FaultAction::Crash {
+                hosts: names(&self.hosts),
             },
-            FaultActionSpec::Restart { hosts } => sim::FaultAction::Restart {
-                hosts: names(hosts),
+            ActionKind::Restart => sim::FaultAction::Restart {
+                hosts: names(&self.hosts),
             },
         }
     }

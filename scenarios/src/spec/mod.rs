@@ -12,15 +12,13 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use crate::slo::Threshold;
-
 mod checks;
 mod faults;
 mod mesh;
 mod workload;
 
-pub use checks::CheckSpec;
-pub use faults::{FaultActionSpec, FaultSpec};
+pub use checks::{CheckSpec, Property};
+pub use faults::{ActionKind, FaultSpec};
 pub use mesh::MeshSpec;
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
@@ -319,7 +317,10 @@ impl Scenario {
         }
         let hosts = self.host_names();
         for fault in &self.faults {
-            for host in fault.action.hosts() {
+            if let Some(problem) = fault.problem() {
+                return Err(locate.error(Some(fault.action.span()), problem));
+            }
+            for host in fault.hosts() {
                 if !hosts.contains(host.get_ref()) {
                     return Err(locate.error(
                         Some(host.span()),
@@ -332,10 +333,14 @@ impl Scenario {
             }
         }
         for check in &self.checks {
-            if let Err(e) = check.slo.get_ref().parse::<Threshold>() {
+            if let Some(problem) = check.problem() {
+                let span = check
+                    .slo
+                    .as_ref()
+                    .map_or(check.name.span(), |slo| slo.span());
                 return Err(locate.error(
-                    Some(check.slo.span()),
-                    format!("check \"{}\": {e}", check.name),
+                    Some(span),
+                    format!("check \"{}\": {problem}", check.name.get_ref()),
                 ));
             }
         }

@@ -71,7 +71,7 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 /// Events kept for reports even without `--trace` (the hash covers all).
-const LIFECYCLE_EVENTS: &[&str] = &["cert.", "ca.", "fault", "control.", "proxy."];
+const LIFECYCLE_EVENTS: &[&str] = &["cert.", "ca.", "fault", "control.", "discovery.", "proxy."];
 
 fn load(path: &Path) -> anyhow::Result<Scenario> {
     Scenario::load(path).map_err(|e| BadInput(e.to_string()).into())
