@@ -115,7 +115,10 @@ async fn drive_load(
     let proxy = mesh::proxy::start(install.proxy_config("loadgen", false), env.clone());
     let mut ready = proxy.ready.clone();
     let warmup = scenario.workload.warmup.0;
-    let _ = tokio::time::timeout(warmup + Duration::from_secs(30), ready.wait_for(|r| *r)).await;
+    let readiness_limit = warmup + Duration::from_secs(30);
+    let _ = tokio::time::timeout(readiness_limit, ready.wait_for(|r| *r)).await;
+    let target_service = scenario.workload.target.get_ref();
+    let _ = tokio::time::timeout(readiness_limit, wait_until_routable(&env, target_service)).await;
     tokio::time::sleep_until(started + warmup).await;
     let target = Target {
         host: LOCALHOST.into(),
@@ -150,6 +153,43 @@ async fn drive_load(
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
     *sink.lock().expect("sink poisoned") = Some(report);
     Ok(())
+}
+
+/// Waits until a request to `service` through the local sidecar gets an
+/// answer from the service itself (not a proxy error such as "no
+/// endpoints"): the mesh is up end to end. Probes are not measured.
+async fn wait_until_routable(env: &HostEnv, service: &str) {
+    let pool = mesh::proxy::pool::Pool::default();
+    loop {
+        let probe = http::Request::get("/")
+            .header(http::header::HOST, service)
+            .body(mesh::http::Body::default());
+        if let Ok(probe) = probe {
+            let connect = || async {
+                let io = env
+                    .net
+                    .connect(LOCALHOST, ports::PROXY_OUTBOUND)
+                    .await
+                    .map_err(|source| MeshError::Connect {
+                        target: "sidecar".into(),
+                        source,
+                    })?;
+                mesh::http::handshake(io).await
+            };
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), pool.send("sidecar", probe, connect))
+                    .await;
+            if let Ok(Ok(response)) = answer {
+                if !response
+                    .headers()
+                    .contains_key(mesh::proxy::outbound::PROXY_ERROR_HEADER)
+                {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs a scenario in the simulator.
