@@ -179,13 +179,12 @@ async fn wait_until_routable(env: &HostEnv, service: &str) {
             let answer =
                 tokio::time::timeout(Duration::from_secs(2), pool.send("sidecar", probe, connect))
                     .await;
-            if let Ok(Ok(response)) = answer {
-                if !response
-                    .headers()
+            let proxy_error = |r: &http::Response<mesh::http::Body>| {
+                r.headers()
                     .contains_key(mesh::proxy::outbound::PROXY_ERROR_HEADER)
-                {
-                    return;
-                }
+            };
+            if matches!(&answer, Ok(Ok(response)) if !proxy_error(response)) {
+                return;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
