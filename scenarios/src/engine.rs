@@ -96,9 +96,11 @@ pub fn fault_schedule(scenario: &Scenario) -> FaultSchedule {
         faults: scenario
             .faults
             .iter()
-            .map(|f| Fault {
-                at: warmup + f.at.0,
-                action: f.to_action(),
+            .filter_map(|f| {
+                Some(Fault {
+                    at: warmup + f.at.0,
+                    action: f.to_action()?,
+                })
             })
             .collect(),
     }

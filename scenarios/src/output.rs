@@ -96,7 +96,9 @@ fn phase_windows(scenario: &Scenario) -> Vec<Window> {
         windows.push(Window {
             start_s: at_s,
             end_s: at_s,
-            label: fault.to_action().to_string(),
+            label: fault
+                .to_action()
+                .map_or_else(|| "apply_config".to_owned(), |a| a.to_string()),
             kind: WindowKind::Fault,
         });
     }

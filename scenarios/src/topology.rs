@@ -29,6 +29,8 @@ pub enum Role {
     Control,
     /// One replica of a service: sidecar plus app.
     Workload(Box<ServiceSpec>),
+    /// Applies scheduled config changes through the control plane.
+    Operator(Vec<crate::operator::Step>),
 }
 
 /// What an installer provisions before anything runs: the trust anchors,
@@ -81,6 +83,10 @@ impl Install {
                     Role::Workload(Box::new(service.clone())),
                 ));
             }
+        }
+        let steps = crate::operator::schedule(&self.scenario);
+        if !steps.is_empty() {
+            hosts.push(("operator".to_owned(), Role::Operator(steps)));
         }
         hosts
     }
@@ -210,6 +216,7 @@ impl Install {
                 };
                 mesh::control::run(config, env, Shutdown::never()).await
             }),
+            Role::Operator(steps) => Box::pin(crate::operator::run(install, env, steps)),
             Role::Workload(service) => Box::pin(async move {
                 let _proxy = mesh::proxy::start(
                     install.proxy_config(service.name.get_ref(), true),

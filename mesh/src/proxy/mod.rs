@@ -95,6 +95,10 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
             discovery.clone(),
             config.request_timeout,
         ));
+        tokio::spawn(apply_revocations(
+            tls2.clone(),
+            discovery.snapshot_changes(),
+        ));
         let mut versions = discovery.snapshot_changes();
         while discovery.version() == 0 {
             if versions.changed().await.is_err() {
@@ -105,4 +109,19 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
         let _ = ready_tx.send(true);
     });
     ProxyHandle { ready, tls }
+}
+
+/// Keeps the inbound handshake's revocation list equal to the control
+/// plane's, from the first snapshot on.
+async fn apply_revocations(
+    tls: Arc<MeshTls>,
+    mut snapshots: watch::Receiver<Arc<crate::control::Snapshot>>,
+) {
+    loop {
+        let revoked = snapshots.borrow_and_update().config.revoked.clone();
+        tls.revocations().replace(revoked);
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -72,7 +72,7 @@ pub fn property_checks(scenario: &Scenario, events: &[TraceEvent]) -> Vec<Check>
     let heal_us = scenario
         .faults
         .iter()
-        .filter(|f| matches!(f.to_action(), sim::FaultAction::Repair { .. }))
+        .filter(|f| matches!(f.to_action(), Some(sim::FaultAction::Repair { .. })))
         .map(|f| warmup_us + f.at.0.as_micros() as u64)
         .max();
     scenario

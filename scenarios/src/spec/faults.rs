@@ -21,6 +21,9 @@ pub enum ActionKind {
     Crash,
     /// Start crashed `hosts` again.
     Restart,
+    /// An operator replaces the mesh config (`config`) through the control
+    /// plane, as `kubectl apply` would; propagation is measured.
+    ApplyConfig,
 }
 
 /// A fault at a time.
@@ -40,6 +43,9 @@ pub struct FaultSpec {
     /// Hosts to crash or restart.
     #[serde(default)]
     pub hosts: Vec<Spanned<String>>,
+    /// The new mesh config, for `apply_config`.
+    #[serde(default)]
+    pub config: Option<mesh::config::MeshConfig>,
 }
 
 impl FaultSpec {
@@ -50,13 +56,23 @@ impl FaultSpec {
 
     /// What is missing or misplaced for this action, if anything.
     pub(super) fn problem(&self) -> Option<String> {
+        if *self.action.get_ref() == ActionKind::ApplyConfig {
+            let extra = !self.hosts().is_empty();
+            return match &self.config {
+                Some(config) if !extra => config.validate().err().map(|e| e.to_string()),
+                _ => Some("apply_config needs a `config` table and no host lists".into()),
+            };
+        }
+        if self.config.is_some() {
+            return Some("only apply_config takes a `config`".into());
+        }
         let (needs_groups, has_groups, has_hosts) = match self.action.get_ref() {
             ActionKind::Partition | ActionKind::Repair => (
                 true,
                 !self.a.is_empty() && !self.b.is_empty(),
                 !self.hosts.is_empty(),
             ),
-            ActionKind::Crash | ActionKind::Restart => (
+            ActionKind::Crash | ActionKind::Restart | ActionKind::ApplyConfig => (
                 false,
                 !self.a.is_empty() || !self.b.is_empty(),
                 !self.hosts.is_empty(),
@@ -74,10 +90,11 @@ impl FaultSpec {
         }
     }
 
-    /// The simulator's form.
-    pub fn to_action(&self) -> sim::FaultAction {
+    /// The simulator's form; `None` for actions an operator performs
+    /// through the control plane (see [`FaultSpec::operator_config`]).
+    pub fn to_action(&self) -> Option<sim::FaultAction> {
         let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
-        match self.action.get_ref() {
+        Some(match self.action.get_ref() {
             ActionKind::Partition => sim::FaultAction::Partition {
                 a: names(&self.a),
                 b: names(&self.b),
@@ -92,6 +109,14 @@ impl FaultSpec {
             ActionKind::Restart => sim::FaultAction::Restart {
                 hosts: names(&self.hosts),
             },
-        }
+            ActionKind::ApplyConfig => return None,
+        })
+    }
+
+    /// The config an operator applies at this time, if this is `apply_config`.
+    pub fn operator_config(&self) -> Option<&mesh::config::MeshConfig> {
+        self.config
+            .as_ref()
+            .filter(|_| *self.action.get_ref() == ActionKind::ApplyConfig)
     }
 }
