@@ -15,11 +15,13 @@ use toml::Spanned;
 mod checks;
 mod faults;
 mod mesh;
+mod overrides;
 mod workload;
 
 pub use checks::{CheckSpec, Property};
 pub use faults::{ActionKind, FaultSpec};
 pub use mesh::MeshSpec;
+pub use overrides::Override;
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
 /// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
@@ -188,6 +190,9 @@ pub enum SpecError {
     /// The file could not be read.
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
+    /// A `--set` override is malformed or makes the scenario invalid.
+    #[error("{path}: {message}")]
+    Override { path: PathBuf, message: String },
     /// The file is not a valid scenario.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -242,6 +247,40 @@ impl Scenario {
             }
         })?;
         Scenario::parse(path, &text)
+    }
+
+    /// Reads a scenario file and applies `--set` overrides before parsing.
+    /// The file must be valid by itself; an override that breaks it is
+    /// reported against the override.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Scenario, SpecError> {
+        let scenario = Scenario::load(path)?;
+        if overrides.is_empty() {
+            return Ok(scenario);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let overridden =
+            overrides::apply(&text, overrides).map_err(|message| SpecError::Override {
+                path: path.to_owned(),
+                message,
+            })?;
+        let list = overrides
+            .iter()
+            .map(|o| format!("--set {o}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Scenario::parse(path, &overridden).map_err(|e| {
+            let message = match e {
+                SpecError::Invalid { message, .. } => message,
+                other => other.to_string(),
+            };
+            SpecError::Override {
+                path: path.to_owned(),
+                message: format!("{list}: {message}"),
+            }
+        })
     }
 
     /// Parses and validates scenario text; `path` is only for messages.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reports::{Summary, Verdict};
 use scenarios::engine::{self, RunOutput};
-use scenarios::spec::Scenario;
+use scenarios::spec::{Override, Scenario};
 use seam::Trace;
 use sim::determinism::{Comparison, compare};
 
@@ -30,6 +30,9 @@ enum Command {
     Run {
         /// Scenario file (TOML).
         scenario: PathBuf,
+        /// Override a value: `--set workload.peak.rate=2000` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
         /// Run seed (default: the scenario's).
         #[arg(long)]
         seed: Option<u64>,
@@ -47,6 +50,9 @@ enum Command {
     CheckDeterminism {
         /// Scenario file (TOML).
         scenario: PathBuf,
+        /// Override a value: `--set workload.peak.rate=2000` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
         /// Run seed (default: the scenario's).
         #[arg(long)]
         seed: Option<u64>,
@@ -55,6 +61,9 @@ enum Command {
     Validate {
         /// Scenario file (TOML).
         scenario: PathBuf,
+        /// Override a value: `--set workload.peak.rate=2000` (repeatable).
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<Override>,
     },
 }
 
@@ -73,8 +82,8 @@ impl std::error::Error for BadInput {}
 /// Events kept for reports even without `--trace` (the hash covers all).
 const LIFECYCLE_EVENTS: &[&str] = &["cert.", "ca.", "fault", "control.", "discovery.", "proxy."];
 
-fn load(path: &Path) -> anyhow::Result<Scenario> {
-    Scenario::load(path).map_err(|e| BadInput(e.to_string()).into())
+fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
+    Scenario::load_with(path, overrides).map_err(|e| BadInput(e.to_string()).into())
 }
 
 fn main() -> ExitCode {
@@ -96,14 +105,27 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             scenario,
+            set,
             seed,
             real,
             out,
             trace,
-        } => run(&scenario, seed, real, out, trace),
-        Command::CheckDeterminism { scenario, seed } => check_determinism(&scenario, seed),
-        Command::Validate { scenario } => {
-            let parsed = load(&scenario)?;
+        } => run(
+            load(&scenario, &set)?,
+            &scenario,
+            &set,
+            seed,
+            real,
+            out,
+            trace,
+        ),
+        Command::CheckDeterminism {
+            scenario,
+            set,
+            seed,
+        } => check_determinism(load(&scenario, &set)?, seed),
+        Command::Validate { scenario, set } => {
+            let parsed = load(&scenario, &set)?;
             println!(
                 "{}: ok ({} hosts)",
                 scenario.display(),
@@ -115,13 +137,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn run(
+    scenario: Scenario,
     path: &Path,
+    set: &[Override],
     seed: Option<u64>,
     real: bool,
     out: Option<PathBuf>,
     trace_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let scenario = load(path)?;
     let seed = seed.unwrap_or(scenario.seed);
     let output = if real {
         engine::run_real(&scenario, seed)?
@@ -134,8 +157,9 @@ fn run(
         engine::run_sim(&scenario, seed, trace)?
     };
     let mut summary = output.summary.clone();
+    let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();
     summary.reproduce = format!(
-        "meshsim run {} --seed {seed}{}",
+        "meshsim run {}{sets} --seed {seed}{}",
         path.display(),
         if real { " --real" } else { "" }
     );
@@ -223,8 +247,7 @@ fn print_summary(summary: &Summary, out: &Path) {
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
-fn check_determinism(path: &Path, seed: Option<u64>) -> anyhow::Result<ExitCode> {
-    let scenario = load(path)?;
+fn check_determinism(scenario: Scenario, seed: Option<u64>) -> anyhow::Result<ExitCode> {
     let seed = seed.unwrap_or(scenario.seed);
     // Cheap first: compare hashes only. Keep events only to explain a mismatch.
     let first = engine::run_sim(&scenario, seed, Trace::hash_only())?;
