@@ -105,15 +105,15 @@ fn set(table: &mut Table, path: &[String], value: Value) -> Result<(), String> {
 /// `workload.<phase>…` means `workload.phases.<phase>…`, and a phase's
 /// `rate` means its arrival's rate.
 fn shortcut(table: &mut Table, key: &str, rest: &[String], value: Value) -> Result<(), String> {
-    if let Some(Item::ArrayOfTables(phases)) = table.get_mut("phases") {
-        if let Some(phase) = select(phases, key) {
-            let path: Vec<String> = if rest == ["rate"] {
-                vec!["arrival".into(), "rate".into()]
-            } else {
-                rest.to_vec()
-            };
-            return set(phase, &path, value);
-        }
+    if let Some(Item::ArrayOfTables(phases)) = table.get_mut("phases")
+        && let Some(phase) = select(phases, key)
+    {
+        let path: Vec<String> = if rest == ["rate"] {
+            vec!["arrival".into(), "rate".into()]
+        } else {
+            rest.to_vec()
+        };
+        return set(phase, &path, value);
     }
     Err(format!("no section `{key}`"))
 }
