@@ -24,6 +24,7 @@ fn run(stall: bool) -> SimRun {
         behaviour: Behaviour {
             stall: stall.then_some((STALL_FROM, STALL_LENGTH)),
             service_time: Duration::ZERO,
+            refuse_connections: false,
         },
     };
     let mut plan = plan(Arrival::Constant { rate: 100.0 }, 20, vec![get_root()]);

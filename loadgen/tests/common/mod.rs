@@ -35,6 +35,8 @@ pub struct Behaviour {
     pub stall: Option<(Duration, Duration)>,
     /// Time every request takes (handled concurrently).
     pub service_time: Duration,
+    /// Stay up but bind nothing, so every connection is refused.
+    pub refuse_connections: bool,
 }
 
 /// One request as the server saw it.
@@ -305,6 +307,10 @@ pub fn run_in_sim(setup: ServerSetup, plan: loadgen::LoadPlan, seed: u64) -> Sim
     world.host("server", move |env| {
         let (setup, log) = (setup.clone(), server_log.clone());
         async move {
+            if setup.behaviour.refuse_connections {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return Ok(());
+            }
             let listener = env.net.bind(SIM_PORT).await?;
             serve(listener, setup, log).await;
             Ok(())
