@@ -22,7 +22,7 @@ use crate::Protocol;
 pub const BODY_KEEP_BYTES: usize = 4096;
 
 /// TLS settings for an HTTPS target.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TlsTarget {
     /// Client config (roots, optional client certificate, ALPN).
     pub config: Arc<rustls::ClientConfig>,
@@ -31,7 +31,7 @@ pub struct TlsTarget {
 }
 
 /// Where the load goes.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Target {
     /// Host to connect to.
     pub host: String,
