@@ -13,6 +13,8 @@ use scenarios::spec::Scenario;
 use seam::Trace;
 use sim::determinism::{Comparison, compare};
 
+mod load;
+
 #[derive(Parser)]
 #[command(
     name = "meshsim",
@@ -56,6 +58,8 @@ enum Command {
         /// Scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Open-loop load test of any HTTP(S) endpoint (exit 1 if a threshold fails).
+    Load(load::LoadArgs),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -102,6 +106,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             trace,
         } => run(&scenario, seed, real, out, trace),
         Command::CheckDeterminism { scenario, seed } => check_determinism(&scenario, seed),
+        Command::Load(args) => load::run(args),
         Command::Validate { scenario } => {
             let parsed = load(&scenario)?;
             println!(
