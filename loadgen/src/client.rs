@@ -204,8 +204,11 @@ impl ConnectionPool {
     /// `deadline` (tokio time, so simulated time in the sim).
     pub(crate) async fn exchange(&self, request: Request<Body>, deadline: Instant) -> Exchange {
         let mut sent = None;
-        let result = match tokio::time::timeout_at(deadline, self.exchange_inner(request, &mut sent))
-            .await
+        let result = match tokio::time::timeout_at(
+            deadline,
+            self.exchange_inner(request, &mut sent),
+        )
+        .await
         {
             Ok(result) => result,
             Err(_) => {
@@ -223,7 +226,11 @@ impl ConnectionPool {
     ) -> Result<Answer, ExchangeError> {
         match &self.pool {
             Pool::Http1(pool) => {
-                let _permit = pool.permits.acquire().await.expect("semaphore never closed");
+                let _permit = pool
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
                 *sent = Some(Instant::now());
                 let mut sender = self.idle_http1(pool).await?;
                 let answer = read(sender.send_request(request).await).await?;

@@ -220,7 +220,10 @@ impl LoadPlan {
                     phase.name,
                     i + 1,
                     row.operation,
-                    self.mix.iter().map(|op| op.name.as_str()).collect::<Vec<_>>()
+                    self.mix
+                        .iter()
+                        .map(|op| op.name.as_str())
+                        .collect::<Vec<_>>()
                 )));
             }
         }

@@ -228,11 +228,7 @@ fn build_request(
             .header(http::header::HOST, target.authority.as_str()),
         // HTTP/2 carries scheme and authority as pseudo-headers, which
         // hyper takes from an absolute URI.
-        Protocol::Http2 => builder.uri(format!(
-            "{}://{}{path}",
-            target.scheme(),
-            target.authority
-        )),
+        Protocol::Http2 => builder.uri(format!("{}://{}{path}", target.scheme(), target.authority)),
     };
     builder = builder
         .header(SEQ_HEADER, seq)

@@ -83,7 +83,11 @@ fn system_bundle() -> Result<PathBuf, TlsSetupError> {
 impl TlsFiles {
     /// Reads the files and builds client settings that verify `server_host`
     /// (a DNS name or IP address) and offer ALPN for `protocol`.
-    pub fn target(&self, server_host: &str, protocol: Protocol) -> Result<TlsTarget, TlsSetupError> {
+    pub fn target(
+        &self,
+        server_host: &str,
+        protocol: Protocol,
+    ) -> Result<TlsTarget, TlsSetupError> {
         let cacert = match &self.cacert {
             Some(path) => path.clone(),
             None => system_bundle()?,

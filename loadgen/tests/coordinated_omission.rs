@@ -49,8 +49,7 @@ fn a_stall_shows_in_the_tail_but_not_the_median_and_closed_loop_hides_it() {
         "open-loop latency: p50 {p50_ms:.1} ms, p99 {p99_ms:.1} ms (no stall: p50 {base_p50_ms:.1} ms); \
          closed-loop (service time): p50 {closed_loop_p50_ms:.1} ms, p99 {closed_loop_p99_ms:.1} ms; \
          generator late {} of {}",
-        report.late,
-        report.sent
+        report.late, report.sent
     );
 
     // 100 of 2000 requests were meant to start during the stall: the top

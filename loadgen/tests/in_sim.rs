@@ -48,12 +48,20 @@ fn drop_policy_counts_what_it_never_sent() {
     );
     assert_eq!(r.sent + r.dropped, r.scheduled);
     assert_eq!(r.errors.get("dropped"), Some(&r.dropped));
-    assert_eq!(run.seen.len() as u64, r.sent, "the server saw only what was sent");
+    assert_eq!(
+        run.seen.len() as u64,
+        r.sent,
+        "the server saw only what was sent"
+    );
     assert_eq!(run.completions.len() as u64, r.sent);
     assert!(r.in_flight_peak <= 5);
     // What was sent was sent on time, so latency stays at the service time.
     assert!(r.latency_ms_at(0.99) < 60.0, "{}", r.latency_ms_at(0.99));
-    assert!(r.warnings.iter().any(|w| w.contains("dropped")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("dropped")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
@@ -108,7 +116,11 @@ fn observers_see_keys_and_acknowledged_bodies() {
         assert_eq!(c.status, Some(200), "{c:?}");
         assert!(keys.insert(c.idempotency_key.clone()), "duplicate key");
         if c.op == "big" {
-            assert_eq!(c.body.len(), BODY_KEEP_BYTES, "the body is kept up to the bound");
+            assert_eq!(
+                c.body.len(),
+                BODY_KEEP_BYTES,
+                "the body is kept up to the bound"
+            );
             continue;
         }
         // The server echoes "<key> <request body>": the observer sees what
@@ -170,7 +182,11 @@ fn one_seed_one_run_and_another_seed_another() {
     };
     let first = fingerprint(5);
     assert!(first.len() > 500);
-    assert_eq!(first, fingerprint(5), "same seed, same schedule, same bodies");
+    assert_eq!(
+        first,
+        fingerprint(5),
+        "same seed, same schedule, same bodies"
+    );
     assert_ne!(first, fingerprint(6));
 }
 
@@ -230,7 +246,9 @@ fn an_undersized_pool_is_called_out_before_and_after() {
     let mut plan = plan(Arrival::Constant { rate: 500.0 }, 2, vec![get_root()]);
     plan.connections_max = 2;
     plan.expected_latency = Duration::from_millis(20);
-    let warning = plan.pool_warning().expect("500/s × 20 ms needs 10 connections");
+    let warning = plan
+        .pool_warning()
+        .expect("500/s × 20 ms needs 10 connections");
     assert!(warning.contains("needs 10 connections"), "{warning}");
     let run = run_in_sim(server(20), plan, 4);
     let r = &run.report;
@@ -253,8 +271,17 @@ fn unreachable_targets_fail_every_request_with_a_reason() {
     setup.behaviour.refuse_connections = true;
     let run = run_in_sim(setup, plan, 1);
     assert_eq!(run.report.overall.failed, 50);
-    assert!(run.completions.iter().all(|c| c.error.is_some() && c.status.is_none()));
-    assert_eq!(run.report.errors.get("connect"), Some(&50), "{:?}", run.report.errors);
+    assert!(
+        run.completions
+            .iter()
+            .all(|c| c.error.is_some() && c.status.is_none())
+    );
+    assert_eq!(
+        run.report.errors.get("connect"),
+        Some(&50),
+        "{:?}",
+        run.report.errors
+    );
 }
 
 #[test]
@@ -263,7 +290,12 @@ fn a_silent_server_times_out_at_the_request_timeout() {
     plan.request_timeout = Duration::from_millis(200);
     plan.connections_max = 20;
     let run = run_in_sim(server(5_000), plan, 1);
-    assert_eq!(run.report.errors.get("timeout"), Some(&20), "{:?}", run.report.errors);
+    assert_eq!(
+        run.report.errors.get("timeout"),
+        Some(&20),
+        "{:?}",
+        run.report.errors
+    );
     for c in &run.completions {
         assert!(
             c.latency >= Duration::from_millis(200) && c.latency < Duration::from_millis(205),

@@ -65,7 +65,9 @@ async fn mtls_with_a_client_certificate_works_over_http1_and_http2() {
     let pki = Pki::create(&temp_dir("mtls-ok"));
     let (addr, log) = start(mtls_setup(&pki)).await;
     for protocol in [Protocol::Http1, Protocol::Http2] {
-        let tls = client_files(&pki, true).target("localhost", protocol).unwrap();
+        let tls = client_files(&pki, true)
+            .target("localhost", protocol)
+            .unwrap();
         let report = load(addr, Some(tls), protocol).await;
         assert!(report.overall.total() > 50, "{protocol:?}");
         assert_eq!(
@@ -76,7 +78,10 @@ async fn mtls_with_a_client_certificate_works_over_http1_and_http2() {
         );
     }
     let seen = log.lock().unwrap().clone();
-    assert!(seen.iter().all(|s| s.client_cert), "every request came over mTLS");
+    assert!(
+        seen.iter().all(|s| s.client_cert),
+        "every request came over mTLS"
+    );
     assert!(seen.iter().any(|s| s.version == Version::HTTP_11));
     assert!(seen.iter().any(|s| s.version == Version::HTTP_2));
 }
@@ -91,7 +96,10 @@ async fn without_a_client_certificate_the_server_refuses_every_request() {
     let report = load(addr, Some(tls), Protocol::Http1).await;
     assert!(report.overall.total() > 50);
     assert_eq!(report.overall.ok, 0, "{:?}", report.statuses);
-    assert!(log.lock().unwrap().is_empty(), "nothing reached the handler");
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "nothing reached the handler"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,8 +123,18 @@ async fn plain_http2_uses_prior_knowledge() {
     })
     .await;
     let report = load(addr, None, Protocol::Http2).await;
-    assert_eq!(report.overall.ok, report.overall.total(), "{:?}", report.errors);
-    assert!(log.lock().unwrap().iter().all(|s| s.version == Version::HTTP_2));
+    assert_eq!(
+        report.overall.ok,
+        report.overall.total(),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .all(|s| s.version == Version::HTTP_2)
+    );
 }
 
 #[test]

@@ -84,7 +84,14 @@ fn load_at_200_per_second_for_5s_gets_every_request_answered() {
     let (out, out_text) = out_dir("http");
     let url = format!("http://127.0.0.1:{}/", server.port).replace("127.0.0.1", "127.0.0.2");
     let output = meshsim(&[
-        "load", &url, "--rate", "200", "--duration", "5s", "--out", &out_text,
+        "load",
+        &url,
+        "--rate",
+        "200",
+        "--duration",
+        "5s",
+        "--out",
+        &out_text,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
     let s = summary(&out);
@@ -102,9 +109,16 @@ fn load_at_200_per_second_for_5s_gets_every_request_answered() {
     // The interval log holds one histogram per second, readable back.
     let run = reports::read_run(&out).unwrap();
     assert_eq!(run.latency_intervals.len(), 5);
-    let counted: u64 = run.latency_intervals.iter().map(|i| i.histogram.len()).sum();
+    let counted: u64 = run
+        .latency_intervals
+        .iter()
+        .map(|i| i.histogram.len())
+        .sum();
     assert_eq!(counted, 1000);
-    assert!(run.start_unix_s > 1.7e9, "a real run has a wall-clock start");
+    assert!(
+        run.start_unix_s > 1.7e9,
+        "a real run has a wall-clock start"
+    );
 }
 
 #[test]
@@ -134,43 +148,127 @@ fn an_impossible_threshold_exits_1() {
     assert_eq!(checks[0]["passed"], false, "{checks:?}");
     assert_eq!(checks[0]["kind"], "slo");
     assert_eq!(checks[1]["passed"], true, "{checks:?}");
-    assert!(std::fs::read_to_string(out.join("junit.xml")).unwrap().contains("failure"));
+    assert!(
+        std::fs::read_to_string(out.join("junit.xml"))
+            .unwrap()
+            .contains("failure")
+    );
 }
 
 #[test]
 fn bad_input_exits_2_with_a_reason() {
     for (args, expected) in [
-        (vec!["load", "ftp://x/", "--rate", "1", "--duration", "1s"], "http://"),
-        (vec!["load", "http://127.0.0.1:1/", "--rate", "-5", "--duration", "1s"], "positive"),
-        (vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "soon"], "duration"),
         (
-            vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "99999999999999h"],
+            vec!["load", "ftp://x/", "--rate", "1", "--duration", "1s"],
+            "http://",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "-5",
+                "--duration",
+                "1s",
+            ],
+            "positive",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "soon",
+            ],
+            "duration",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "99999999999999h",
+            ],
             "out of range",
         ),
         (
-            vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--threshold", "p(99)<5"],
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--threshold",
+                "p(99)<5",
+            ],
             "unit",
         ),
         (
-            vec!["load", "https://localhost:1/", "--rate", "5", "--duration", "1s", "--cacert", "/nonexistent.pem"],
+            vec![
+                "load",
+                "https://localhost:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--cacert",
+                "/nonexistent.pem",
+            ],
             "/nonexistent.pem",
         ),
         (
-            vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--cert", "c.pem"],
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--cert",
+                "c.pem",
+            ],
             "--key",
         ),
         (
-            vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "-H", "no colon"],
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "-H",
+                "no colon",
+            ],
             "Name: value",
         ),
         (
-            vec!["load", "http://127.0.0.1:1/", "--rate", "5", "--duration", "1s", "--body", "{{nope}}"],
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--duration",
+                "1s",
+                "--body",
+                "{{nope}}",
+            ],
             "nope",
         ),
     ] {
         let output = meshsim(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", explain(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            explain(&output)
+        );
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
@@ -197,13 +295,26 @@ fn mtls_load_works_with_cert_key_and_cacert() {
     ] {
         let (out, out_text) = out_dir(name);
         let mut args = vec![
-            "load", target, "--rate", "100", "--duration", "1s", "--out", &out_text,
-            "--threshold", "error_rate<1%",
+            "load",
+            target,
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--out",
+            &out_text,
+            "--threshold",
+            "error_rate<1%",
         ];
         args.extend(tls);
         args.extend(extra);
         let output = meshsim(&args);
-        assert_eq!(output.status.code(), Some(0), "{name}: {}", explain(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: {}",
+            explain(&output)
+        );
         assert_eq!(summary(&out)["requests"]["ok"], 100, "{name}");
     }
     assert!(server.log.lock().unwrap().iter().all(|s| s.client_cert));
@@ -219,8 +330,20 @@ fn mtls_load_works_with_cert_key_and_cacert() {
     // the threshold turns that into exit 1.
     let (out, out_text) = out_dir("mtls-refused");
     let output = meshsim(&[
-        "load", &url_ip, "--rate", "50", "--duration", "1s", "--cacert", ca, "--out", &out_text,
-        "--threshold", "error_rate<1%", "--timeout", "2s",
+        "load",
+        &url_ip,
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--cacert",
+        ca,
+        "--out",
+        &out_text,
+        "--threshold",
+        "error_rate<1%",
+        "--timeout",
+        "2s",
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
     assert_eq!(summary(&out)["requests"]["ok"], 0);
@@ -228,8 +351,22 @@ fn mtls_load_works_with_cert_key_and_cacert() {
     // connection error, reported, not a hang.
     let (out, out_text) = out_dir("mtls-wrong-host");
     let output = meshsim(&[
-        "load", &url, "--rate", "20", "--duration", "500ms", "--out", &out_text,
-        "--timeout", "2s", "--cert", cert, "--key", key, "--cacert", ca,
+        "load",
+        &url,
+        "--rate",
+        "20",
+        "--duration",
+        "500ms",
+        "--out",
+        &out_text,
+        "--timeout",
+        "2s",
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--cacert",
+        ca,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
     assert_eq!(summary(&out)["requests"]["failed"], 10);

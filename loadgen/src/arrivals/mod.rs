@@ -226,7 +226,11 @@ fn check_seconds(what: &str, seconds: f64, zero_ok: bool) -> Result<(), ArrivalE
     } else {
         Err(ArrivalError(format!(
             "{what} is {seconds}; expected a {}number of seconds",
-            if zero_ok { "non-negative " } else { "positive " }
+            if zero_ok {
+                "non-negative "
+            } else {
+                "positive "
+            }
         )))
     }
 }
@@ -401,12 +405,9 @@ impl Arrival {
         let expected = (self.mean_rate_per_s(duration) * end_s * 1.01) as usize + 16;
         let mut offsets_s = Vec::with_capacity(expected.min(1 << 24));
         match self {
-            Arrival::Constant { rate } => evenly_spaced(
-                &RateCurve::new(&[(0.0, *rate)]),
-                end_s,
-                rng,
-                &mut offsets_s,
-            ),
+            Arrival::Constant { rate } => {
+                evenly_spaced(&RateCurve::new(&[(0.0, *rate)]), end_s, rng, &mut offsets_s)
+            }
             Arrival::Poisson { rate } => poisson(*rate, 0.0, end_s, rng, &mut offsets_s),
             Arrival::Ramp { .. } => {
                 let curve = self.rate_curve().expect("a ramp has a curve");

@@ -73,7 +73,10 @@ impl RateCurve {
     /// Rate at `t_s`.
     pub fn rate_at(&self, t_s: f64) -> f64 {
         let after = self.points.partition_point(|p| p.0 <= t_s);
-        match (after.checked_sub(1).map(|i| self.points[i]), self.points.get(after)) {
+        match (
+            after.checked_sub(1).map(|i| self.points[i]),
+            self.points.get(after),
+        ) {
             (Some((t0, r0)), Some(&(t1, r1))) => r0 + (r1 - r0) * (t_s - t0) / (t1 - t0),
             (Some((_, r)), None) | (None, Some(&(_, r))) => r,
             (None, None) => 0.0,
@@ -115,12 +118,7 @@ impl RateCurve {
 
     /// Requests the curve asks for over `[from_s, to_s)`.
     pub fn area_between(&self, from_s: f64, to_s: f64) -> f64 {
-        let before = |t: f64| -> f64 {
-            self.segments(t)
-                .iter()
-                .map(Segment::area)
-                .sum::<f64>()
-        };
+        let before = |t: f64| -> f64 { self.segments(t).iter().map(Segment::area).sum::<f64>() };
         before(to_s) - before(from_s)
     }
 }

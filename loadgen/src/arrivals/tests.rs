@@ -44,7 +44,8 @@ fn curve(points: &[(f64, f64)]) -> Arrival {
 
 #[test]
 fn poisson_mean_and_cv_match_theory() {
-    let offsets = Arrival::Poisson { rate: 1000.0 }.schedule(Duration::from_secs(100), &mut rng(11));
+    let offsets =
+        Arrival::Poisson { rate: 1000.0 }.schedule(Duration::from_secs(100), &mut rng(11));
     let gaps = gaps(&offsets);
     assert!(gaps.len() > 99_000, "{} arrivals", gaps.len());
     let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
@@ -216,7 +217,10 @@ fn bursts_have_the_stationary_mean_and_are_overdispersed() {
         / counts.len() as f64;
     assert!(var / mean > 20.0, "dispersion index {}", var / mean);
     let busiest = *counts.iter().max().unwrap();
-    assert!(busiest > 800, "no burst reached its rate: busiest second {busiest}");
+    assert!(
+        busiest > 800,
+        "no burst reached its rate: busiest second {busiest}"
+    );
 }
 
 #[test]
@@ -278,7 +282,10 @@ fn scenario_errors_name_the_field() {
             r#"arrival = { kind = "curve", points = [{ at_s = 5, rate_per_s = 1 }, { at_s = 4, rate_per_s = 2 }] }"#,
             "points[1].at_s",
         ),
-        (r#"arrival = { kind = "curve", points = [] }"#, "points has 0"),
+        (
+            r#"arrival = { kind = "curve", points = [] }"#,
+            "points has 0",
+        ),
         (
             r#"arrival = { kind = "bursts", base_rate_per_s = 10, burst_rate_per_s = 100, base_dwell_mean_s = 0, burst_dwell_mean_s = 1 }"#,
             "base_dwell_mean_s",

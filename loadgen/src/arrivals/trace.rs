@@ -75,10 +75,7 @@ pub fn parse_trace(reader: impl Read, source: &str) -> Result<TraceRows, Arrival
         .trim(csv::Trim::All)
         .from_reader(reader);
     let bad = |line: u64, message: String| ArrivalError(format!("{source}:{line}: {message}"));
-    let headers = csv
-        .headers()
-        .map_err(|e| bad(1, e.to_string()))?
-        .clone();
+    let headers = csv.headers().map_err(|e| bad(1, e.to_string()))?.clone();
     let scale_s = headers
         .get(0)
         .and_then(offset_scale_s)
@@ -119,7 +116,12 @@ pub fn parse_trace(reader: impl Read, source: &str) -> Result<TraceRows, Arrival
             .ok()
             .map(|v| v * scale_s)
             .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
-            .ok_or_else(|| bad(line, format!("offset `{offset}` is not a non-negative number")))?;
+            .ok_or_else(|| {
+                bad(
+                    line,
+                    format!("offset `{offset}` is not a non-negative number"),
+                )
+            })?;
         if operation.is_empty() {
             return Err(bad(line, "the operation is empty".into()));
         }
@@ -153,7 +155,10 @@ mod tests {
             .iter()
             .map(|r| (r.offset.as_micros(), r.operation.as_str()))
             .collect();
-        assert_eq!(got, [(0, "quote"), (250_000, "order"), (1_000_500, "quote")]);
+        assert_eq!(
+            got,
+            [(0, "quote"), (250_000, "order"), (1_000_500, "quote")]
+        );
         assert_eq!(rows.peak_per_s(), 2.0);
         let seconds = parse_trace("offset_s,operation\n1.5,x\n".as_bytes(), "t").unwrap();
         assert_eq!(seconds.rows()[0].offset, Duration::from_millis(1500));
@@ -163,13 +168,21 @@ mod tests {
     fn errors_name_the_line() {
         for (text, expected) in [
             ("offset,operation\n1,x\n", "t.csv:1: header"),
-            ("offset_ms,operation\n1,x\nsoon,y\n", "t.csv:3: offset `soon`"),
+            (
+                "offset_ms,operation\n1,x\nsoon,y\n",
+                "t.csv:3: offset `soon`",
+            ),
             ("offset_ms,operation\n-1,x\n", "t.csv:2: offset `-1`"),
-            ("offset_ms,operation\n1,\n", "t.csv:2: the operation is empty"),
+            (
+                "offset_ms,operation\n1,\n",
+                "t.csv:2: the operation is empty",
+            ),
             ("offset_ms,operation\n", "t.csv:1: the trace has no rows"),
             ("offset_ms,operation\n1,x,y\n", "t.csv:2:"),
         ] {
-            let error = parse_trace(text.as_bytes(), "t.csv").unwrap_err().to_string();
+            let error = parse_trace(text.as_bytes(), "t.csv")
+                .unwrap_err()
+                .to_string();
             assert!(error.starts_with(expected), "{text:?}: {error}");
         }
     }

@@ -100,7 +100,13 @@ async fn connection(io: BoxIo, setup: ServerSetup, log: Log, started: Instant) -
     };
     let behaviour = setup.behaviour.clone();
     let service = service_fn(move |request| {
-        respond(request, behaviour.clone(), log.clone(), started, client_cert)
+        respond(
+            request,
+            behaviour.clone(),
+            log.clone(),
+            started,
+            client_cert,
+        )
     });
     let io = TokioIo::new(io);
     if http2 {
@@ -218,7 +224,9 @@ impl Pki {
             for last in 1..=4 {
                 params
                     .subject_alt_names
-                    .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))));
+                    .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(
+                        127, 0, 0, last,
+                    ))));
             }
             params.extended_key_usages = vec![purpose];
             let cert = params.signed_by(&key, &issuer).unwrap();
@@ -247,10 +255,12 @@ impl Pki {
         for cert in CertificateDer::pem_file_iter(&self.ca_pem).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
         let chain = CertificateDer::pem_file_iter(&self.server_cert)
             .unwrap()
             .map(Result::unwrap)
@@ -356,7 +366,11 @@ pub fn get_root() -> loadgen::Operation {
 }
 
 /// A one-phase plan.
-pub fn plan(arrival: loadgen::Arrival, seconds: u64, mix: Vec<loadgen::Operation>) -> loadgen::LoadPlan {
+pub fn plan(
+    arrival: loadgen::Arrival,
+    seconds: u64,
+    mix: Vec<loadgen::Operation>,
+) -> loadgen::LoadPlan {
     loadgen::LoadPlan {
         phases: vec![loadgen::Phase {
             name: "main".into(),

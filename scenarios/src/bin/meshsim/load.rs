@@ -12,8 +12,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use loadgen::{
-    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, Target,
-    TlsFiles,
+    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, Target, TlsFiles,
 };
 use reports::{
     Check, CheckKind, IntervalHistogram, IntervalRow, LatencyMs, Mode, ROUTE_ALL, RequestCounts,
@@ -127,7 +126,11 @@ enum OverflowArg {
 fn duration(text: &str) -> Result<Duration, String> {
     // Dur parses with Duration::from_secs_f64, which panics on overflow:
     // refuse absurd numbers before it sees them.
-    let digits = text.trim_start().chars().take_while(char::is_ascii_digit).count();
+    let digits = text
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
     if digits > 9 {
         return Err(format!("duration \"{text}\" is out of range"));
     }
@@ -164,7 +167,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(threads) = args.threads {
         runtime.worker_threads(threads.max(1));
     }
-    let runtime = runtime.enable_all().build().context("starting the runtime")?;
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let clock = SystemClock::new(SkewHandle::default());
     let start_unix_s = clock
         .wall()
@@ -217,15 +223,25 @@ fn target(args: &LoadArgs, protocol: Protocol) -> anyhow::Result<(Target, String
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return Err(bad(format!("URL '{}' must start with http:// or https://", args.url))),
+        _ => {
+            return Err(bad(format!(
+                "URL '{}' must start with http:// or https://",
+                args.url
+            )));
+        }
     };
     let authority = uri
         .authority()
         .ok_or_else(|| bad(format!("URL '{}' has no host", args.url)))?;
     if authority.as_str().contains('@') {
-        return Err(bad("user:password@ in the URL is not supported; use -H 'authorization: …'"));
+        return Err(bad(
+            "user:password@ in the URL is not supported; use -H 'authorization: …'",
+        ));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     if !https && (args.cert.is_some() || args.cacert.is_some()) {
         return Err(bad("--cert, --key and --cacert need an https:// URL"));
@@ -236,7 +252,11 @@ fn target(args: &LoadArgs, protocol: Protocol) -> anyhow::Result<(Target, String
             cert: args.cert.clone(),
             key: args.key.clone(),
         };
-        Some(files.target(host, protocol).map_err(|e| bad(e.to_string()))?)
+        Some(
+            files
+                .target(host, protocol)
+                .map_err(|e| bad(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -448,7 +468,13 @@ fn run_data(summary: Summary, report: &LoadReport) -> RunData {
 
 /// The wrk2-style spectrum, then the one-screen summary. Write errors (a
 /// closed pipe) are ignored: the files in `out` are the record.
-fn print(args: &LoadArgs, plan: &LoadPlan, report: &LoadReport, summary: &Summary, out: &std::path::Path) {
+fn print(
+    args: &LoadArgs,
+    plan: &LoadPlan,
+    report: &LoadReport,
+    summary: &Summary,
+    out: &std::path::Path,
+) {
     use std::fmt::Write as _;
     let mut text = reports::percentile_spectrum_text(&report.overall.latency_us);
     let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| {
@@ -458,7 +484,11 @@ fn print(args: &LoadArgs, plan: &LoadPlan, report: &LoadReport, summary: &Summar
             h.value_at_quantile(q) as f64 / 1000.0
         }
     };
-    let verdict = if summary.verdict == Verdict::Pass { "PASS" } else { "FAIL" };
+    let verdict = if summary.verdict == Verdict::Pass {
+        "PASS"
+    } else {
+        "FAIL"
+    };
     let protocol = if args.http2 { "HTTP/2" } else { "HTTP/1.1" };
     let arrival = plan.phases.first().map_or("?", |p| p.arrival.kind());
     let _ = writeln!(
@@ -516,7 +546,11 @@ fn print(args: &LoadArgs, plan: &LoadPlan, report: &LoadReport, summary: &Summar
         .collect();
     let _ = writeln!(text, "  statuses   {}", statuses.join(", "));
     if !report.errors.is_empty() {
-        let errors: Vec<String> = report.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         let _ = writeln!(text, "  errors     {}", errors.join(", "));
     }
     for warning in &report.warnings {

@@ -59,7 +59,7 @@ enum Command {
         scenario: PathBuf,
     },
     /// Open-loop load test of any HTTP(S) endpoint (exit 1 if a threshold fails).
-    Load(load::LoadArgs),
+    Load(Box<load::LoadArgs>),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -106,7 +106,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             trace,
         } => run(&scenario, seed, real, out, trace),
         Command::CheckDeterminism { scenario, seed } => check_determinism(&scenario, seed),
-        Command::Load(args) => load::run(args),
+        Command::Load(args) => load::run(*args),
         Command::Validate { scenario } => {
             let parsed = load(&scenario)?;
             println!(
