@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::Full;
-use rand_chacha::ChaCha12Rng;
 use seam::{Net, Seed};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -16,7 +15,7 @@ use crate::LoadError;
 use crate::client::{ConnectionPool, ExchangeError, Target};
 use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, ScheduledRequest};
 use crate::stats::{LoadReport, record_us};
-use crate::template::{RequestVars, idempotency_key, request_rng};
+use crate::template::{RequestVars, idempotency_key};
 
 /// The header that carries each request's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -156,9 +155,8 @@ fn drop_request(shared: &Shared, planned: ScheduledRequest, in_flight_max: usize
 async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSemaphorePermit) {
     let op = &shared.mix[planned.op];
     let key = idempotency_key(shared.run_key, planned.seq);
-    let mut rng = request_rng(shared.template_seed, planned.seq);
     let deadline = Instant::now() + shared.request_timeout;
-    let (sent, result) = match build_request(&shared, op, planned.seq, &key, &mut rng) {
+    let (sent, result) = match build_request(&shared, op, planned.seq, &key) {
         Ok(request) => {
             let exchange = shared.pool.exchange(request, deadline).await;
             (exchange.sent, exchange.result)
@@ -208,13 +206,8 @@ fn build_request(
     op: &CompiledOp,
     seq: u64,
     key: &str,
-    rng: &mut ChaCha12Rng,
 ) -> Result<Request<Full<Bytes>>, ExchangeError> {
-    let mut vars = RequestVars {
-        seq,
-        idempotency_key: key,
-        rng,
-    };
+    let mut vars = RequestVars::new(seq, key, shared.template_seed);
     // Path first, then body: the draw order is part of the seed contract.
     let path = op.path.render(&mut vars);
     let body = op.body.render(&mut vars);

@@ -72,6 +72,14 @@ impl OpStats {
     }
 }
 
+/// The entry for `op`, allocating its name only the first time.
+fn stats_for<'a>(ops: &'a mut BTreeMap<String, OpStats>, op: &str) -> &'a mut OpStats {
+    if !ops.contains_key(op) {
+        ops.insert(op.to_owned(), OpStats::default());
+    }
+    ops.get_mut(op).expect("inserted above")
+}
+
 /// One reporting interval.
 #[derive(Clone, Debug)]
 pub struct IntervalStats {
@@ -164,10 +172,7 @@ impl LoadReport {
         ok: bool,
     ) {
         self.overall.record(latency, ok);
-        self.ops
-            .entry(op.to_owned())
-            .or_default()
-            .record(latency, ok);
+        stats_for(&mut self.ops, op).record(latency, ok);
         let index = (intended.as_nanos() / self.interval.as_nanos().max(1)) as usize;
         while self.intervals.len() <= index {
             let start = self.interval * self.intervals.len() as u32;
@@ -176,11 +181,7 @@ impl LoadReport {
                 ops: BTreeMap::new(),
             });
         }
-        self.intervals[index]
-            .ops
-            .entry(op.to_owned())
-            .or_default()
-            .record(latency, ok);
+        stats_for(&mut self.intervals[index].ops, op).record(latency, ok);
     }
 
     /// Latency at `quantile` (0..=1) over all requests, in milliseconds.

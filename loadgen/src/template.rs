@@ -40,12 +40,30 @@ pub struct Template {
 
 /// What a request contributes to its template.
 pub struct RequestVars<'a> {
-    /// Sequence number in the schedule.
-    pub seq: u64,
-    /// The request's idempotency key.
-    pub idempotency_key: &'a str,
-    /// The request's own random stream ([`request_rng`]).
-    pub rng: &'a mut ChaCha12Rng,
+    seq: u64,
+    idempotency_key: &'a str,
+    template_seed: u64,
+    /// Made on the first draw: most requests have no random placeholder,
+    /// and seeding a ChaCha stream is the costliest part of a render.
+    rng: Option<ChaCha12Rng>,
+}
+
+impl<'a> RequestVars<'a> {
+    /// The values for request `seq`; random placeholders draw from
+    /// [`request_rng`]`(template_seed, seq)`, path first, then body.
+    pub fn new(seq: u64, idempotency_key: &'a str, template_seed: u64) -> Self {
+        RequestVars {
+            seq,
+            idempotency_key,
+            template_seed,
+            rng: None,
+        }
+    }
+
+    fn rng(&mut self) -> &mut ChaCha12Rng {
+        let (seed, seq) = (self.template_seed, self.seq);
+        self.rng.get_or_insert_with(|| request_rng(seed, seq))
+    }
 }
 
 /// The random stream of request `seq` under `template_seed`.
@@ -143,11 +161,12 @@ impl Template {
                 Part::Seq => out.put_slice(vars.seq.to_string().as_bytes()),
                 Part::IdempotencyKey => out.put_slice(vars.idempotency_key.as_bytes()),
                 Part::RandInt { low, high } => {
-                    let value: i64 = vars.rng.random_range(*low..=*high);
+                    let value: i64 = vars.rng().random_range(*low..=*high);
                     out.put_slice(value.to_string().as_bytes());
                 }
                 Part::RandChoice(words) => {
-                    out.put_slice(&words[vars.rng.random_range(0..words.len())]);
+                    let pick = vars.rng().random_range(0..words.len());
+                    out.put_slice(&words[pick]);
                 }
             }
         }
@@ -166,12 +185,7 @@ mod tests {
     fn render(template: &str, seq: u64) -> String {
         let template = Template::parse(template.as_bytes()).unwrap();
         let key = idempotency_key(0xabc, seq);
-        let mut rng = request_rng(7, seq);
-        let mut vars = RequestVars {
-            seq,
-            idempotency_key: &key,
-            rng: &mut rng,
-        };
+        let mut vars = RequestVars::new(seq, &key, 7);
         String::from_utf8(template.render(&mut vars).to_vec()).unwrap()
     }
 
