@@ -44,6 +44,8 @@ pub struct Completion {
     pub error: Option<String>,
     /// The `idempotency-key` the request carried.
     pub idempotency_key: String,
+    /// The request body as sent (templates filled in).
+    pub request_body: Bytes,
     /// The first [`crate::BODY_KEEP_BYTES`] of the response body (what the
     /// target acknowledged).
     pub body: Bytes,
@@ -156,7 +158,12 @@ async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSema
     let op = &shared.mix[planned.op];
     let key = idempotency_key(shared.run_key, planned.seq);
     let deadline = Instant::now() + shared.request_timeout;
-    let (sent, result) = match build_request(&shared, op, planned.seq, &key) {
+    let mut vars = RequestVars::new(planned.seq, &key, shared.template_seed);
+    // Path first, then body: the draw order is part of the seed contract.
+    let path = op.path.render(&mut vars);
+    let request_body = op.body.render(&mut vars);
+    let request = build_request(&shared, op, &path, request_body.clone(), planned.seq, &key);
+    let (sent, result) = match request {
         Ok(request) => {
             let exchange = shared.pool.exchange(request, deadline).await;
             (exchange.sent, exchange.result)
@@ -197,6 +204,7 @@ async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSema
         status,
         error: error.map(|e| e.to_string()),
         idempotency_key: key,
+        request_body,
         body,
     });
 }
@@ -204,14 +212,12 @@ async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSema
 fn build_request(
     shared: &Shared,
     op: &CompiledOp,
+    path: &[u8],
+    body: Bytes,
     seq: u64,
     key: &str,
 ) -> Result<Request<Full<Bytes>>, ExchangeError> {
-    let mut vars = RequestVars::new(seq, key, shared.template_seed);
-    // Path first, then body: the draw order is part of the seed contract.
-    let path = op.path.render(&mut vars);
-    let body = op.body.render(&mut vars);
-    let path = std::str::from_utf8(&path)
+    let path = std::str::from_utf8(path)
         .map_err(|_| ExchangeError::Request("the rendered path is not UTF-8".into()))?;
     let target = &shared.target;
     let mut builder = Request::builder().method(op.method.clone());

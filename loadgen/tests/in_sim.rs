@@ -128,6 +128,11 @@ fn observers_see_keys_and_acknowledged_bodies() {
         let text = std::str::from_utf8(&c.body).unwrap();
         let (key, body) = text.split_once(' ').unwrap();
         assert_eq!(key, c.idempotency_key);
+        assert_eq!(
+            body.as_bytes(),
+            c.request_body,
+            "the observer sees what was sent"
+        );
         let value: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(value["n"], c.seq);
         assert!((1..=9).contains(&value["qty"].as_u64().unwrap()), "{body}");
