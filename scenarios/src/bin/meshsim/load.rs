@@ -176,19 +176,20 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .wall()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let (report, wall_seconds) = runtime.block_on(async {
+    // The dispatcher runs as a task on a worker, not on this thread: its
+    // spawns then go to the worker's local queue, with no cross-thread
+    // wake-up per request (one core: 2 threads would take turns).
+    let run_plan = plan.clone();
+    let seed = Seed::new(args.seed);
+    let load = runtime.spawn(async move {
         let started = tokio::time::Instant::now();
         let net: Arc<dyn Net> = Arc::new(RealNet::standalone());
-        let report = loadgen::run(
-            net,
-            target,
-            plan.clone(),
-            Seed::new(args.seed),
-            Arc::new(|_: &_| {}),
-        )
-        .await;
+        let report = loadgen::run(net, target, run_plan, seed, Arc::new(|_: &_| {})).await;
         (report, started.elapsed().as_secs_f64())
     });
+    let (report, wall_seconds) = runtime
+        .block_on(load)
+        .context("the load generator task failed")?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let report = report.map_err(|e| bad(e.to_string()))?;
     let checks = evaluate(&thresholds, &report);
