@@ -1,138 +1,301 @@
-//! A bounded pool of keep-alive HTTP/1.1 connections to one target, over
-//! the seam, with optional (m)TLS.
+//! A bounded pool of connections to one target, over the seam: keep-alive
+//! HTTP/1.1 (one request per connection at a time) or HTTP/2 (requests
+//! multiplexed over a few connections), either with optional (m)TLS.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use seam::{BoxIo, Net};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::Protocol;
+
+/// Bytes of each response body kept for observers (the rest is read and
+/// discarded, so the connection stays reusable).
+pub const BODY_KEEP_BYTES: usize = 4096;
 
 /// TLS settings for an HTTPS target.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TlsTarget {
-    /// Client config (roots, optional client certificate).
+    /// Client config (roots, optional client certificate, ALPN).
     pub config: Arc<rustls::ClientConfig>,
     /// Name to verify the server against.
     pub server_name: ServerName<'static>,
 }
 
 /// Where the load goes.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Target {
     /// Host to connect to.
     pub host: String,
     /// Port to connect to.
     pub port: u16,
-    /// `Host` header value.
+    /// `Host` header (HTTP/1.1) or `:authority` (HTTP/2) value.
     pub authority: String,
     /// TLS, if HTTPS.
     pub tls: Option<TlsTarget>,
 }
 
-type Body = Full<bytes::Bytes>;
+impl Target {
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
 
-/// Connections to the target; at most `permits` in use at once.
-pub(crate) struct ConnectionPool {
-    net: Arc<dyn Net>,
-    target: Target,
-    idle: Mutex<Vec<SendRequest<Body>>>,
-    permits: Semaphore,
+type Body = Full<Bytes>;
+
+/// Why an exchange produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The request could not be built (a rendered path is not a URI…).
+    #[error("request: {0}")]
+    Request(String),
+    /// TCP connect failed.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The TLS handshake failed (or ALPN did not agree on HTTP/2).
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The HTTP exchange failed (handshake, reset, protocol error).
+    #[error("http: {0}")]
+    Http(String),
+    /// The response body broke off.
+    #[error("body: {0}")]
+    Body(String),
+    /// No answer within the request timeout.
+    #[error("timeout after {0} ms")]
+    Timeout(u64),
+}
+
+impl ExchangeError {
+    /// A short stable name for counting errors by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExchangeError::Request(_) => "request",
+            ExchangeError::Connect(_) => "connect",
+            ExchangeError::Tls(_) => "tls",
+            ExchangeError::Http(_) => "http",
+            ExchangeError::Body(_) => "body",
+            ExchangeError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// What a response carried.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// The first [`BODY_KEEP_BYTES`] of the body.
+    pub body: Bytes,
 }
 
 /// What one exchange produced.
-pub(crate) enum Exchange {
-    /// Status and the time the request was actually written.
-    Answered {
-        status: u16,
-        sent: tokio::time::Instant,
-    },
-    /// No response (connect, TLS or protocol failure).
-    Failed {
-        reason: String,
-        sent: tokio::time::Instant,
-    },
+pub(crate) struct Exchange {
+    /// When the request got a connection and started on the wire; `None`
+    /// if it timed out before it got one.
+    pub sent: Option<Instant>,
+    /// The response, or why there was none.
+    pub result: Result<Answer, ExchangeError>,
+}
+
+/// HTTP/1.1: idle keep-alive connections; a semaphore bounds how many are
+/// in use, and waiting for one is part of the request's latency.
+struct Http1Pool {
+    idle: Mutex<Vec<http1::SendRequest<Body>>>,
+    permits: Semaphore,
+}
+
+/// HTTP/2: a fixed set of slots, each holding one multiplexed connection
+/// (reopened when it closes), used round robin.
+struct Http2Pool {
+    slots: Vec<tokio::sync::Mutex<Option<http2::SendRequest<Body>>>>,
+    next: AtomicUsize,
+}
+
+enum Pool {
+    Http1(Http1Pool),
+    Http2(Http2Pool),
+}
+
+/// Connections to the target.
+pub(crate) struct ConnectionPool {
+    net: Arc<dyn Net>,
+    target: Target,
+    pool: Pool,
 }
 
 impl ConnectionPool {
-    pub(crate) fn new(net: Arc<dyn Net>, target: Target, connections_max: usize) -> Self {
-        ConnectionPool {
-            net,
-            target,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(connections_max.max(1)),
-        }
+    pub(crate) fn new(
+        net: Arc<dyn Net>,
+        target: Target,
+        protocol: Protocol,
+        connections_max: usize,
+    ) -> Self {
+        let connections = connections_max.max(1);
+        let pool = match protocol {
+            Protocol::Http1 => Pool::Http1(Http1Pool {
+                idle: Mutex::new(Vec::with_capacity(connections)),
+                permits: Semaphore::new(connections),
+            }),
+            Protocol::Http2 => Pool::Http2(Http2Pool {
+                slots: (0..connections)
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+                next: AtomicUsize::new(0),
+            }),
+        };
+        ConnectionPool { net, target, pool }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, String> {
-        let io: BoxIo = self
+    /// TCP, then TLS if configured. With HTTP/2 over TLS the server must
+    /// agree to `h2` by ALPN, or nothing it says could be parsed.
+    async fn open(&self, http2: bool) -> Result<BoxIo, ExchangeError> {
+        let io = self
             .net
             .connect(&self.target.host, self.target.port)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let io: BoxIo = match &self.target.tls {
-            Some(tls) => {
-                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                Box::new(
-                    connector
-                        .connect(tls.server_name.clone(), io)
-                        .await
-                        .map_err(|e| format!("tls: {e}"))?,
-                )
-            }
-            None => io,
+            .map_err(|e| ExchangeError::Connect(e.to_string()))?;
+        let Some(tls) = &self.target.tls else {
+            return Ok(io);
         };
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let stream = connector
+            .connect(tls.server_name.clone(), io)
             .await
-            .map_err(|e| format!("handshake: {e}"))?;
+            .map_err(|e| ExchangeError::Tls(e.to_string()))?;
+        if http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(ExchangeError::Tls(
+                "the server did not agree to HTTP/2 (ALPN h2)".into(),
+            ));
+        }
+        Ok(Box::new(stream))
+    }
+
+    async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, ExchangeError> {
+        let io = self.open(false).await?;
+        let (sender, connection) = http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ExchangeError::Http(e.to_string()))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)
     }
 
-    /// Waits for a connection slot (that wait is part of the latency), sends,
-    /// and reads the whole response.
-    pub(crate) async fn exchange(&self, request: Request<Body>) -> Exchange {
-        let _permit = self
-            .permits
-            .acquire()
+    async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, ExchangeError> {
+        let io = self.open(true).await?;
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
             .await
-            .expect("semaphore never closed");
-        let sent = tokio::time::Instant::now();
-        let idle = self
-            .idle
-            .lock()
-            .expect("pool poisoned")
-            .pop()
-            .filter(|s| s.is_ready());
-        let mut sender = match idle {
-            Some(sender) => sender,
-            None => match self.connect().await {
-                Ok(sender) => sender,
-                Err(reason) => return Exchange::Failed { reason, sent },
-            },
-        };
-        let response: Response<hyper::body::Incoming> = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(e) => {
-                return Exchange::Failed {
-                    reason: format!("http: {e}"),
-                    sent,
-                };
+            .map_err(|e| ExchangeError::Http(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` and reads the whole response, giving up at
+    /// `deadline` (tokio time, so simulated time in the sim).
+    pub(crate) async fn exchange(&self, request: Request<Body>, deadline: Instant) -> Exchange {
+        let mut sent = None;
+        let result = match tokio::time::timeout_at(
+            deadline,
+            self.exchange_inner(request, &mut sent),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                let waited = deadline.duration_since(sent.unwrap_or(deadline));
+                Err(ExchangeError::Timeout(waited.as_millis() as u64))
             }
         };
-        let status = response.status().as_u16();
-        if let Err(e) = response.into_body().collect().await {
-            return Exchange::Failed {
-                reason: format!("body: {e}"),
-                sent,
-            };
-        }
-        self.idle.lock().expect("pool poisoned").push(sender);
-        Exchange::Answered { status, sent }
+        Exchange { sent, result }
     }
+
+    async fn exchange_inner(
+        &self,
+        request: Request<Body>,
+        sent: &mut Option<Instant>,
+    ) -> Result<Answer, ExchangeError> {
+        match &self.pool {
+            Pool::Http1(pool) => {
+                let _permit = pool
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closed");
+                *sent = Some(Instant::now());
+                let mut sender = self.idle_http1(pool).await?;
+                let answer = read(sender.send_request(request).await).await?;
+                pool.idle.lock().expect("pool poisoned").push(sender);
+                Ok(answer)
+            }
+            Pool::Http2(pool) => {
+                *sent = Some(Instant::now());
+                let slot = pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len();
+                let mut sender = {
+                    let mut held = pool.slots[slot].lock().await;
+                    match held.as_ref().filter(|s| !s.is_closed()) {
+                        Some(sender) => sender.clone(),
+                        None => {
+                            let sender = self.connect_http2().await?;
+                            *held = Some(sender.clone());
+                            sender
+                        }
+                    }
+                };
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| ExchangeError::Http(e.to_string()))?;
+                read(sender.send_request(request).await).await
+            }
+        }
+    }
+
+    /// An idle connection that is ready for a request, or a new one.
+    async fn idle_http1(
+        &self,
+        pool: &Http1Pool,
+    ) -> Result<http1::SendRequest<Body>, ExchangeError> {
+        loop {
+            let idle = pool.idle.lock().expect("pool poisoned").pop();
+            let Some(mut sender) = idle else {
+                return self.connect_http1().await;
+            };
+            // A connection finishing its previous response becomes ready
+            // in a moment; one the server closed errors and is dropped.
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Ok(sender);
+            }
+        }
+    }
+}
+
+/// Reads the status and the body, keeping its first [`BODY_KEEP_BYTES`].
+async fn read(
+    response: Result<Response<hyper::body::Incoming>, hyper::Error>,
+) -> Result<Answer, ExchangeError> {
+    let response = response.map_err(|e| ExchangeError::Http(e.to_string()))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut kept = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ExchangeError::Body(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            let room = BODY_KEEP_BYTES - kept.len();
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Ok(Answer {
+        status,
+        body: kept.freeze(),
+    })
 }

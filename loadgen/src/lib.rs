@@ -5,27 +5,48 @@
 //! stalls, requests keep being issued on schedule and their latency is
 //! measured from the *intended* start (as wrk2 does), so the stall shows up
 //! in the percentiles. The generator's own lag and drops are reported, never
-//! hidden ([`LoadReport::late`], [`LoadReport::dropped`]).
+//! hidden ([`LoadReport::late`], [`LoadReport::dropped`],
+//! [`LoadReport::warnings`]).
 //!
 //! It runs over the [`seam::Net`] seam, so the same code loads a simulated
 //! mesh or any real HTTP(S) URL. It must never import turmoil or the mesh.
+//!
+//! Layout:
+//! - [`arrivals`]: constant, Poisson, ramps, rate curves (thinning),
+//!   Markov-modulated bursts, trace replay;
+//! - `plan`: [`LoadPlan`], its validation, pool sizing and the [`Schedule`];
+//! - `runner`: the dispatcher ([`run`]) and per-request recording;
+//! - `client`: the HTTP/1.1 and HTTP/2 connection pools, optional (m)TLS;
+//! - [`template`]: `{{seq}}`, `{{rand_int:A:B}}`… in paths and bodies;
+//! - `tls`: client settings from PEM files ([`TlsFiles`]);
+//! - `stats`: HdrHistograms per operation and interval ([`LoadReport`]).
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod arrivals;
 mod client;
+mod plan;
 mod runner;
 mod stats;
+pub mod template;
+mod tls;
 
-pub use arrivals::Arrival;
-pub use client::{Target, TlsTarget};
-pub use runner::{Completion, LoadPlan, Operation, Phase, run};
-pub use stats::{IntervalStats, LoadReport, OpStats, new_histogram};
+pub use arrivals::{Arrival, ArrivalError, RampStage, RatePoint};
+pub use client::{BODY_KEEP_BYTES, ExchangeError, Target, TlsTarget};
+pub use plan::{
+    H2_STREAMS_ASSUMED, LoadPlan, Operation, Overflow, Phase, Protocol, SCHEDULE_MAX, Schedule,
+    ScheduledRequest,
+};
+pub use runner::{Completion, IDEMPOTENCY_HEADER, SEQ_HEADER, run};
+pub use stats::{
+    HISTOGRAM_SIGFIG, IntervalStats, LATENCY_MAX_US, LoadReport, OpStats, new_histogram,
+};
+pub use tls::{TlsFiles, TlsSetupError};
 
 /// Errors at the load generator's boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The plan cannot run (empty mix, zero duration, bad URL…).
+    /// The plan cannot run (empty mix, bad arrival, bad template…).
     #[error("invalid load plan: {0}")]
     InvalidPlan(String),
 }

@@ -1,66 +1,30 @@
-//! The open-loop scheduler.
+//! The open-loop dispatcher: sends each request at its intended time,
+//! whatever happened to the ones before it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request};
+use http::{HeaderName, HeaderValue, Request};
 use http_body_util::Full;
-use rand::Rng;
 use seam::{Net, Seed};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::LoadError;
-use crate::arrivals::Arrival;
-use crate::client::{ConnectionPool, Exchange, Target};
-use crate::stats::LoadReport;
+use crate::client::{ConnectionPool, ExchangeError, Target};
+use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, ScheduledRequest};
+use crate::stats::{LoadReport, record_us};
+use crate::template::{RequestVars, idempotency_key};
 
-/// One kind of request in the mix.
-#[derive(Clone, Debug)]
-pub struct Operation {
-    /// Name used in statistics and SLO scopes.
-    pub name: String,
-    /// HTTP method.
-    pub method: Method,
-    /// Path and query.
-    pub path: String,
-    /// Request body.
-    pub body: Bytes,
-    /// Relative weight in the mix.
-    pub weight: u32,
-}
+/// The header that carries each request's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-/// A stretch of the run with one arrival process.
-#[derive(Clone, Debug)]
-pub struct Phase {
-    /// Name (for SLO scopes and reports).
-    pub name: String,
-    /// How long it lasts.
-    pub duration: Duration,
-    /// When requests are meant to start.
-    pub arrival: Arrival,
-}
+/// The header that carries each request's sequence number.
+pub const SEQ_HEADER: &str = "x-request-seq";
 
-/// What to send, when.
-#[derive(Clone, Debug)]
-pub struct LoadPlan {
-    /// Phases, back to back.
-    pub phases: Vec<Phase>,
-    /// The request mix.
-    pub mix: Vec<Operation>,
-    /// Requests in flight at most; beyond that new arrivals are dropped and
-    /// counted (an explicit overflow policy instead of silent queueing).
-    pub in_flight_max: usize,
-    /// Connections to the target at most.
-    pub connections_max: usize,
-    /// Time-series interval.
-    pub interval: Duration,
-    /// A send later than this after its intended start counts as late.
-    pub lag_tolerance: Duration,
-}
-
-/// One finished request, for observers (trace, live output).
+/// One finished request, for observers (trace, ledger checks, live output).
+/// Requests dropped at the in-flight bound were never sent and have none.
 #[derive(Clone, Debug)]
 pub struct Completion {
     /// Sequence number in the schedule.
@@ -71,63 +35,44 @@ pub struct Completion {
     pub intended: Duration,
     /// Latency from intended start.
     pub latency: Duration,
+    /// From actual send to completion; `None` if it never got a
+    /// connection before its timeout.
+    pub service_time: Option<Duration>,
     /// HTTP status, if answered.
     pub status: Option<u16>,
     /// Why there was no answer.
     pub error: Option<String>,
+    /// The `idempotency-key` the request carried.
+    pub idempotency_key: String,
+    /// The request body as sent (templates filled in).
+    pub request_body: Bytes,
+    /// The first [`crate::BODY_KEEP_BYTES`] of the response body (what the
+    /// target acknowledged).
+    pub body: Bytes,
 }
 
-struct Planned {
-    seq: u64,
-    intended: Duration,
-    op: usize,
-}
-
-impl LoadPlan {
-    fn validate(&self) -> Result<(), LoadError> {
-        if self.mix.is_empty() || self.mix.iter().all(|op| op.weight == 0) {
-            return Err(LoadError::InvalidPlan("the request mix is empty".into()));
-        }
-        if self.phases.is_empty() {
-            return Err(LoadError::InvalidPlan("no phases".into()));
-        }
-        Ok(())
-    }
-
-    /// Total length of all phases.
-    pub fn duration(&self) -> Duration {
-        self.phases.iter().map(|p| p.duration).sum()
-    }
-
-    /// The whole schedule, drawn before anything is sent.
-    fn schedule(&self, seed: Seed) -> Vec<Planned> {
-        let mut arrivals_rng = seed.child("arrivals").rng();
-        let mut mix_rng = seed.child("mix").rng();
-        let weight_total: u32 = self.mix.iter().map(|op| op.weight).sum();
-        let mut planned = Vec::new();
-        let mut phase_start = Duration::ZERO;
-        for phase in &self.phases {
-            for offset in phase.arrival.schedule(phase.duration, &mut arrivals_rng) {
-                let mut pick = mix_rng.random_range(0..weight_total);
-                let op = self.mix.iter().position(|op| {
-                    let hit = pick < op.weight;
-                    pick = pick.saturating_sub(op.weight);
-                    hit
-                });
-                let seq = planned.len() as u64;
-                planned.push(Planned {
-                    seq,
-                    intended: phase_start + offset,
-                    op: op.unwrap_or(0),
-                });
-            }
-            phase_start += phase.duration;
-        }
-        planned
-    }
+/// Everything the request tasks share.
+struct Shared {
+    pool: ConnectionPool,
+    mix: Vec<CompiledOp>,
+    report: Mutex<LoadReport>,
+    observer: Arc<dyn Fn(&Completion) + Send + Sync>,
+    target: Target,
+    protocol: Protocol,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Prefix of every idempotency key: from the seed, so a re-run with
+    /// the same seed repeats the same keys.
+    run_key: u64,
+    template_seed: u64,
+    start: Instant,
+    lag_tolerance: Duration,
+    request_timeout: Duration,
 }
 
 /// Runs `plan` against `target` and returns what it measured.
+///
+/// The schedule is drawn from `seed` first; then each request is sent at
+/// its intended time, measured from it, and reported to `observer`.
 pub async fn run(
     net: Arc<dyn Net>,
     target: Target,
@@ -135,83 +80,197 @@ pub async fn run(
     seed: Seed,
     observer: Arc<dyn Fn(&Completion) + Send + Sync>,
 ) -> Result<LoadReport, LoadError> {
-    plan.validate()?;
-    let schedule = plan.schedule(seed);
-    let pool = Arc::new(ConnectionPool::new(
-        net,
-        target.clone(),
-        plan.connections_max,
-    ));
-    let report = Arc::new(Mutex::new(LoadReport::new(plan.interval, plan.duration())));
-    let in_flight = Arc::new(Semaphore::new(plan.in_flight_max.max(1)));
-    let mix = Arc::new(plan.mix.clone());
-    let start = Instant::now();
+    let schedule = plan.schedule(seed)?;
+    let mix = plan
+        .mix
+        .iter()
+        .map(|op| op.compile())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut report = LoadReport::new(plan.interval, plan.duration());
+    report.scheduled = schedule.len() as u64;
+    report.warnings.extend(plan.pool_warning());
+    let shared = Arc::new(Shared {
+        pool: ConnectionPool::new(net, target.clone(), plan.protocol, plan.connections()),
+        mix,
+        report: Mutex::new(report),
+        observer,
+        target,
+        protocol: plan.protocol,
+        headers: plan.headers.clone(),
+        run_key: seed.child("idempotency").value(),
+        template_seed: seed.child("template").value(),
+        start: Instant::now(),
+        lag_tolerance: plan.lag_tolerance,
+        request_timeout: plan.request_timeout,
+    });
+    let in_flight = Arc::new(Semaphore::new(plan.in_flight_max));
     let mut tasks = tokio::task::JoinSet::new();
-    for planned in schedule {
-        tokio::time::sleep_until(start + planned.intended).await;
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            let op = &mix[planned.op].name;
-            let mut report = report.lock().expect("report poisoned");
-            report.dropped += 1;
-            report.record(op, planned.intended, None, false);
+    for planned in schedule.iter() {
+        let due = shared.start + planned.intended;
+        if Instant::now() < due {
+            tokio::time::sleep_until(due).await;
+        }
+        let Some(permit) = admit(&in_flight, plan.overflow).await else {
+            drop_request(&shared, planned, plan.in_flight_max);
             continue;
         };
-        let (pool, report, mix, observer, authority) = (
-            pool.clone(),
-            report.clone(),
-            mix.clone(),
-            observer.clone(),
-            target.authority.clone(),
-        );
-        let lag_tolerance = plan.lag_tolerance;
-        tasks.spawn(async move {
-            let _permit = permit;
-            let op = &mix[planned.op];
-            let request = build_request(op, &authority, planned.seq);
-            let outcome = pool.exchange(request).await;
-            let done = Instant::now();
-            let latency = done.duration_since(start + planned.intended);
-            let (status, error, sent) = match outcome {
-                Exchange::Answered { status, sent } => (Some(status), None, sent),
-                Exchange::Failed { reason, sent } => (None, Some(reason), sent),
-            };
-            let lag = sent.duration_since(start + planned.intended);
-            let ok = status.is_some_and(|s| s < 400);
-            {
-                let mut report = report.lock().expect("report poisoned");
-                report.record(&op.name, planned.intended, Some(latency), ok);
-                let _ = report
-                    .service_time_us
-                    .record((done.duration_since(sent).as_micros() as u64).max(1));
-                let _ = report
-                    .schedule_lag_us
-                    .record((lag.as_micros() as u64).max(1));
-                report.late += u64::from(lag > lag_tolerance);
-                *report.statuses.entry(status.unwrap_or(0)).or_default() += 1;
-            }
-            observer(&Completion {
-                seq: planned.seq,
-                op: op.name.clone(),
-                intended: planned.intended,
-                latency,
-                status,
-                error,
-            });
-        });
+        let in_flight_now = (plan.in_flight_max - in_flight.available_permits()) as u64;
+        {
+            let mut report = shared.report.lock().expect("report poisoned");
+            report.in_flight_peak = report.in_flight_peak.max(in_flight_now);
+        }
+        tasks.spawn(send(shared.clone(), planned, permit));
         // Reap finished tasks as we go so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let report = report.lock().expect("report poisoned").clone();
+    let mut report = shared.report.lock().expect("report poisoned").clone();
+    report.elapsed = shared.start.elapsed();
+    report.warnings.extend(saturation_warnings(&report, &plan));
     Ok(report)
 }
 
-fn build_request(op: &super::Operation, authority: &str, seq: u64) -> Request<Full<Bytes>> {
-    Request::builder()
-        .method(op.method.clone())
-        .uri(op.path.as_str())
-        .header(http::header::HOST, authority)
-        .header("x-request-seq", seq)
-        .body(Full::new(op.body.clone()))
-        .expect("operation paths are validated when the plan is built")
+/// A slot for one more request in flight, or `None` to drop it.
+async fn admit(in_flight: &Arc<Semaphore>, overflow: Overflow) -> Option<OwnedSemaphorePermit> {
+    match overflow {
+        Overflow::Drop => in_flight.clone().try_acquire_owned().ok(),
+        Overflow::Wait => in_flight.clone().acquire_owned().await.ok(),
+    }
+}
+
+fn drop_request(shared: &Shared, planned: ScheduledRequest, in_flight_max: usize) {
+    let op = &shared.mix[planned.op].name;
+    let mut report = shared.report.lock().expect("report poisoned");
+    report.dropped += 1;
+    *report.errors.entry("dropped".into()).or_default() += 1;
+    report.record(op, planned.intended, None, false);
+    if report.dropped == 1 {
+        let message = format!(
+            "requests dropped: {in_flight_max} were already in flight at {:.3}s",
+            planned.intended.as_secs_f64()
+        );
+        report.warnings.push(message);
+    }
+}
+
+/// Sends one request and records what happened to it.
+async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSemaphorePermit) {
+    let op = &shared.mix[planned.op];
+    let key = idempotency_key(shared.run_key, planned.seq);
+    let deadline = Instant::now() + shared.request_timeout;
+    let mut vars = RequestVars::new(planned.seq, &key, shared.template_seed);
+    // Path first, then body: the draw order is part of the seed contract.
+    let path = op.path.render(&mut vars);
+    let request_body = op.body.render(&mut vars);
+    let request = build_request(&shared, op, &path, request_body.clone(), planned.seq, &key);
+    let (sent, result) = match request {
+        Ok(request) => {
+            let exchange = shared.pool.exchange(request, deadline).await;
+            (exchange.sent, exchange.result)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let done = Instant::now();
+    let intended_at = shared.start + planned.intended;
+    let latency = done.saturating_duration_since(intended_at);
+    let service_time = sent.map(|s| done.saturating_duration_since(s));
+    // A request that never got a connection waited its whole latency.
+    let lag = sent.map_or(latency, |s| s.saturating_duration_since(intended_at));
+    let (status, body, error) = match result {
+        Ok(answer) => (Some(answer.status), answer.body, None),
+        Err(error) => (None, Bytes::new(), Some(error)),
+    };
+    let ok = status.is_some_and(|s| s < 400);
+    {
+        let mut report = shared.report.lock().expect("report poisoned");
+        report.record(&op.name, planned.intended, Some(latency), ok);
+        if let Some(service_time) = service_time {
+            report.sent += 1;
+            record_us(&mut report.service_time_us, service_time);
+        }
+        record_us(&mut report.schedule_lag_us, lag);
+        report.late += u64::from(lag > shared.lag_tolerance);
+        *report.statuses.entry(status.unwrap_or(0)).or_default() += 1;
+        if let Some(error) = &error {
+            *report.errors.entry(error.kind().into()).or_default() += 1;
+        }
+    }
+    (shared.observer)(&Completion {
+        seq: planned.seq,
+        op: op.name.clone(),
+        intended: planned.intended,
+        latency,
+        service_time,
+        status,
+        error: error.map(|e| e.to_string()),
+        idempotency_key: key,
+        request_body,
+        body,
+    });
+}
+
+fn build_request(
+    shared: &Shared,
+    op: &CompiledOp,
+    path: &[u8],
+    body: Bytes,
+    seq: u64,
+    key: &str,
+) -> Result<Request<Full<Bytes>>, ExchangeError> {
+    let path = std::str::from_utf8(path)
+        .map_err(|_| ExchangeError::Request("the rendered path is not UTF-8".into()))?;
+    let target = &shared.target;
+    let mut builder = Request::builder().method(op.method.clone());
+    builder = match shared.protocol {
+        Protocol::Http1 => builder
+            .uri(path)
+            .header(http::header::HOST, target.authority.as_str()),
+        // HTTP/2 carries scheme and authority as pseudo-headers, which
+        // hyper takes from an absolute URI.
+        Protocol::Http2 => builder.uri(format!("{}://{}{path}", target.scheme(), target.authority)),
+    };
+    builder = builder
+        .header(SEQ_HEADER, seq)
+        .header(IDEMPOTENCY_HEADER, key);
+    for (name, value) in &shared.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(body))
+        .map_err(|e| ExchangeError::Request(format!("{path}: {e}")))
+}
+
+/// What the run says about the generator itself.
+fn saturation_warnings(report: &LoadReport, plan: &LoadPlan) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if report.dropped > 0 {
+        warnings.push(format!(
+            "{} of {} requests were dropped at the in-flight bound ({}): load the target never saw",
+            report.dropped, report.scheduled, plan.in_flight_max
+        ));
+    }
+    let sent = report.sent.max(1);
+    if report.late * 100 > sent {
+        warnings.push(format!(
+            "the generator fell behind: {} of {} requests went out more than {} ms late (p99 lag {:.1} ms); their latency still counts from the intended start",
+            report.late,
+            report.sent,
+            plan.lag_tolerance.as_millis(),
+            report.schedule_lag_us.value_at_quantile(0.99) as f64 / 1000.0
+        ));
+    }
+    if plan.protocol == Protocol::Http1 && !report.service_time_us.is_empty() {
+        let service_s = report.service_time_us.mean() / 1e6;
+        let concurrency = report.achieved_rate_per_s() * service_s;
+        let connections = plan.connections();
+        if concurrency > 0.9 * connections as f64 {
+            warnings.push(format!(
+                "connection pool saturated: {:.0} requests/s × {:.1} ms mean service time = {concurrency:.1} requests in flight on {connections} connections; use at least {} connections",
+                report.achieved_rate_per_s(),
+                service_s * 1e3,
+                (concurrency * 2.0).ceil()
+            ));
+        }
+    }
+    warnings
 }

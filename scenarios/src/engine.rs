@@ -67,6 +67,7 @@ pub fn load_plan(scenario: &Scenario) -> LoadPlan {
         connections_max: workload.connections as usize,
         interval: workload.interval.0,
         lag_tolerance: Duration::from_millis(10),
+        ..LoadPlan::default()
     }
 }
 

@@ -55,7 +55,7 @@ impl FromStr for Dur {
         if !(seconds.is_finite() && seconds >= 0.0) {
             return Err(format!("duration \"{text}\" is out of range"));
         }
-        Ok(Dur(Duration::from_secs_f64(seconds)))
+        Duration::try_from_secs_f64(seconds).map(Dur).map_err(|_| format!("duration \"{text}\" is out of range"))
     }
 }
 

@@ -13,6 +13,8 @@ use scenarios::spec::{Override, Scenario};
 use seam::Trace;
 use sim::determinism::{Comparison, compare};
 
+mod load;
+
 #[derive(Parser)]
 #[command(
     name = "meshsim",
@@ -65,6 +67,8 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         set: Vec<Override>,
     },
+    /// Open-loop load test of any HTTP(S) endpoint (exit 1 if a threshold fails).
+    Load(Box<load::LoadArgs>),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -124,6 +128,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             set,
             seed,
         } => check_determinism(load(&scenario, &set)?, seed),
+        Command::Load(args) => load::run(*args),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
