@@ -49,6 +49,7 @@ pub(crate) enum Exchange {
     Answered {
         status: u16,
         sent: tokio::time::Instant,
+        body: bytes::Bytes,
     },
     /// No response (connect, TLS or protocol failure).
     Failed {
@@ -126,13 +127,16 @@ impl ConnectionPool {
             }
         };
         let status = response.status().as_u16();
-        if let Err(e) = response.into_body().collect().await {
-            return Exchange::Failed {
-                reason: format!("body: {e}"),
-                sent,
-            };
-        }
+        let body = match response.into_body().collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return Exchange::Failed {
+                    reason: format!("body: {e}"),
+                    sent,
+                };
+            }
+        };
         self.idle.lock().expect("pool poisoned").push(sender);
-        Exchange::Answered { status, sent }
+        Exchange::Answered { status, sent, body }
     }
 }

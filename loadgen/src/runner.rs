@@ -27,6 +27,8 @@ pub struct Operation {
     pub path: String,
     /// Request body.
     pub body: Bytes,
+    /// Extra request headers (e.g. `authorization`).
+    pub headers: Vec<(String, String)>,
     /// Relative weight in the mix.
     pub weight: u32,
 }
@@ -75,6 +77,8 @@ pub struct Completion {
     pub status: Option<u16>,
     /// Why there was no answer.
     pub error: Option<String>,
+    /// The response body (empty when there was no answer).
+    pub response_body: Bytes,
 }
 
 struct Planned {
@@ -171,9 +175,9 @@ pub async fn run(
             let outcome = pool.exchange(request).await;
             let done = Instant::now();
             let latency = done.duration_since(start + planned.intended);
-            let (status, error, sent) = match outcome {
-                Exchange::Answered { status, sent } => (Some(status), None, sent),
-                Exchange::Failed { reason, sent } => (None, Some(reason), sent),
+            let (status, error, sent, response_body) = match outcome {
+                Exchange::Answered { status, sent, body } => (Some(status), None, sent, body),
+                Exchange::Failed { reason, sent } => (None, Some(reason), sent, Bytes::new()),
             };
             let lag = sent.duration_since(start + planned.intended);
             let ok = status.is_some_and(|s| s < 400);
@@ -196,6 +200,7 @@ pub async fn run(
                 latency,
                 status,
                 error,
+                response_body,
             });
         });
         // Reap finished tasks as we go so the set stays small.
@@ -207,7 +212,11 @@ pub async fn run(
 }
 
 fn build_request(op: &super::Operation, authority: &str, seq: u64) -> Request<Full<Bytes>> {
-    Request::builder()
+    let mut builder = Request::builder();
+    for (name, value) in &op.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder
         .method(op.method.clone())
         .uri(op.path.as_str())
         .header(http::header::HOST, authority)

@@ -8,10 +8,7 @@ use crate::slo::{Measured, Threshold};
 use crate::spec::{Operation, Scenario};
 
 fn op_name(op: Operation) -> &'static str {
-    match op {
-        Operation::Quote => "quote",
-        Operation::Order => "order",
-    }
+    op.name()
 }
 
 fn latency_ms(stats: &OpStats, quantile: Option<f64>) -> f64 {

@@ -14,11 +14,13 @@ use toml::Spanned;
 
 use crate::slo::Threshold;
 
+mod app;
 mod checks;
 mod faults;
 mod mesh;
 mod workload;
 
+pub use app::AppSpec;
 pub use checks::CheckSpec;
 pub use faults::{FaultActionSpec, FaultSpec};
 pub use mesh::MeshSpec;
@@ -94,6 +96,9 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     /// The load.
     pub workload: WorkloadSpec,
+    /// The REC application's settings.
+    #[serde(default)]
+    pub app: AppSpec,
     /// Timed faults.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -132,10 +137,24 @@ impl Default for SimSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppKind {
-    /// Client-facing API; calls registry.
+    /// Client-facing API: authenticates and routes to the services.
     Gateway,
-    /// REC ownership.
+    /// REC issuance, ownership and retirement (stateless tier).
     Registry,
+    /// Limit order books and matching (stateless tier).
+    Market,
+    /// Moves RECs and cash for every trade, exactly once (saga workers).
+    Settlement,
+    /// Participants, tokens and cash (stateless tier).
+    Accounts,
+    /// The registry's database: an event-sourced store.
+    RegistryDb,
+    /// The market's database.
+    MarketDb,
+    /// The settlement outbox and saga state.
+    SettlementDb,
+    /// The accounts database.
+    AccountsDb,
 }
 
 /// Service-time distribution of an app.
