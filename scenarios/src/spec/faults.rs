@@ -1,13 +1,12 @@
 //! `[[faults]]`: timed fault actions, hosts by name.
 
 use serde::Deserialize;
-use toml::Spanned;
-
 use super::Dur;
 
-/// A fault at a time.
+/// A fault at a time. (Unknown fields are refused by the action's own
+/// `deny_unknown_fields`: serde rejects every field of a struct that both
+/// flattens and denies unknown fields.)
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// When, from the start of the workload.
     pub at: Dur,
@@ -22,22 +21,24 @@ pub struct FaultSpec {
 pub enum FaultActionSpec {
     /// Cut links between two groups.
     Partition {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
+        a: Vec<String>,
+        b: Vec<String>,
     },
     /// Heal them.
     Repair {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
+        a: Vec<String>,
+        b: Vec<String>,
     },
     /// Stop hosts.
-    Crash { hosts: Vec<Spanned<String>> },
+    Crash { hosts: Vec<String> },
     /// Start them again.
-    Restart { hosts: Vec<Spanned<String>> },
+    Restart { hosts: Vec<String> },
 }
 
 impl FaultActionSpec {
-    pub(super) fn hosts(&self) -> Vec<&Spanned<String>> {
+    // Plain strings: toml spans do not survive serde's `flatten`, so a
+    // `Spanned` here made every fault fail to parse.
+    pub(super) fn hosts(&self) -> Vec<&String> {
         match self {
             FaultActionSpec::Partition { a, b } | FaultActionSpec::Repair { a, b } => {
                 a.iter().chain(b).collect()
@@ -50,7 +51,7 @@ impl FaultActionSpec {
 
     /// The simulator's form.
     pub fn to_action(&self) -> sim::FaultAction {
-        let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
+        let names = |list: &[String]| list.to_vec();
         match self {
             FaultActionSpec::Partition { a, b } => sim::FaultAction::Partition {
                 a: names(a),

@@ -219,6 +219,11 @@ pub enum SpecError {
     },
 }
 
+/// Where `needle` first occurs in the file (for values without a span).
+fn text_offset(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|at| at + 1)
+}
+
 /// 1-based line and column of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -339,13 +344,11 @@ impl Scenario {
         let hosts = self.host_names();
         for fault in &self.faults {
             for host in fault.action.hosts() {
-                if !hosts.contains(host.get_ref()) {
+                if !hosts.contains(host) {
+                    let at = text_offset(locate.text, &format!("\"{host}\""));
                     return Err(locate.error(
-                        Some(host.span()),
-                        format!(
-                            "fault names unknown host \"{}\"; hosts are {hosts:?}",
-                            host.get_ref()
-                        ),
+                        at.map(|start| start..start),
+                        format!("fault names unknown host \"{host}\"; hosts are {hosts:?}"),
                     ));
                 }
             }
