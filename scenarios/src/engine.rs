@@ -110,12 +110,16 @@ async fn drive_load(
     let observed = evidence.clone();
     let observer = Arc::new(move |c: &Completion| {
         if ledger::is_write(&c.op) {
-            observed.lock().expect("evidence poisoned").observations.push(Observation {
-                seq: c.seq,
-                op: c.op.clone(),
-                status: c.status,
-                body: c.response_body.clone(),
-            });
+            observed
+                .lock()
+                .expect("evidence poisoned")
+                .observations
+                .push(Observation {
+                    seq: c.seq,
+                    op: c.op.clone(),
+                    status: c.status,
+                    body: c.response_body.clone(),
+                });
         }
         let status = c.status.map_or("none".to_owned(), |s| s.to_string());
         trace_env.record(
@@ -150,10 +154,9 @@ async fn drive_load(
 
 /// Whether the load goes to the REC gateway (then the ledger is checked).
 fn runs_rec_app(scenario: &Scenario) -> bool {
-    scenario
-        .services
-        .iter()
-        .any(|s| s.name.get_ref() == scenario.workload.target.get_ref() && s.app == AppKind::Gateway)
+    scenario.services.iter().any(|s| {
+        s.name.get_ref() == scenario.workload.target.get_ref() && s.app == AppKind::Gateway
+    })
 }
 
 /// Adds the ledger checks (for REC scenarios) to a summary.
@@ -257,8 +260,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
             hosts.spawn(install.software(&role, env_for(&name)));
         }
         let sink = Arc::new(Mutex::new(None));
-        let outcome =
-            drive_load(install, env_for("loadgen"), sink.clone(), evidence.clone()).await;
+        let outcome = drive_load(install, env_for("loadgen"), sink.clone(), evidence.clone()).await;
         hosts.abort_all();
         outcome?;
         let report = sink.lock().expect("sink poisoned").take();

@@ -202,7 +202,11 @@ fn settled_trades<'a>(
         .filter(|t| steps.get(&t.id) == Some(&Step::Settled))
 }
 
-fn rec_supply_conserved(genesis: &Genesis, state: &FinalState, steps: &BTreeMap<u64, Step>) -> Check {
+fn rec_supply_conserved(
+    genesis: &Genesis,
+    state: &FinalState,
+    steps: &BTreeMap<u64, Step>,
+) -> Check {
     let mut verdict = Verdict::new("rec_supply_conserved");
     let mut issued: BTreeMap<&str, u64> = BTreeMap::new();
     let mut expected: Positions = BTreeMap::new();
@@ -225,13 +229,19 @@ fn rec_supply_conserved(genesis: &Genesis, state: &FinalState, steps: &BTreeMap<
     for (product, mwh) in &issued {
         let found = present.get(product).copied().unwrap_or(0);
         if found != *mwh {
-            verdict.fail(format!("{product}: issued {mwh} MWh, registry holds {found}"));
+            verdict.fail(format!(
+                "{product}: issued {mwh} MWh, registry holds {found}"
+            ));
         }
     }
     for trade in settled_trades(state, steps) {
         let mwh = i128::from(trade.mwh);
-        *expected.entry((trade.buyer.clone(), trade.product.clone())).or_default() += mwh;
-        *expected.entry((trade.seller.clone(), trade.product.clone())).or_default() -= mwh;
+        *expected
+            .entry((trade.buyer.clone(), trade.product.clone()))
+            .or_default() += mwh;
+        *expected
+            .entry((trade.seller.clone(), trade.product.clone()))
+            .or_default() -= mwh;
     }
     // Each logical retirement counts once, however often it was applied.
     let mut retirements: BTreeMap<&str, (&str, &str, u64)> = BTreeMap::new();
@@ -273,7 +283,15 @@ fn overlaps(a: &SerialRange, b: &SerialRange) -> bool {
 fn hits(set: &BTreeMap<u64, u64>, range: &SerialRange) -> bool {
     set.range(..range.end)
         .next_back()
-        .is_some_and(|(start, end)| overlaps(range, &SerialRange { start: *start, end: *end }))
+        .is_some_and(|(start, end)| {
+            overlaps(
+                range,
+                &SerialRange {
+                    start: *start,
+                    end: *end,
+                },
+            )
+        })
 }
 
 fn no_double_sale(state: &FinalState, acks: &Acks) -> Check {
@@ -282,7 +300,10 @@ fn no_double_sale(state: &FinalState, acks: &Acks) -> Check {
     ranges.sort();
     for pair in ranges.windows(2) {
         if overlaps(pair[0], pair[1]) {
-            verdict.fail(format!("serials {:?} and {:?} are both held", pair[0], pair[1]));
+            verdict.fail(format!(
+                "serials {:?} and {:?} are both held",
+                pair[0], pair[1]
+            ));
         }
     }
     // Replay the journal in application order: nothing retired may move or
@@ -374,16 +395,24 @@ fn trades_settled_exactly_once(state: &FinalState) -> Check {
     let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
     for trade in &state.trades {
         let count = |map: &BTreeMap<&str, u32>, suffix: &str| {
-            map.get(format!("trade-{}-{suffix}", trade.id).as_str()).copied().unwrap_or(0)
+            map.get(format!("trade-{}-{suffix}", trade.id).as_str())
+                .copied()
+                .unwrap_or(0)
         };
-        let moved = (count(&transfers, "recs"), count(&payments, "cash"), count(&transfers, "undo"));
+        let moved = (
+            count(&transfers, "recs"),
+            count(&payments, "cash"),
+            count(&transfers, "undo"),
+        );
         let step = sagas.get(&trade.id).copied();
         let consistent = match step {
             Some(Step::Settled) => moved == (1, 1, 0),
             Some(Step::Rejected) => moved == (0, 0, 0) || moved == (1, 0, 1),
             _ => false,
         };
-        *outcomes.entry(step.map_or("missing", step_name)).or_default() += 1;
+        *outcomes
+            .entry(step.map_or("missing", step_name))
+            .or_default() += 1;
         if !consistent {
             verdict.fail(format!(
                 "trade {} is {:?} but RECs moved {}x, cash {}x, undone {}x",
@@ -403,7 +432,9 @@ fn trades_settled_exactly_once(state: &FinalState) -> Check {
         })
         .count();
     if stray > 0 {
-        verdict.fail(format!("{stray} movements name trades the market never made"));
+        verdict.fail(format!(
+            "{stray} movements name trades the market never made"
+        ));
     }
     verdict.examined = format!("{} trades {outcomes:?}", state.trades.len());
     verdict.into_check()
@@ -429,7 +460,9 @@ fn cash_conserved(genesis: &Genesis, state: &FinalState, steps: &BTreeMap<u64, S
     let total_start: i128 = expected.values().sum();
     let total_end: i128 = state.balances.values().map(|c| i128::from(*c)).sum();
     if total_start != total_end {
-        verdict.fail(format!("total cash went from {total_start} to {total_end} cents"));
+        verdict.fail(format!(
+            "total cash went from {total_start} to {total_end} cents"
+        ));
     }
     for trade in settled_trades(state, steps) {
         let cents = i128::from(trade.price_cents) * i128::from(trade.mwh);
@@ -439,7 +472,9 @@ fn cash_conserved(genesis: &Genesis, state: &FinalState, steps: &BTreeMap<u64, S
     for (name, want) in &expected {
         let have = state.balances.get(*name).map_or(0, |c| i128::from(*c));
         if have != *want {
-            verdict.fail(format!("{name} has {have} cents, its settled trades imply {want}"));
+            verdict.fail(format!(
+                "{name} has {have} cents, its settled trades imply {want}"
+            ));
         }
     }
     verdict.examined = format!(
@@ -453,7 +488,9 @@ fn cash_conserved(genesis: &Genesis, state: &FinalState, steps: &BTreeMap<u64, S
 fn no_acknowledged_write_lost(state: &FinalState, acks: &Acks) -> Check {
     let mut verdict = Verdict::new("no_acknowledged_write_lost");
     for seq in &acks.unreadable {
-        verdict.fail(format!("request {seq} was acknowledged with an unreadable body"));
+        verdict.fail(format!(
+            "request {seq} was acknowledged with an unreadable body"
+        ));
     }
     let orders: BTreeMap<u64, &Order> = state.orders.iter().map(|o| (o.id, o)).collect();
     let trades: BTreeMap<u64, &Trade> = state.trades.iter().map(|t| (t.id, t)).collect();
@@ -477,13 +514,19 @@ fn no_acknowledged_write_lost(state: &FinalState, acks: &Acks) -> Check {
         }
         for fill in &ack.fills {
             if trades.get(&fill.id) != Some(&fill) {
-                verdict.fail(format!("acknowledged trade {} is missing or changed", fill.id));
+                verdict.fail(format!(
+                    "acknowledged trade {} is missing or changed",
+                    fill.id
+                ));
             }
         }
     }
     for cancel in &acks.cancels {
         if orders.get(&cancel.id).map(|o| o.status) != Some(OrderStatus::Cancelled) {
-            verdict.fail(format!("acknowledged cancel of order {} did not stick", cancel.id));
+            verdict.fail(format!(
+                "acknowledged cancel of order {} did not stick",
+                cancel.id
+            ));
         }
     }
     let mut retired: BTreeMap<&str, Vec<SerialRange>> = BTreeMap::new();

@@ -37,7 +37,10 @@ fn parse(path: &Path, text: &str) -> Scenario {
 }
 
 fn ledger_checks(checks: &[Check]) -> Vec<&Check> {
-    checks.iter().filter(|c| c.kind == CheckKind::Ledger).collect()
+    checks
+        .iter()
+        .filter(|c| c.kind == CheckKind::Ledger)
+        .collect()
 }
 
 fn assert_all_ledger_checks_pass(checks: &[Check]) {
@@ -94,7 +97,10 @@ fn impatient(idempotency: bool) -> Scenario {
             "name = \"registry-db\"\napp = \"registry_db\"\nservice_time = { distribution = \"exponential\", mean = \"2ms\" }",
             "name = \"registry-db\"\napp = \"registry_db\"\nservice_time = { distribution = \"exponential\", mean = \"30ms\" }",
         );
-    assert!(text.contains("mean = \"30ms\""), "the registry-db block moved");
+    assert!(
+        text.contains("mean = \"30ms\""),
+        "the registry-db block moved"
+    );
     parse(&path, &text)
 }
 

@@ -88,9 +88,13 @@ impl AccountsState {
             return Reply::error(404, format!("no account {}", payment.to));
         }
         if from_balance < payment.cents {
-            return Reply::error(409, format!("{} cannot pay {}", payment.from, payment.cents));
+            return Reply::error(
+                409,
+                format!("{} cannot pay {}", payment.from, payment.cents),
+            );
         }
-        self.balances.insert(payment.from.clone(), from_balance - payment.cents);
+        self.balances
+            .insert(payment.from.clone(), from_balance - payment.cents);
         *self.balances.entry(payment.to.clone()).or_default() += payment.cents;
         let reply = Reply::ok(serde_json::json!({ "paid": payment.cents }));
         self.journal.push(payment);

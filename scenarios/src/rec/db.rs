@@ -39,7 +39,10 @@ where
                 return text(StatusCode::NOT_FOUND, "not found");
             }
             if peer_service(request.peer.as_deref()) != Some(self.owner.as_str()) {
-                return text(StatusCode::FORBIDDEN, "only the owning service may call its database");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "only the owning service may call its database",
+                );
             }
             let command: S::Command = match serde_json::from_slice(&request.body) {
                 Ok(command) => command,

@@ -57,9 +57,16 @@ struct RetireBody {
     mwh: u64,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Body>> {
+/// An error answer, boxed: responses are large and errors are rare.
+type Refusal = Box<Response<Body>>;
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Box::new(text(status, message))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     serde_json::from_slice(body)
-        .map_err(|e| text(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
 }
 
 impl Gateway {
@@ -72,9 +79,9 @@ impl Gateway {
     }
 
     /// The participant behind the request's bearer token.
-    async fn authenticate(&self, request: &AppRequest) -> Result<String, Response<Body>> {
+    async fn authenticate(&self, request: &AppRequest) -> Result<String, Refusal> {
         let Some(token) = request.bearer.as_deref() else {
-            return Err(text(StatusCode::UNAUTHORIZED, "missing bearer token"));
+            return Err(refuse(StatusCode::UNAUTHORIZED, "missing bearer token"));
         };
         if let Some(name) = self.tokens.lock().expect("cache poisoned").get(token) {
             return Ok(name.clone());
@@ -84,9 +91,12 @@ impl Gateway {
         };
         match self.caller.command("accounts", &check).await {
             Outcome::Answered { status: 401, .. } => {
-                Err(text(StatusCode::UNAUTHORIZED, "unknown bearer token"))
+                Err(refuse(StatusCode::UNAUTHORIZED, "unknown bearer token"))
             }
-            outcome => match outcome.json().and_then(|v| v["participant"].as_str().map(str::to_owned)) {
+            outcome => match outcome
+                .json()
+                .and_then(|v| v["participant"].as_str().map(str::to_owned))
+            {
                 Some(name) => {
                     self.tokens
                         .lock()
@@ -94,12 +104,15 @@ impl Gateway {
                         .insert(token.to_owned(), name.clone());
                     Ok(name)
                 }
-                None => Err(text(StatusCode::SERVICE_UNAVAILABLE, "accounts unavailable")),
+                None => Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "accounts unavailable",
+                )),
             },
         }
     }
 
-    async fn route(&self, request: AppRequest) -> Result<Response<Body>, Response<Body>> {
+    async fn route(&self, request: AppRequest) -> Result<Response<Body>, Refusal> {
         let participant = self.authenticate(&request).await?;
         let key = || {
             request
@@ -107,7 +120,7 @@ impl Gateway {
                 .as_deref()
                 .map(|k| format!("{participant}:{k}"))
                 .ok_or_else(|| {
-                    text(
+                    refuse(
                         StatusCode::BAD_REQUEST,
                         "writes need an idempotency-key header",
                     )
@@ -156,7 +169,7 @@ impl Gateway {
                 };
                 self.caller.command("registry", &retire).await
             }
-            _ => return Err(text(StatusCode::NOT_FOUND, "not found")),
+            _ => return Err(refuse(StatusCode::NOT_FOUND, "not found")),
         };
         Ok(match outcome {
             Outcome::Unknown(reason) => text(StatusCode::GATEWAY_TIMEOUT, &reason),
@@ -172,7 +185,8 @@ impl Handler for Gateway {
                 return text(StatusCode::OK, "ok");
             }
             match self.route(request).await {
-                Ok(response) | Err(response) => response,
+                Ok(response) => response,
+                Err(refusal) => *refusal,
             }
         })
     }

@@ -145,7 +145,10 @@ mod tests {
         tokens.dedup();
         assert_eq!(tokens.len(), genesis.participants.len());
         let first = &genesis.participants[0];
-        assert_eq!(genesis.participant_of(&first.token), Some(first.name.as_str()));
+        assert_eq!(
+            genesis.participant_of(&first.token),
+            Some(first.name.as_str())
+        );
         assert_eq!(genesis.participant_of("nope"), None);
     }
 }

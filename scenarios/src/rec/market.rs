@@ -127,10 +127,13 @@ pub enum MarketCommand {
 /// Largest order, in MWh.
 pub const ORDER_MWH_MAX: u64 = 1_000;
 
+/// Price → order ids at that price, oldest first.
+type Levels = BTreeMap<u64, VecDeque<u64>>;
+
 #[derive(Default, Serialize, Deserialize)]
 struct Book {
-    bids: BTreeMap<u64, VecDeque<u64>>,
-    asks: BTreeMap<u64, VecDeque<u64>>,
+    bids: Levels,
+    asks: Levels,
     last_price_cents: Option<u64>,
 }
 
@@ -183,7 +186,9 @@ impl MarketState {
                 Side::Buy => &mut book.bids,
                 Side::Sell => &mut book.asks,
             };
-            side.entry(order.price_cents).or_default().push_back(order.id);
+            side.entry(order.price_cents)
+                .or_default()
+                .push_back(order.id);
             self.open
                 .entry(format!("{}/{}", order.participant, order.product))
                 .or_default()
@@ -202,11 +207,10 @@ impl MarketState {
         let mut fills = Vec::new();
         while remaining > 0 {
             let book = self.books.get_mut(&incoming.product).expect("checked");
-            let (levels, crosses): (&mut BTreeMap<u64, VecDeque<u64>>, fn(u64, u64) -> bool) =
-                match incoming.side {
-                    Side::Buy => (&mut book.asks, |best, limit| best <= limit),
-                    Side::Sell => (&mut book.bids, |best, limit| best >= limit),
-                };
+            let (levels, crosses): (&mut Levels, fn(u64, u64) -> bool) = match incoming.side {
+                Side::Buy => (&mut book.asks, |best, limit| best <= limit),
+                Side::Sell => (&mut book.bids, |best, limit| best >= limit),
+            };
             let best = match incoming.side {
                 Side::Buy => levels.keys().next().copied(),
                 Side::Sell => levels.keys().next_back().copied(),
@@ -358,9 +362,7 @@ impl StateMachine for MarketState {
                 product,
             } => self.once(&key, |s| s.cancel_oldest(&participant, &product)),
             MarketCommand::Quote { product } => self.quote(&product),
-            MarketCommand::Trades { after, limit } => {
-                page(self.trades.iter(), after, limit)
-            }
+            MarketCommand::Trades { after, limit } => page(self.trades.iter(), after, limit),
             MarketCommand::Orders { after, limit } => page(self.orders.iter(), after, limit),
         }
     }

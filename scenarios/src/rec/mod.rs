@@ -57,13 +57,21 @@ pub async fn run_app(env: HostEnv, service: &ServiceSpec, app: &AppSpec) -> Resu
         AppKind::Accounts => Arc::new(tier::Tier::new("accounts-db", forwarder(), accounts_policy)),
         AppKind::Settlement => {
             tokio::spawn(settlement::Worker::new(env.clone(), app).run());
-            Arc::new(tier::Tier::new("settlement-db", forwarder(), settlement_policy))
+            Arc::new(tier::Tier::new(
+                "settlement-db",
+                forwarder(),
+                settlement_policy,
+            ))
         }
         AppKind::RegistryDb => database(&env, "registry", || {
             registry::RegistryState::new(&genesis(), app.idempotency)
         })?,
-        AppKind::MarketDb => database(&env, "market", || market::MarketState::new(app.idempotency))?,
-        AppKind::SettlementDb => database(&env, "settlement", settlement::SettlementState::default)?,
+        AppKind::MarketDb => {
+            database(&env, "market", || market::MarketState::new(app.idempotency))?
+        }
+        AppKind::SettlementDb => {
+            database(&env, "settlement", settlement::SettlementState::default)?
+        }
         AppKind::AccountsDb => database(&env, "accounts", || {
             accounts::AccountsState::new(&genesis(), app.idempotency)
         })?,

@@ -159,9 +159,19 @@ impl RegistryState {
         Some(taken)
     }
 
-    fn transfer(&mut self, key: String, product: String, from: String, to: String, mwh: u64) -> Reply {
+    fn transfer(
+        &mut self,
+        key: String,
+        product: String,
+        from: String,
+        to: String,
+        mwh: u64,
+    ) -> Reply {
         let Some(serials) = self.take(&from, &product, mwh) else {
-            return Reply::error(409, format!("{from} holds fewer than {mwh} MWh of {product}"));
+            return Reply::error(
+                409,
+                format!("{from} holds fewer than {mwh} MWh of {product}"),
+            );
         };
         self.active
             .entry(to.clone())
@@ -183,7 +193,10 @@ impl RegistryState {
 
     fn retire(&mut self, key: String, owner: String, product: String, mwh: u64) -> Reply {
         let Some(serials) = self.take(&owner, &product, mwh) else {
-            return Reply::error(409, format!("{owner} holds fewer than {mwh} MWh of {product}"));
+            return Reply::error(
+                409,
+                format!("{owner} holds fewer than {mwh} MWh of {product}"),
+            );
         };
         for range in &serials {
             self.retired.push(Holding {
@@ -239,7 +252,10 @@ impl RegistryState {
 /// A page of items as `{items, next}` (`next` absent on the last page).
 pub fn page<T: Serialize>(items: impl Iterator<Item = T>, after: u64, limit: u64) -> Reply {
     let limit = limit.clamp(1, 5_000);
-    let mut page: Vec<T> = items.skip(after as usize).take(limit as usize + 1).collect();
+    let mut page: Vec<T> = items
+        .skip(after as usize)
+        .take(limit as usize + 1)
+        .collect();
     let more = page.len() as u64 > limit;
     page.truncate(limit as usize);
     let next = more.then_some(after + limit);
@@ -275,9 +291,7 @@ impl StateMachine for RegistryState {
                 Reply::ok(serde_json::json!({ "mwh": self.balance(&owner, &product) }))
             }
             RegistryCommand::Holdings { after, limit } => page(self.holdings(), after, limit),
-            RegistryCommand::Journal { after, limit } => {
-                page(self.journal.iter(), after, limit)
-            }
+            RegistryCommand::Journal { after, limit } => page(self.journal.iter(), after, limit),
         }
     }
 }

@@ -384,16 +384,33 @@ mod tests {
     #[test]
     fn ingest_is_guarded_by_the_cursor() {
         let mut s = SettlementState::default();
-        assert_eq!(s.apply(SettlementCommand::Ingest { from_cursor: 0, trades: vec![trade(1), trade(2)] }).status, 200);
+        assert_eq!(
+            s.apply(SettlementCommand::Ingest {
+                from_cursor: 0,
+                trades: vec![trade(1), trade(2)]
+            })
+            .status,
+            200
+        );
         // A second replica that read the old cursor cannot ingest again.
-        assert_eq!(s.apply(SettlementCommand::Ingest { from_cursor: 0, trades: vec![trade(1), trade(2)] }).status, 409);
+        assert_eq!(
+            s.apply(SettlementCommand::Ingest {
+                from_cursor: 0,
+                trades: vec![trade(1), trade(2)]
+            })
+            .status,
+            409
+        );
         assert_eq!(s.sagas.len(), 2);
     }
 
     #[test]
     fn leases_hand_a_stalled_saga_to_another_replica() {
         let mut s = SettlementState::default();
-        s.apply(SettlementCommand::Ingest { from_cursor: 0, trades: vec![trade(1)] });
+        s.apply(SettlementCommand::Ingest {
+            from_cursor: 0,
+            trades: vec![trade(1)],
+        });
         let claim = |holder: &str, now_ms| SettlementCommand::Claim {
             holder: holder.into(),
             now_ms,
@@ -404,11 +421,23 @@ mod tests {
         assert_eq!(first.len(), 1);
         let during: Vec<Saga> = serde_json::from_value(s.apply(claim("b", 500)).body).unwrap();
         assert!(during.is_empty());
-        s.apply(SettlementCommand::Progress { trade_id: 1, step: Step::RecsMoved, reason: None });
+        s.apply(SettlementCommand::Progress {
+            trade_id: 1,
+            step: Step::RecsMoved,
+            reason: None,
+        });
         let after: Vec<Saga> = serde_json::from_value(s.apply(claim("b", 1_000)).body).unwrap();
         assert_eq!(after[0].step, Step::RecsMoved);
-        s.apply(SettlementCommand::Progress { trade_id: 1, step: Step::Settled, reason: None });
-        s.apply(SettlementCommand::Progress { trade_id: 1, step: Step::New, reason: None });
+        s.apply(SettlementCommand::Progress {
+            trade_id: 1,
+            step: Step::Settled,
+            reason: None,
+        });
+        s.apply(SettlementCommand::Progress {
+            trade_id: 1,
+            step: Step::New,
+            reason: None,
+        });
         assert_eq!(s.sagas[&1].step, Step::Settled);
         assert!(s.unfinished.is_empty());
     }

@@ -47,7 +47,8 @@ pub fn relay(outcome: Outcome) -> Response<Body> {
     match outcome {
         Outcome::Answered { status, body } => {
             let mut response = Response::new(Body::from(body));
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            *response.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),
@@ -75,7 +76,10 @@ where
                 return text(StatusCode::UNAUTHORIZED, "no mesh identity");
             };
             if !(self.policy)(&command, peer) {
-                return text(StatusCode::FORBIDDEN, &format!("{peer} may not send this command"));
+                return text(
+                    StatusCode::FORBIDDEN,
+                    &format!("{peer} may not send this command"),
+                );
             }
             relay(self.caller.command(&self.database, &command).await)
         })

@@ -22,7 +22,13 @@ use crate::spec::{AppSpec, OpSpec, Operation};
 /// across the same band, so roughly half of all orders cross.
 const PRICE_OFFSETS_CENTS: [i64; 5] = [-20, -10, 0, 10, 20];
 
-fn request(name: &str, method: http::Method, path: String, body: String, token: &str) -> loadgen::Operation {
+fn request(
+    name: &str,
+    method: http::Method,
+    path: String,
+    body: String,
+    token: &str,
+) -> loadgen::Operation {
     loadgen::Operation {
         name: name.to_owned(),
         method,
@@ -55,7 +61,13 @@ fn shapes(op: Operation, genesis: &Genesis) -> Vec<loadgen::Operation> {
                             let body = format!(
                                 r#"{{"product":"{product}","side":"{side}","price_cents":{price},"mwh":{mwh}}}"#
                             );
-                            shapes.push(request(op.name(), http::Method::POST, "/orders".into(), body, token));
+                            shapes.push(request(
+                                op.name(),
+                                http::Method::POST,
+                                "/orders".into(),
+                                body,
+                                token,
+                            ));
                         }
                     }
                 }
@@ -167,7 +179,13 @@ async fn wait_for_settlement(caller: &Caller, app: &AppSpec) -> bool {
         if let Some(status) = status {
             let cursor = status["cursor"].as_u64().unwrap_or(0);
             let newer = caller
-                .command("market", &MarketCommand::Trades { after: cursor, limit: 1 })
+                .command(
+                    "market",
+                    &MarketCommand::Trades {
+                        after: cursor,
+                        limit: 1,
+                    },
+                )
                 .await
                 .json();
             let caught_up = newer.is_some_and(|p| p["items"].as_array().is_some_and(Vec::is_empty));
@@ -185,12 +203,36 @@ async fn wait_for_settlement(caller: &Caller, app: &AppSpec) -> bool {
 pub async fn final_read(env: &HostEnv, app: &AppSpec) -> Result<FinalState, String> {
     let caller = Caller::new(env.clone(), Duration::from_secs(10), 5);
     let drained = wait_for_settlement(&caller, app).await;
-    let holdings = read_all(&caller, "registry", |after| RegistryCommand::Holdings { after, limit: PAGE }).await?;
-    let registry_journal = read_all(&caller, "registry", |after| RegistryCommand::Journal { after, limit: PAGE }).await?;
-    let payments = read_all(&caller, "accounts", |after| AccountsCommand::Journal { after, limit: PAGE }).await?;
-    let orders = read_all(&caller, "market", |after| MarketCommand::Orders { after, limit: PAGE }).await?;
-    let trades = read_all(&caller, "market", |after| MarketCommand::Trades { after, limit: PAGE }).await?;
-    let sagas = read_all(&caller, "settlement", |after| SettlementCommand::Sagas { after, limit: PAGE }).await?;
+    let holdings = read_all(&caller, "registry", |after| RegistryCommand::Holdings {
+        after,
+        limit: PAGE,
+    })
+    .await?;
+    let registry_journal = read_all(&caller, "registry", |after| RegistryCommand::Journal {
+        after,
+        limit: PAGE,
+    })
+    .await?;
+    let payments = read_all(&caller, "accounts", |after| AccountsCommand::Journal {
+        after,
+        limit: PAGE,
+    })
+    .await?;
+    let orders = read_all(&caller, "market", |after| MarketCommand::Orders {
+        after,
+        limit: PAGE,
+    })
+    .await?;
+    let trades = read_all(&caller, "market", |after| MarketCommand::Trades {
+        after,
+        limit: PAGE,
+    })
+    .await?;
+    let sagas = read_all(&caller, "settlement", |after| SettlementCommand::Sagas {
+        after,
+        limit: PAGE,
+    })
+    .await?;
     let balances = caller
         .command("accounts", &AccountsCommand::Balances)
         .await
@@ -227,7 +269,10 @@ mod tests {
             &genesis,
         );
         let total = |name: &str| -> u64 {
-            mix.iter().filter(|o| o.name == name).map(|o| u64::from(o.weight)).sum()
+            mix.iter()
+                .filter(|o| o.name == name)
+                .map(|o| u64::from(o.weight))
+                .sum()
         };
         let all: u64 = mix.iter().map(|o| u64::from(o.weight)).sum();
         assert_eq!(total("quote") * 100 / all, 60);

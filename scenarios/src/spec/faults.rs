@@ -1,7 +1,7 @@
 //! `[[faults]]`: timed fault actions, hosts by name.
 
-use serde::Deserialize;
 use super::Dur;
+use serde::Deserialize;
 
 /// A fault at a time. (Unknown fields are refused by the action's own
 /// `deny_unknown_fields`: serde rejects every field of a struct that both
@@ -20,15 +20,9 @@ pub struct FaultSpec {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultActionSpec {
     /// Cut links between two groups.
-    Partition {
-        a: Vec<String>,
-        b: Vec<String>,
-    },
+    Partition { a: Vec<String>, b: Vec<String> },
     /// Heal them.
-    Repair {
-        a: Vec<String>,
-        b: Vec<String>,
-    },
+    Repair { a: Vec<String>, b: Vec<String> },
     /// Stop hosts.
     Crash { hosts: Vec<String> },
     /// Start them again.
