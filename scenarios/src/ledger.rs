@@ -563,3 +563,171 @@ fn no_acknowledged_write_lost(state: &FinalState, acks: &Acks) -> Check {
     );
     verdict.into_check()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rec::accounts::Payment;
+    use crate::rec::market::Side;
+    use crate::rec::registry::{RegistryCommand, RegistryState};
+    use crate::rec::settlement::Saga;
+    use crate::rec::store::StateMachine;
+    use crate::spec::AppSpec;
+
+    fn genesis() -> Genesis {
+        Genesis::new(&AppSpec {
+            participants: 2,
+            initial_mwh: 100,
+            initial_cash_cents: 1_000,
+            ..AppSpec::default()
+        })
+    }
+
+    fn order(id: u64, who: &str, side: Side) -> Order {
+        Order {
+            id,
+            key: format!("{who}:seq-{id}"),
+            participant: who.into(),
+            product: "solar-2025".into(),
+            side,
+            price_cents: 5,
+            mwh: 10,
+            filled_mwh: 10,
+            status: OrderStatus::Filled,
+        }
+    }
+
+    /// p000 sold 10 MWh of solar to p001 for 50 cents, settled once; the
+    /// client saw the buy order acknowledged with its fill.
+    fn world(registry_applies: usize) -> (FinalState, Evidence) {
+        let mut registry = RegistryState::new(&genesis(), false);
+        for _ in 0..registry_applies {
+            registry.apply(RegistryCommand::Transfer {
+                key: "trade-1-recs".into(),
+                product: "solar-2025".into(),
+                from: "p000".into(),
+                to: "p001".into(),
+                mwh: 10,
+            });
+        }
+        let mut items = |command| registry.apply(command).body["items"].clone();
+        let holdings = serde_json::from_value(items(RegistryCommand::Holdings {
+            after: 0,
+            limit: 5_000,
+        }))
+        .unwrap();
+        let registry_journal = serde_json::from_value(items(RegistryCommand::Journal {
+            after: 0,
+            limit: 5_000,
+        }))
+        .unwrap();
+        let trade = Trade {
+            id: 1,
+            product: "solar-2025".into(),
+            buyer: "p001".into(),
+            seller: "p000".into(),
+            buy_order: 2,
+            sell_order: 1,
+            price_cents: 5,
+            mwh: 10,
+        };
+        let buy = order(2, "p001", Side::Buy);
+        let state = FinalState {
+            holdings,
+            registry_journal,
+            balances: [("p000".to_owned(), 1_050), ("p001".to_owned(), 950)].into(),
+            payments: vec![Payment {
+                key: "trade-1-cash".into(),
+                from: "p001".into(),
+                to: "p000".into(),
+                cents: 50,
+            }],
+            orders: vec![order(1, "p000", Side::Sell), buy.clone()],
+            trades: vec![trade.clone()],
+            sagas: vec![Saga {
+                trade: trade.clone(),
+                step: Step::Settled,
+                holder: "settlement-0".into(),
+                lease_until_ms: 0,
+                reason: None,
+            }],
+            drained: true,
+        };
+        let ack = serde_json::json!({ "order": buy, "fills": [trade] });
+        let evidence = Evidence {
+            observations: vec![Observation {
+                seq: 2,
+                op: "order".into(),
+                status: Some(201),
+                body: Bytes::from(ack.to_string()),
+            }],
+            final_state: None,
+        };
+        (state, evidence)
+    }
+
+    fn failing(state: FinalState, mut evidence: Evidence) -> Vec<String> {
+        evidence.final_state = Some(Ok(state));
+        checks(&genesis(), &evidence)
+            .into_iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_consistent_world_passes_every_check() {
+        let (state, evidence) = world(1);
+        assert!(failing(state, evidence).is_empty());
+    }
+
+    #[test]
+    fn a_transfer_applied_twice_is_caught() {
+        let (state, evidence) = world(2);
+        let failed = failing(state, evidence);
+        assert!(
+            failed.contains(&"trades_settled_exactly_once".to_owned()),
+            "{failed:?}"
+        );
+        assert!(
+            failed.contains(&"rec_supply_conserved".to_owned()),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_acknowledged_order_is_caught() {
+        let (mut state, evidence) = world(1);
+        state.orders.pop();
+        let failed = failing(state, evidence);
+        assert!(
+            failed.contains(&"no_acknowledged_write_lost".to_owned()),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn created_cash_and_doubly_held_serials_are_caught() {
+        let (mut state, evidence) = world(1);
+        *state.balances.get_mut("p000").unwrap() += 1;
+        let copy = state.holdings[0].clone();
+        state.holdings.push(copy);
+        let failed = failing(state, evidence);
+        assert!(failed.contains(&"cash_conserved".to_owned()), "{failed:?}");
+        assert!(failed.contains(&"no_double_sale".to_owned()), "{failed:?}");
+    }
+
+    #[test]
+    fn a_failed_final_read_fails_every_check() {
+        let evidence = Evidence {
+            observations: Vec::new(),
+            final_state: Some(Err("registry unreachable".into())),
+        };
+        let all = checks(&genesis(), &evidence);
+        assert_eq!(all.len(), 5);
+        assert!(
+            all.iter()
+                .all(|c| !c.passed && c.detail.contains("unreachable"))
+        );
+    }
+}
