@@ -227,12 +227,17 @@ impl Worker {
         })
     }
 
-    /// Runs until the host stops.
+    /// Runs until the host stops. It sleeps `poll` only when a round found
+    /// nothing to do, so an idle market costs few calls and a busy one is
+    /// settled back to back.
     pub async fn run(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(self.poll).await;
-            self.ingest().await;
+            let ingested = self.ingest().await;
             let claimed = self.claim().await;
+            if ingested == 0 && claimed.is_empty() {
+                tokio::time::sleep(self.poll).await;
+                continue;
+            }
             let mut running = tokio::task::JoinSet::new();
             for saga in claimed {
                 let worker = self.clone();
@@ -244,34 +249,39 @@ impl Worker {
                 });
             }
             while running.join_next().await.is_some() {}
+            // Bounded pace even when every call fails fast (e.g. 503s).
+            tokio::time::sleep(self.poll / 10).await;
         }
     }
 
-    async fn ingest(&self) {
+    /// Copies new trades from the market into settlement-db; how many.
+    async fn ingest(&self) -> usize {
         let status = self
             .caller
             .command("settlement-db", &SettlementCommand::Status)
             .await;
         let Some(cursor) = status.json().and_then(|s| s["cursor"].as_u64()) else {
-            return;
+            return 0;
         };
         let feed = MarketCommand::Trades {
             after: cursor,
             limit: INGEST_BATCH,
         };
         let Some(page) = self.caller.command("market", &feed).await.json() else {
-            return;
+            return 0;
         };
         let Ok(trades) = serde_json::from_value::<Vec<Trade>>(page["items"].clone()) else {
-            return;
+            return 0;
         };
-        if !trades.is_empty() {
+        let count = trades.len();
+        if count > 0 {
             let ingest = SettlementCommand::Ingest {
                 from_cursor: cursor,
                 trades,
             };
             self.caller.command("settlement-db", &ingest).await;
         }
+        count
     }
 
     async fn claim(&self) -> Vec<Saga> {

@@ -23,7 +23,8 @@ pub struct AppSpec {
     pub initial_mwh: u64,
     /// Cash (cents) each participant holds at the start.
     pub initial_cash_cents: u64,
-    /// How often each settlement replica looks for new trades.
+    /// How long an idle settlement replica waits before looking for new
+    /// trades again (a busy one keeps going).
     pub settlement_poll: Dur,
     /// How long a settlement replica owns a trade it claimed; after that,
     /// another replica may take the trade over (crash recovery).
@@ -43,7 +44,7 @@ impl Default for AppSpec {
             participants: 40,
             initial_mwh: 20_000,
             initial_cash_cents: 100_000_000,
-            settlement_poll: Dur(Duration::from_millis(250)),
+            settlement_poll: Dur(Duration::from_secs(1)),
             settlement_lease: Dur(Duration::from_secs(5)),
             call_timeout: Dur(Duration::from_secs(2)),
             call_tries: 3,
