@@ -23,6 +23,7 @@ fn plan(arrival: Arrival) -> LoadPlan {
         method: http::Method::GET,
         path: "/".into(),
         body: Bytes::new(),
+        headers: Vec::new(),
         weight,
     };
     LoadPlan {

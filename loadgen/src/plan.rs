@@ -31,6 +31,8 @@ pub struct Operation {
     pub path: String,
     /// Request body; may hold placeholders (see [`crate::template`]).
     pub body: Bytes,
+    /// Headers of this operation only (e.g. a participant's bearer token).
+    pub headers: Vec<(String, String)>,
     /// Relative weight in the mix (ignored by trace replay, whose rows
     /// name their operation).
     pub weight: u32,
@@ -331,6 +333,7 @@ pub(crate) struct CompiledOp {
     pub method: Method,
     pub path: Template,
     pub body: Template,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Operation {
@@ -348,11 +351,23 @@ impl Operation {
                 .parse::<Uri>()
                 .map_err(|e| bad(&format!("path `{}`", self.path), &e))?;
         }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let name = HeaderName::try_from(name.as_str())
+                    .map_err(|e| bad(&format!("header name `{name}`"), &e))?;
+                let value =
+                    HeaderValue::try_from(value.as_str()).map_err(|e| bad("header value", &e))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, LoadError>>()?;
         Ok(CompiledOp {
             name: self.name.clone(),
             method: self.method.clone(),
             path,
             body,
+            headers,
         })
     }
 }

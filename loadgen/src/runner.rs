@@ -232,7 +232,7 @@ fn build_request(
     builder = builder
         .header(SEQ_HEADER, seq)
         .header(IDEMPOTENCY_HEADER, key);
-    for (name, value) in &shared.headers {
+    for (name, value) in shared.headers.iter().chain(&op.headers) {
         builder = builder.header(name, value);
     }
     builder

@@ -91,6 +91,7 @@ fn order_with_template() -> Operation {
         method: Method::POST,
         path: "/orders/{{rand_int:1:3}}".into(),
         body: Bytes::from_static(br#"{"n":{{seq}},"qty":{{rand_int:1:9}}}"#),
+        headers: Vec::new(),
         weight: 1,
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use loadgen::{Completion, LoadPlan, LoadReport, Operation, Phase, Target};
+use loadgen::{Completion, LoadPlan, LoadReport, Phase, Target};
 use mesh::{MeshError, ports};
 use reports::{Mode, Summary};
 use seam::real::{AddressBook, SystemClock};
@@ -13,7 +12,9 @@ use seam::{HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
 use sim::{Fault, FaultSchedule, SimConfig, SimWorld};
 
 use crate::checks;
-use crate::spec::{self, Scenario};
+use crate::ledger::{self, Evidence, Observation};
+use crate::rec::genesis::Genesis;
+use crate::spec::{AppKind, Scenario};
 use crate::topology::Install;
 
 /// Why a run could not complete (as opposed to completing and failing).
@@ -62,31 +63,12 @@ pub fn load_plan(scenario: &Scenario) -> LoadPlan {
                 arrival: p.arrival.get_ref().clone(),
             })
             .collect(),
-        mix: workload.mix.iter().map(operation).collect(),
+        mix: crate::rec::workload::client_mix(&workload.mix, &Genesis::new(&scenario.app)),
         in_flight_max: workload.in_flight_max as usize,
         connections_max: workload.connections as usize,
         interval: workload.interval.0,
         lag_tolerance: Duration::from_millis(10),
         ..LoadPlan::default()
-    }
-}
-
-fn operation(op: &spec::OpSpec) -> Operation {
-    let (name, method, path, body) = match op.operation {
-        spec::Operation::Quote => ("quote", http::Method::GET, "/quote", Bytes::new()),
-        spec::Operation::Order => (
-            "order",
-            http::Method::POST,
-            "/orders",
-            Bytes::from_static(br#"{"buyer":"acme-energy"}"#),
-        ),
-    };
-    Operation {
-        name: name.into(),
-        method,
-        path: path.into(),
-        body,
-        weight: op.weight,
     }
 }
 
@@ -112,6 +94,7 @@ async fn drive_load(
     install: Arc<Install>,
     env: HostEnv,
     sink: Arc<Mutex<Option<LoadReport>>>,
+    evidence: Arc<Mutex<Evidence>>,
 ) -> Result<(), MeshError> {
     let started = tokio::time::Instant::now();
     let scenario = &install.scenario;
@@ -130,7 +113,20 @@ async fn drive_load(
         tls: None,
     };
     let trace_env = env.clone();
+    let observed = evidence.clone();
     let observer = Arc::new(move |c: &Completion| {
+        if ledger::is_write(&c.op) {
+            observed
+                .lock()
+                .expect("evidence poisoned")
+                .observations
+                .push(Observation {
+                    seq: c.seq,
+                    op: c.op.clone(),
+                    status: c.status,
+                    body: c.body.clone(),
+                });
+        }
         let status = c.status.map_or("none".to_owned(), |s| s.to_string());
         trace_env.record(
             "load.done",
@@ -155,6 +151,10 @@ async fn drive_load(
         .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
     *sink.lock().expect("sink poisoned") = Some(report);
+    if runs_rec_app(scenario) {
+        let read = crate::rec::workload::final_read(&env, &scenario.app).await;
+        evidence.lock().expect("evidence poisoned").final_state = Some(read);
+    }
     Ok(())
 }
 
@@ -194,6 +194,25 @@ async fn wait_until_routable(env: &HostEnv, service: &str) {
     }
 }
 
+/// Whether the load goes to the REC gateway (then the ledger is checked).
+fn runs_rec_app(scenario: &Scenario) -> bool {
+    scenario.services.iter().any(|s| {
+        s.name.get_ref() == scenario.workload.target.get_ref() && s.app == AppKind::Gateway
+    })
+}
+
+/// Adds the ledger checks (for REC scenarios) to a summary.
+fn add_ledger_checks(scenario: &Scenario, summary: &mut Summary, evidence: &Mutex<Evidence>) {
+    if !runs_rec_app(scenario) {
+        return;
+    }
+    let evidence = evidence.lock().expect("evidence poisoned");
+    summary
+        .checks
+        .extend(ledger::checks(&Genesis::new(&scenario.app), &evidence));
+    summary.verdict = Summary::verdict_of(&summary.checks);
+}
+
 /// Runs a scenario in the simulator.
 pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
@@ -208,6 +227,7 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
         duration_limit: scenario.workload.warmup.0
             + plan.duration()
             + DRAIN_MAX
+            + scenario.app.drain_max.0
             + Duration::from_secs(60),
         tcp_capacity: 4096,
     };
@@ -224,9 +244,11 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
         });
     }
     let sink = Arc::new(Mutex::new(None));
-    let (client_install, client_sink) = (install.clone(), sink.clone());
+    let evidence = Arc::new(Mutex::new(Evidence::default()));
+    let (client_install, client_sink, client_evidence) =
+        (install.clone(), sink.clone(), evidence.clone());
     world.client("loadgen", move |env| async move {
-        drive_load(client_install, env, client_sink)
+        drive_load(client_install, env, client_sink, client_evidence)
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
     });
@@ -235,7 +257,7 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
     let load = sink.lock().expect("sink poisoned").take().ok_or_else(|| {
         EngineError::NoReport("no report from the simulated load generator".into())
     })?;
-    let summary = checks::summarize(
+    let mut summary = checks::summarize(
         scenario,
         seed.value(),
         Mode::Sim,
@@ -244,6 +266,7 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
         sim_seconds,
         wall.seconds(),
     );
+    add_ledger_checks(scenario, &mut summary, &evidence);
     Ok(RunOutput {
         summary,
         load,
@@ -271,6 +294,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
         seed: seed.child("host").child(name),
         trace: trace.clone(),
     };
+    let evidence = Arc::new(Mutex::new(Evidence::default()));
     let load = runtime.block_on(async {
         let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
         let mut hosts = tokio::task::JoinSet::new();
@@ -278,7 +302,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
             hosts.spawn(install.software(&role, env_for(&name)));
         }
         let sink = Arc::new(Mutex::new(None));
-        let outcome = drive_load(install, env_for("loadgen"), sink.clone()).await;
+        let outcome = drive_load(install, env_for("loadgen"), sink.clone(), evidence.clone()).await;
         hosts.abort_all();
         outcome?;
         let report = sink.lock().expect("sink poisoned").take();
@@ -286,7 +310,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();
-    let summary = checks::summarize(
+    let mut summary = checks::summarize(
         scenario,
         seed.value(),
         Mode::Real,
@@ -295,6 +319,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
         seconds,
         seconds,
     );
+    add_ledger_checks(scenario, &mut summary, &evidence);
     Ok(RunOutput {
         summary,
         load,

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod engine;
+pub mod ledger;
 pub mod operator;
 pub mod output;
 pub mod rec;

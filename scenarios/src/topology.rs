@@ -222,7 +222,7 @@ impl Install {
                     install.proxy_config(service.name.get_ref(), true),
                     env.clone(),
                 );
-                crate::rec::run_app(env, &service).await
+                crate::rec::run_app(env, &service, &install.scenario.app).await
             }),
         }
     }

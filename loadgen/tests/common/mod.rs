@@ -361,6 +361,7 @@ pub fn get_root() -> loadgen::Operation {
         method: http::Method::GET,
         path: "/".into(),
         body: Bytes::new(),
+        headers: Vec::new(),
         weight: 1,
     }
 }

@@ -10,10 +10,7 @@ use crate::slo::{Measured, Threshold};
 use crate::spec::{Operation, Property, Scenario};
 
 fn op_name(op: Operation) -> &'static str {
-    match op {
-        Operation::Quote => "quote",
-        Operation::Order => "order",
-    }
+    op.name()
 }
 
 fn latency_ms(stats: &OpStats, quantile: Option<f64>) -> f64 {

@@ -31,6 +31,10 @@ pub struct AppRequest {
     pub query: String,
     /// Caller identity, as asserted by the inbound sidecar.
     pub peer: Option<String>,
+    /// The bearer token of `Authorization: Bearer …`, if any.
+    pub bearer: Option<String>,
+    /// The client's `idempotency-key` header, else its `x-request-seq`.
+    pub idempotency_key: Option<String>,
     /// Body.
     pub body: bytes::Bytes,
 }
@@ -115,6 +119,17 @@ impl Server {
         // Drawn after the slot is taken, so the draw order is the service order.
         let service_time = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
         tokio::time::sleep(service_time).await;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let bearer = header(http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
+        let idempotency_key = header(super::gateway::IDEMPOTENCY_KEY_HEADER)
+            .or_else(|| header(super::gateway::REQUEST_SEQ_HEADER).map(|s| format!("seq-{s}")));
         let request = AppRequest {
             method: parts.method,
             path: parts.uri.path().to_owned(),
@@ -124,6 +139,8 @@ impl Server {
                 .get(mesh::proxy::PEER_IDENTITY_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            bearer,
+            idempotency_key,
             body,
         };
         self.handler.handle(request).await

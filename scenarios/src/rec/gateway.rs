@@ -1,105 +1,192 @@
-//! `gateway`: the client-facing API. It calls `registry` through the local
-//! sidecar, never directly.
+//! `gateway`: the client-facing JSON API.
+//!
+//! | request | body | does |
+//! |---|---|---|
+//! | `GET /quote?product=P` | — | best bid, ask and last price |
+//! | `POST /orders` | `{product, side, price_cents, mwh}` | places a limit order |
+//! | `POST /orders/cancel` | `{product}` | cancels the caller's oldest open order |
+//! | `POST /retirements` | `{product, mwh}` | retires the caller's RECs |
+//!
+//! Every request carries `Authorization: Bearer <token>`, checked against
+//! `accounts` (answers are cached: tokens do not change). Writes take their
+//! idempotency key from the `idempotency-key` header, else from the load
+//! generator's `x-request-seq`, scoped to the participant.
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use http::{Method, Response, StatusCode};
 use mesh::http::{Body, text};
-use mesh::proxy::pool::Pool;
-use mesh::{MeshError, ports};
-use seam::{BoxFuture, HostEnv, LOCALHOST};
+use seam::BoxFuture;
+use serde::Deserialize;
 
+use super::accounts::AccountsCommand;
 use super::app::{AppRequest, Handler};
-use super::registry::{ISSUER_ACCOUNT, Transfer};
+use super::call::{Caller, Outcome};
+use super::market::{MarketCommand, Side};
+use super::registry::RegistryCommand;
+use super::tier::relay;
+
+/// Header a client names its write with.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Header the load generator numbers its requests with.
+pub const REQUEST_SEQ_HEADER: &str = "x-request-seq";
 
 /// The gateway app.
 pub struct Gateway {
-    env: HostEnv,
-    sidecar: Pool,
+    caller: Caller,
+    tokens: Mutex<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct OrderBody {
+    product: String,
+    side: Side,
+    price_cents: u64,
+    mwh: u64,
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    product: String,
+}
+
+#[derive(Deserialize)]
+struct RetireBody {
+    product: String,
+    mwh: u64,
+}
+
+/// An error answer, boxed: responses are large and errors are rare.
+type Refusal = Box<Response<Body>>;
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Box::new(text(status, message))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")))
 }
 
 impl Gateway {
-    /// A gateway whose calls go through this host's sidecar.
-    pub fn new(env: HostEnv) -> Self {
+    /// A gateway calling the services through `caller`.
+    pub fn new(caller: Caller) -> Self {
         Gateway {
-            env,
-            sidecar: Pool::default(),
+            caller,
+            tokens: Mutex::default(),
         }
     }
 
-    /// Sends a request to `service` via the local outbound proxy.
-    async fn call(
-        &self,
-        service: &str,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> Result<Response<Body>, MeshError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, service)
-            .body(Body::from(body))
-            .map_err(|e| MeshError::BadRequest(e.to_string()))?;
-        let env = &self.env;
-        let connect = || async move {
-            let io = env
-                .net
-                .connect(LOCALHOST, ports::PROXY_OUTBOUND)
-                .await
-                .map_err(|source| MeshError::Connect {
-                    target: "sidecar".into(),
-                    source,
-                })?;
-            mesh::http::handshake(io).await
+    /// The participant behind the request's bearer token.
+    async fn authenticate(&self, request: &AppRequest) -> Result<String, Refusal> {
+        let Some(token) = request.bearer.as_deref() else {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "missing bearer token"));
         };
-        self.sidecar.send("sidecar", request, connect).await
-    }
-
-    async fn quote(&self) -> Response<Body> {
-        self.relay(
-            self.call("registry", Method::GET, "/recs/available", Bytes::new())
-                .await,
-        )
-    }
-
-    async fn order(&self, body: &[u8]) -> Response<Body> {
-        #[derive(serde::Deserialize)]
-        struct Order {
-            buyer: String,
+        if let Some(name) = self.tokens.lock().expect("cache poisoned").get(token) {
+            return Ok(name.clone());
         }
-        let Ok(order) = serde_json::from_slice::<Order>(body) else {
-            return text(StatusCode::BAD_REQUEST, "expected {\"buyer\": …}");
+        let check = AccountsCommand::Authenticate {
+            token: token.to_owned(),
         };
-        let transfer = Transfer {
-            from: ISSUER_ACCOUNT.into(),
-            to: order.buyer,
-            count: 1,
-        };
-        let body = Bytes::from(serde_json::to_vec(&transfer).expect("serialisable"));
-        self.relay(
-            self.call("registry", Method::POST, "/transfers", body)
-                .await,
-        )
-    }
-
-    fn relay(&self, result: Result<Response<Body>, MeshError>) -> Response<Body> {
-        match result {
-            Ok(response) => response,
-            Err(error) => {
-                self.env.record("gateway.upstream_error", error.to_string());
-                text(StatusCode::BAD_GATEWAY, "upstream unavailable")
+        match self.caller.command("accounts", &check).await {
+            Outcome::Answered { status: 401, .. } => {
+                Err(refuse(StatusCode::UNAUTHORIZED, "unknown bearer token"))
             }
+            outcome => match outcome
+                .json()
+                .and_then(|v| v["participant"].as_str().map(str::to_owned))
+            {
+                Some(name) => {
+                    self.tokens
+                        .lock()
+                        .expect("cache poisoned")
+                        .insert(token.to_owned(), name.clone());
+                    Ok(name)
+                }
+                None => Err(refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "accounts unavailable",
+                )),
+            },
         }
+    }
+
+    async fn route(&self, request: AppRequest) -> Result<Response<Body>, Refusal> {
+        let participant = self.authenticate(&request).await?;
+        let key = || {
+            request
+                .idempotency_key
+                .as_deref()
+                .map(|k| format!("{participant}:{k}"))
+                .ok_or_else(|| {
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        "writes need an idempotency-key header",
+                    )
+                })
+        };
+        let outcome = match (&request.method, request.path.as_str()) {
+            (&Method::GET, "/quote") => {
+                let product = request
+                    .query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("product="))
+                    .unwrap_or_default()
+                    .to_owned();
+                self.caller
+                    .command("market", &MarketCommand::Quote { product })
+                    .await
+            }
+            (&Method::POST, "/orders") => {
+                let order: OrderBody = parse(&request.body)?;
+                let place = MarketCommand::Place {
+                    key: key()?,
+                    participant,
+                    product: order.product,
+                    side: order.side,
+                    price_cents: order.price_cents,
+                    mwh: order.mwh,
+                };
+                self.caller.command("market", &place).await
+            }
+            (&Method::POST, "/orders/cancel") => {
+                let cancel: CancelBody = parse(&request.body)?;
+                let cancel = MarketCommand::CancelOldest {
+                    key: key()?,
+                    participant,
+                    product: cancel.product,
+                };
+                self.caller.command("market", &cancel).await
+            }
+            (&Method::POST, "/retirements") => {
+                let retire: RetireBody = parse(&request.body)?;
+                let retire = RegistryCommand::Retire {
+                    key: key()?,
+                    owner: participant,
+                    product: retire.product,
+                    mwh: retire.mwh,
+                };
+                self.caller.command("registry", &retire).await
+            }
+            _ => return Err(refuse(StatusCode::NOT_FOUND, "not found")),
+        };
+        Ok(match outcome {
+            Outcome::Unknown(reason) => text(StatusCode::GATEWAY_TIMEOUT, &reason),
+            answered => relay(answered),
+        })
     }
 }
 
 impl Handler for Gateway {
     fn handle(&self, request: AppRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
-            match (&request.method, request.path.as_str()) {
-                (&Method::GET, "/quote") => self.quote().await,
-                (&Method::POST, "/orders") => self.order(&request.body).await,
-                _ => text(StatusCode::NOT_FOUND, "not found"),
+            if request.path == "/health" {
+                return text(StatusCode::OK, "ok");
+            }
+            match self.route(request).await {
+                Ok(response) => response,
+                Err(refusal) => *refusal,
             }
         })
     }

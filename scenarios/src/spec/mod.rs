@@ -12,12 +12,14 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
+mod app;
 mod checks;
 mod faults;
 mod mesh;
 mod overrides;
 mod workload;
 
+pub use app::AppSpec;
 pub use checks::{CheckSpec, Property};
 pub use faults::{ActionKind, FaultSpec};
 pub use mesh::MeshSpec;
@@ -55,7 +57,9 @@ impl FromStr for Dur {
         if !(seconds.is_finite() && seconds >= 0.0) {
             return Err(format!("duration \"{text}\" is out of range"));
         }
-        Duration::try_from_secs_f64(seconds).map(Dur).map_err(|_| format!("duration \"{text}\" is out of range"))
+        Duration::try_from_secs_f64(seconds)
+            .map(Dur)
+            .map_err(|_| format!("duration \"{text}\" is out of range"))
     }
 }
 
@@ -94,6 +98,9 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     /// The load.
     pub workload: WorkloadSpec,
+    /// The REC application's settings.
+    #[serde(default)]
+    pub app: AppSpec,
     /// Timed faults.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -132,10 +139,24 @@ impl Default for SimSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppKind {
-    /// Client-facing API; calls registry.
+    /// Client-facing API: authenticates and routes to the services.
     Gateway,
-    /// REC ownership.
+    /// REC issuance, ownership and retirement (stateless tier).
     Registry,
+    /// Limit order books and matching (stateless tier).
+    Market,
+    /// Moves RECs and cash for every trade, exactly once (saga workers).
+    Settlement,
+    /// Participants, tokens and cash (stateless tier).
+    Accounts,
+    /// The registry's database: an event-sourced store.
+    RegistryDb,
+    /// The market's database.
+    MarketDb,
+    /// The settlement outbox and saga state.
+    SettlementDb,
+    /// The accounts database.
+    AccountsDb,
 }
 
 /// Service-time distribution of an app.

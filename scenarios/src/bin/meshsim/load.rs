@@ -300,6 +300,7 @@ fn plan(args: &LoadArgs, path: String, protocol: Protocol) -> anyhow::Result<Loa
             method,
             path,
             body: Bytes::from(args.body.clone().unwrap_or_default()),
+            headers: Vec::new(),
             weight: 1,
         }],
         in_flight_max: args.in_flight_max,
