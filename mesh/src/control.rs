@@ -217,6 +217,13 @@ impl Discovery {
         self.snapshot.clone()
     }
 
+    /// A discovery that always answers from `snapshot` (tests, benches and
+    /// static deployments without a control plane).
+    pub fn fixed(snapshot: Snapshot) -> Discovery {
+        let (_, rx) = watch::channel(Arc::new(snapshot));
+        Discovery { snapshot: rx }
+    }
+
     /// Starts the watch loop; `registration` is (re-)announced whenever the
     /// snapshot does not list it (first start, control-plane restart).
     pub fn spawn(
