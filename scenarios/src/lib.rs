@@ -9,8 +9,11 @@
 
 pub mod checks;
 pub mod engine;
+pub mod meshchecks;
+pub mod oracle;
 pub mod output;
 pub mod rec;
+pub mod rogue;
 pub mod slo;
 pub mod spec;
 pub mod topology;

@@ -16,7 +16,7 @@ use crate::slo::Threshold;
 
 mod checks;
 mod faults;
-mod mesh;
+pub mod mesh;
 mod workload;
 
 pub use checks::CheckSpec;
@@ -331,6 +331,7 @@ impl Scenario {
                 }
             }
         }
+        self.mesh.validate(self, locate)?;
         for check in &self.checks {
             if let Err(e) = check.slo.get_ref().parse::<Threshold>() {
                 return Err(locate.error(
