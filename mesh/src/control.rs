@@ -103,7 +103,11 @@ pub async fn run(
     let (changed, _) = watch::channel(0);
     let server = Arc::new(ControlServer {
         env: env.clone(),
-        state: Mutex::new(Snapshot::default()),
+        // The configuration in force from the start (validated by the caller).
+        state: Mutex::new(Snapshot {
+            config: config.initial,
+            ..Snapshot::default()
+        }),
         changed,
     });
     let mut listener = env.net.bind(ports::CONTROL).await?;

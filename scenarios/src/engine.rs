@@ -98,7 +98,7 @@ pub fn fault_schedule(scenario: &Scenario) -> FaultSchedule {
             .faults
             .iter()
             .map(|f| Fault {
-                at: warmup + f.at.0,
+                at: warmup + f.at.get_ref().0,
                 action: f.action.to_action(),
             })
             .collect(),

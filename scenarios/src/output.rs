@@ -92,7 +92,7 @@ fn phase_windows(scenario: &Scenario) -> Vec<Window> {
         start = end;
     }
     for fault in &scenario.faults {
-        let at_s = fault.at.0.as_secs_f64();
+        let at_s = fault.at.get_ref().0.as_secs_f64();
         windows.push(Window {
             start_s: at_s,
             end_s: at_s,

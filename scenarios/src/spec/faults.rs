@@ -5,12 +5,12 @@ use toml::Spanned;
 
 use super::Dur;
 
-/// A fault at a time.
+/// A fault at a time. Unknown fields are refused by the action's variant
+/// (`deny_unknown_fields` here would also refuse the flattened `action`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    /// When, from the start of the workload.
-    pub at: Dur,
+    /// When, from the start of the workload (spanned: host errors point here).
+    pub at: Spanned<Dur>,
     /// What.
     #[serde(flatten)]
     pub action: FaultActionSpec,
@@ -21,23 +21,19 @@ pub struct FaultSpec {
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultActionSpec {
     /// Cut links between two groups.
-    Partition {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
+    Partition { a: Vec<String>, b: Vec<String> },
     /// Heal them.
-    Repair {
-        a: Vec<Spanned<String>>,
-        b: Vec<Spanned<String>>,
-    },
+    Repair { a: Vec<String>, b: Vec<String> },
     /// Stop hosts.
-    Crash { hosts: Vec<Spanned<String>> },
+    Crash { hosts: Vec<String> },
     /// Start them again.
-    Restart { hosts: Vec<Spanned<String>> },
+    Restart { hosts: Vec<String> },
 }
 
 impl FaultActionSpec {
-    pub(super) fn hosts(&self) -> Vec<&Spanned<String>> {
+    /// Host names are plain strings: serde buffers an internally tagged
+    /// enum, and `Spanned` cannot survive the buffer.
+    pub(super) fn hosts(&self) -> Vec<&String> {
         match self {
             FaultActionSpec::Partition { a, b } | FaultActionSpec::Repair { a, b } => {
                 a.iter().chain(b).collect()
@@ -50,7 +46,7 @@ impl FaultActionSpec {
 
     /// The simulator's form.
     pub fn to_action(&self) -> sim::FaultAction {
-        let names = |list: &[Spanned<String>]| list.iter().map(|h| h.get_ref().clone()).collect();
+        let names = |list: &[String]| list.to_vec();
         match self {
             FaultActionSpec::Partition { a, b } => sim::FaultAction::Partition {
                 a: names(a),

@@ -320,13 +320,10 @@ impl Scenario {
         let hosts = self.host_names();
         for fault in &self.faults {
             for host in fault.action.hosts() {
-                if !hosts.contains(host.get_ref()) {
+                if !hosts.contains(host) {
                     return Err(locate.error(
-                        Some(host.span()),
-                        format!(
-                            "fault names unknown host \"{}\"; hosts are {hosts:?}",
-                            host.get_ref()
-                        ),
+                        Some(fault.at.span()),
+                        format!("fault names unknown host \"{host}\"; hosts are {hosts:?}"),
                     ));
                 }
             }
