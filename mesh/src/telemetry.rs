@@ -411,8 +411,7 @@ impl Telemetry {
         self.with(|hub| {
             hub.proxies
                 .get(host)
-                .map(render_prometheus)
-                .unwrap_or_default()
+                .map_or_else(|| render_prometheus(&ProxyState::default()), render_prometheus)
         })
     }
 
