@@ -409,9 +409,10 @@ impl Telemetry {
     /// The Prometheus text of one proxy.
     pub fn prometheus(&self, host: &str) -> String {
         self.with(|hub| {
-            hub.proxies
-                .get(host)
-                .map_or_else(|| render_prometheus(&ProxyState::default()), render_prometheus)
+            hub.proxies.get(host).map_or_else(
+                || render_prometheus(&ProxyState::default()),
+                render_prometheus,
+            )
         })
     }
 
