@@ -22,8 +22,8 @@ use hyper::body::Incoming;
 use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
-use crate::authz::{self, Verdict, normalize_target};
-use crate::config::{AppProtocol, ServiceConfig};
+use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
+use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
 use crate::proxy::h2pool::{self, H2Pool};
@@ -201,46 +201,12 @@ impl Inbound {
             None => (&*DEFAULT_SERVICE, 0),
         };
         let principal = peer.to_string();
-        let raw_target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
-        let method = request.method().as_str().to_owned();
-        let normalized = normalize_target(&raw_target);
-        if let Some(policy) = &service_config.authorization {
-            let verdict = match &normalized {
-                Ok(target) => authz::evaluate(policy, &principal, &method, &target.path),
-                Err(_) => Verdict::Deny,
-            };
-            self.config.telemetry.authz(AuthzDecision {
-                service: self.config.service.clone(),
-                config_version: version,
-                principal: principal.clone(),
-                method: method.clone(),
-                raw_target: raw_target.clone(),
-                verdict: match (&normalized, verdict) {
-                    (Err(_), _) => "refused".into(),
-                    (Ok(_), v) => v.as_str().into(),
-                },
-            });
-            if verdict == Verdict::Deny {
-                self.env.record(
-                    "inbound.authz_deny",
-                    format!("peer={principal} method={method} target={raw_target}"),
-                );
+        let target = match self.authorize(&request, service_config, version, &principal) {
+            Ok(target) => target,
+            Err(status) => {
                 record.proxy_error = Some("forbidden".into());
-                let status = if normalized.is_err() {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::FORBIDDEN
-                };
                 return refusal(status);
             }
-        }
-        let Ok(target) = normalized else {
-            record.proxy_error = Some("malformed path".into());
-            return refusal(StatusCode::BAD_REQUEST);
         };
         record.path = target.to_target();
         let host = request
@@ -261,15 +227,7 @@ impl Inbound {
         if let Some(route) = route {
             record.route = route.name.clone();
         }
-        let now = tokio::time::Instant::now();
-        let route_limited = route.and_then(|r| r.rate_limit.as_ref().map(|l| (r, l)));
-        let admitted = route_limited
-            .is_none_or(|(r, l)| self.limiter.admit(&r.name, l, &principal, now))
-            && service_config
-                .rate_limit
-                .as_ref()
-                .is_none_or(|l| self.limiter.admit("", l, &principal, now));
-        if !admitted {
+        if !self.admit(service_config, route, &principal) {
             self.env.record(
                 "inbound.rate_limited",
                 format!("peer={principal} route={}", record.route),
@@ -296,16 +254,12 @@ impl Inbound {
             HeaderValue::from_str(&record.trace.header_for(record.span_id))
                 .expect("hex is a valid header value"),
         );
-        let forwarded = self
-            .forward(
-                parts,
-                body,
-                &host,
-                &target.to_target(),
-                service_config.app_protocol,
-            )
-            .await;
-        match forwarded {
+        let app_target = target.to_target();
+        let protocol = service_config.app_protocol;
+        match self
+            .forward(parts, body, &host, &app_target, protocol)
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 self.env.record("inbound.app_error", error.to_string());
@@ -313,6 +267,67 @@ impl Inbound {
                 text(StatusCode::BAD_GATEWAY, "application unavailable")
             }
         }
+    }
+
+    /// Normalizes the target and, if the service has a policy, decides:
+    /// the normalized target, or the status to refuse with (400 for a path
+    /// that cannot be normalized safely, 403 for a denial). Every decision
+    /// under a policy is kept for the oracle.
+    fn authorize(
+        &self,
+        request: &Request<Incoming>,
+        service_config: &ServiceConfig,
+        version: u64,
+        principal: &str,
+    ) -> Result<NormalizedTarget, StatusCode> {
+        let raw_target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let method = request.method().as_str();
+        let normalized = normalize_target(raw_target);
+        if let Some(policy) = &service_config.authorization {
+            let verdict = match &normalized {
+                Ok(target) => authz::evaluate(policy, principal, method, &target.path),
+                Err(_) => Verdict::Deny,
+            };
+            self.config.telemetry.authz(AuthzDecision {
+                service: self.config.service.clone(),
+                config_version: version,
+                principal: principal.to_owned(),
+                method: method.to_owned(),
+                raw_target: raw_target.to_owned(),
+                verdict: match (&normalized, verdict) {
+                    (Err(_), _) => "refused".into(),
+                    (Ok(_), v) => v.as_str().into(),
+                },
+            });
+            if verdict == Verdict::Deny {
+                self.env.record(
+                    "inbound.authz_deny",
+                    format!("peer={principal} method={method} target={raw_target}"),
+                );
+            }
+            if verdict == Verdict::Deny && normalized.is_ok() {
+                return Err(StatusCode::FORBIDDEN);
+            }
+        }
+        normalized.map_err(|_| StatusCode::BAD_REQUEST)
+    }
+
+    /// Whether the route's and the service's rate limits admit the caller.
+    fn admit(
+        &self,
+        service_config: &ServiceConfig,
+        route: Option<&RouteConfig>,
+        principal: &str,
+    ) -> bool {
+        let now = tokio::time::Instant::now();
+        let route_admits = route
+            .and_then(|r| r.rate_limit.as_ref().map(|limit| (r, limit)))
+            .is_none_or(|(r, limit)| self.limiter.admit(&r.name, limit, principal, now));
+        route_admits
+            && service_config
+                .rate_limit
+                .as_ref()
+                .is_none_or(|limit| self.limiter.admit("", limit, principal, now))
     }
 
     /// Applies this host's active endpoint faults: sleeps for a delay, and

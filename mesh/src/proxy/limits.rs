@@ -42,7 +42,12 @@ pub struct Limits {
     /// Time a client has to send a request's headers.
     pub header_read_timeout: Duration,
     /// A connection with nothing in flight and no bytes for this long is
-    /// closed.
+    /// closed. meshsim's choice (the meshes differ: Envoy 1 h, Linkerd
+    /// none by default): long enough for a pooled HTTP/2 mesh connection to
+    /// outlive ordinary gaps in traffic, short enough that abandoned ones do
+    /// not pile up. (An idle HTTP/1.1 keep-alive connection is closed
+    /// sooner, by hyper's header-read timeout, which also runs between
+    /// requests; callers' pools reconnect.)
     pub idle_timeout: Duration,
 }
 

@@ -269,7 +269,7 @@ impl Outbound {
             return proxy_error(StatusCode::NOT_FOUND, "no route matches");
         };
         record.route = route.name.clone();
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let Ok(body) = read_body(body, self.config.limits.request_bytes_max).await else {
             return proxy_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         };
@@ -288,20 +288,9 @@ impl Outbound {
             let mut rng = self.rng.lock().expect("rng poisoned");
             routes::pick_backend(&route.backends, &service, &mut *rng).to_owned()
         };
-        // Only the inbound proxy may assert a caller's identity.
-        parts.headers.remove(PEER_IDENTITY_HEADER);
-        strip_hop_headers(&mut parts.headers);
-        parts.headers.remove(http::header::HOST);
-        parts.headers.insert(
-            TRACEPARENT_HEADER,
-            HeaderValue::from_str(&record.trace.header_for(record.span_id))
-                .expect("hex is a valid header value"),
-        );
-        let Ok(uri) = format!("http://{service}{}", target.to_target()).parse::<Uri>() else {
+        let Some(parts) = upstream_parts(parts, &service, &target.to_target(), record) else {
             return proxy_error(StatusCode::BAD_REQUEST, "unusable target");
         };
-        parts.uri = uri;
-        parts.version = http::Version::HTTP_2;
         let backend_config = snapshot
             .config
             .services
@@ -332,17 +321,7 @@ impl Outbound {
             record.endpoint = endpoint.host;
             record.peer = endpoint.identity.to_string();
         }
-        match outcome.finished {
-            Finished::Answered(response) => response,
-            Finished::Failed(AttemptOutcome::Timeout) => {
-                proxy_error(StatusCode::GATEWAY_TIMEOUT, "per-try timeout")
-            }
-            Finished::Failed(AttemptOutcome::ConnectFailure) => {
-                proxy_error(StatusCode::BAD_GATEWAY, "connect failed")
-            }
-            Finished::Failed(_) => proxy_error(StatusCode::BAD_GATEWAY, "connection reset"),
-            Finished::Refused(reason) => proxy_error(StatusCode::SERVICE_UNAVAILABLE, reason),
-        }
+        outcome.finished.into_response()
     }
 
     /// Attempts until one succeeds or the route's policy says stop.
@@ -493,7 +472,7 @@ impl Outbound {
                 );
             }
             Err(PoolError::Mesh(error)) => {
-                let outcome = classify(&error, exchange.route.per_try_timeout_ms);
+                let outcome = classify(&error);
                 self.env.record(
                     "outbound.attempt_failed",
                     format!("ep={} outcome={outcome:?} err={error}", endpoint.host),
@@ -563,11 +542,49 @@ impl Outbound {
     }
 }
 
+/// The request as it crosses the mesh: hop-by-hop headers and any claimed
+/// peer identity removed (only the inbound proxy may assert one), a child
+/// `traceparent`, and an absolute URI for HTTP/2.
+fn upstream_parts(
+    mut parts: http::request::Parts,
+    service: &str,
+    target: &str,
+    record: &RequestRecord,
+) -> Option<http::request::Parts> {
+    parts.headers.remove(PEER_IDENTITY_HEADER);
+    strip_hop_headers(&mut parts.headers);
+    parts.headers.remove(http::header::HOST);
+    let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;
+    parts.headers.insert(TRACEPARENT_HEADER, traceparent);
+    parts.uri = format!("http://{service}{target}").parse::<Uri>().ok()?;
+    parts.version = http::Version::HTTP_2;
+    Some(parts)
+}
+
+impl Finished {
+    /// What the caller gets.
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Finished::Answered(response) => response,
+            Finished::Failed(AttemptOutcome::Timeout) => {
+                proxy_error(StatusCode::GATEWAY_TIMEOUT, "per-try timeout")
+            }
+            Finished::Failed(AttemptOutcome::ConnectFailure) => {
+                proxy_error(StatusCode::BAD_GATEWAY, "connect failed")
+            }
+            Finished::Failed(_) => proxy_error(StatusCode::BAD_GATEWAY, "connection reset"),
+            Finished::Refused(reason) => proxy_error(StatusCode::SERVICE_UNAVAILABLE, reason),
+        }
+    }
+}
+
 /// What a failed attempt means for retries.
-fn classify(error: &MeshError, per_try_ms: Option<u64>) -> AttemptOutcome {
+/// (Connecting has its own deadline and fails as `Connect`, so `Timeout`
+/// only ever comes from the per-try timeout.)
+fn classify(error: &MeshError) -> AttemptOutcome {
     match error {
         MeshError::Connect { .. } | MeshError::Tls(_) => AttemptOutcome::ConnectFailure,
-        MeshError::Timeout(ms) if Some(*ms) == per_try_ms => AttemptOutcome::Timeout,
+        MeshError::Timeout(_) => AttemptOutcome::Timeout,
         MeshError::Http(e) if e.is_canceled() => AttemptOutcome::ConnectFailure,
         _ => AttemptOutcome::Reset,
     }
