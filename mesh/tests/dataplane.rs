@@ -803,3 +803,78 @@ fn admin_serves_metrics_on_the_loopback_in_real_mode() {
     });
     assert!(env.trace.events().iter().any(|e| e.kind == "admin.listen"));
 }
+
+/// Another host must not use a workload's outbound listener as a relay: it
+/// would borrow that workload's identity.
+#[test]
+fn the_outbound_listener_serves_only_its_own_host() {
+    let (_, trace) = run(Setup::default(), |env| async move {
+        // From the client's own host: served.
+        assert_eq!(
+            call(&env, "GET", "registry", "/recs", &[]).await.status,
+            StatusCode::OK
+        );
+    });
+    assert!(
+        trace
+            .events()
+            .iter()
+            .all(|e| e.kind != "outbound.refused_remote")
+    );
+    let refused = Arc::new(Mutex::new(None));
+    let sink = refused.clone();
+    let setup = Setup::default();
+    let config = SimConfig {
+        seed: Seed::new(12),
+        tick: Duration::from_millis(1),
+        link_latency_min: Duration::from_millis(1),
+        link_latency_max: Duration::from_millis(1),
+        duration_limit: Duration::from_secs(60),
+        tcp_capacity: 64,
+    };
+    let trace = Trace::keeping_events();
+    let mut world = SimWorld::new(config, trace.clone());
+    let mut ca = TestCa::new(5, SimConfig::epoch());
+    let relay_env = world.env_for("gateway-0");
+    let relay_tls = ca.workload("gateway", relay_env.clock.clone(), 40);
+    let outbound = outbound::OutboundConfig {
+        request_timeout: Duration::from_secs(5),
+        telemetry: Telemetry::new().proxy("gateway-0", relay_env.clock.clone()),
+        limits: Limits::default(),
+    };
+    let discovery = Discovery::fixed(snapshot(&setup));
+    world.host("gateway-0", move |env| {
+        let (tls, discovery, outbound) = (relay_tls.clone(), discovery.clone(), outbound.clone());
+        async move {
+            outbound::serve_with(env, tls, discovery, outbound).await?;
+            Ok(())
+        }
+    });
+    world.client("rogue", move |env| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut io = env
+            .net
+            .connect("gateway-0", ports::PROXY_OUTBOUND)
+            .await
+            .unwrap();
+        io.write_all(b"GET /recs HTTP/1.1\r\nhost: registry\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = vec![0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(2), io.read(&mut reply)).await;
+        *sink.lock().unwrap() = Some(matches!(read, Ok(Ok(0)) | Ok(Err(_))));
+        Ok(())
+    });
+    world.run(&FaultSchedule::default()).unwrap();
+    assert_eq!(
+        *refused.lock().unwrap(),
+        Some(true),
+        "the relay attempt got no answer"
+    );
+    assert!(
+        trace
+            .events()
+            .iter()
+            .any(|e| e.kind == "outbound.refused_remote")
+    );
+}

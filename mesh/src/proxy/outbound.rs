@@ -1,7 +1,7 @@
 //! The outbound listener: local app → mesh.
 //!
-//! The app sends plain HTTP to its own sidecar with `Host: <service>`. Per
-//! request the proxy:
+//! The app sends plain HTTP to its own sidecar with `Host: <service>`; only
+//! connections from the loopback are served. Per request the proxy:
 //! 1. resolves the service from the Host (case-insensitive, port ignored)
 //!    and refuses loopback targets, so nothing reaches this host's own
 //!    ports through it;
@@ -110,7 +110,17 @@ pub async fn serve_with(
         config,
     });
     loop {
-        let (io, _) = listener.accept().await?;
+        let (io, peer) = listener.accept().await?;
+        // The outbound listener serves this host's app only: a remote caller
+        // would borrow this workload's identity (an open relay). Real hosts
+        // bind it to 127.0.0.1; the seam binds every port on the host's
+        // address, so the proxy checks the peer itself.
+        if !peer.ip().is_loopback() {
+            outbound
+                .env
+                .record("outbound.refused_remote", format!("from={}", peer.ip()));
+            continue;
+        }
         let outbound = outbound.clone();
         tokio::spawn(async move {
             let limits = outbound.config.limits.clone();
