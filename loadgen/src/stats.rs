@@ -143,7 +143,8 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    pub(crate) fn new(interval: Duration, duration: Duration) -> Self {
+    /// An empty report (nothing scheduled yet).
+    pub fn new(interval: Duration, duration: Duration) -> Self {
         LoadReport {
             overall: OpStats::default(),
             ops: BTreeMap::new(),

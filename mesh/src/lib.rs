@@ -18,6 +18,7 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod authz;
 pub mod ca;
 pub mod config;
 pub mod control;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod identity;
 pub mod ports;
 pub mod proxy;
+pub mod telemetry;
 pub mod tls;
 
 pub use error::{ErrorSide, MeshError};

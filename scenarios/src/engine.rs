@@ -13,8 +13,9 @@ use sim::{Fault, FaultSchedule, SimConfig, SimWorld};
 
 use crate::checks;
 use crate::ledger::{self, Evidence, Observation};
+use crate::meshchecks::{self, VariantRun};
 use crate::rec::genesis::Genesis;
-use crate::spec::{AppKind, Scenario};
+use crate::spec::{self, AppKind, Scenario};
 use crate::topology::Install;
 
 /// Why a run could not complete (as opposed to completing and failing).
@@ -213,12 +214,75 @@ fn add_ledger_checks(scenario: &Scenario, summary: &mut Summary, evidence: &Mute
     summary.verdict = Summary::verdict_of(&summary.checks);
 }
 
-/// Runs a scenario in the simulator.
+/// Runs a scenario in the simulator: once per `[[mesh.variants]]` entry
+/// (same seed, same arrivals), or once if it declares none.
 pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
+    let mut runs = Vec::new();
+    let mut sim_seconds = 0.0;
+    for (name, variant) in spec::mesh::variants(scenario) {
+        let (run, evidence, seconds) = simulate(name, variant, seed, &trace)?;
+        sim_seconds += seconds;
+        runs.push((run, evidence));
+    }
+    let wall_seconds = wall.seconds();
+    finish(
+        scenario,
+        seed,
+        Mode::Sim,
+        runs,
+        trace,
+        sim_seconds,
+        wall_seconds,
+    )
+}
+
+/// The summary of a scenario's runs: SLO checks on the last (primary) run,
+/// data-plane checks across all of them.
+fn finish(
+    scenario: &Scenario,
+    seed: u64,
+    mode: Mode,
+    runs: Vec<(VariantRun, Arc<Mutex<Evidence>>)>,
+    trace: Trace,
+    sim_seconds: f64,
+    wall_seconds: f64,
+) -> Result<RunOutput, EngineError> {
+    let (mut runs, mut evidences): (Vec<VariantRun>, Vec<_>) = runs.into_iter().unzip();
+    let mesh_checks = meshchecks::mesh_checks(scenario, &runs);
+    let primary = runs
+        .pop()
+        .ok_or_else(|| EngineError::NoReport("the scenario made no run".into()))?;
+    let evidence = evidences.pop().expect("one evidence per run");
+    let mut summary = checks::summarize(
+        scenario,
+        seed,
+        mode,
+        &primary.load,
+        &trace,
+        sim_seconds,
+        wall_seconds,
+    );
+    summary.checks.extend(mesh_checks);
+    add_ledger_checks(scenario, &mut summary, &evidence);
+    summary.verdict = Summary::verdict_of(&summary.checks);
+    Ok(RunOutput {
+        summary,
+        load: primary.load,
+        trace,
+    })
+}
+
+/// One simulated run of one variant.
+fn simulate(
+    name: String,
+    scenario: Scenario,
+    seed: u64,
+    trace: &Trace,
+) -> Result<(VariantRun, Arc<Mutex<Evidence>>, f64), EngineError> {
     let seed = Seed::new(seed);
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
-    let plan = load_plan(scenario);
+    let plan = load_plan(&scenario);
     let config = SimConfig {
         seed,
         tick: scenario.sim.tick.0,
@@ -232,9 +296,9 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
         tcp_capacity: 4096,
     };
     let mut world = SimWorld::new(config, trace.clone());
-    for (name, role) in install.hosts() {
+    for (host, role) in install.hosts() {
         let install = install.clone();
-        world.host(&name, move |env| {
+        world.host(&host, move |env| {
             let software = install.software(&role, env);
             async move {
                 software
@@ -252,29 +316,23 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
     });
-    world.run(&fault_schedule(scenario))?;
+    world.run(&fault_schedule(&scenario))?;
     let sim_seconds = world.elapsed().as_secs_f64();
     let load = sink.lock().expect("sink poisoned").take().ok_or_else(|| {
         EngineError::NoReport("no report from the simulated load generator".into())
     })?;
-    let mut summary = checks::summarize(
-        scenario,
-        seed.value(),
-        Mode::Sim,
-        &load,
-        &trace,
-        sim_seconds,
-        wall.seconds(),
-    );
-    add_ledger_checks(scenario, &mut summary, &evidence);
-    Ok(RunOutput {
-        summary,
+    let run = VariantRun {
+        name,
         load,
-        trace,
-    })
+        telemetry: install.telemetry.report(),
+        rogues: install.rogues.attempts(),
+        scenario,
+    };
+    Ok((run, evidence, sim_seconds))
 }
 
-/// Runs a scenario on real loopback sockets with the OS clock.
+/// Runs a scenario on real loopback sockets with the OS clock (once per
+/// variant, like the simulation).
 pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -282,49 +340,62 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
         .enable_all()
         .build()?;
     let trace = Trace::hash_only();
+    let mut runs = Vec::new();
+    for (name, variant) in spec::mesh::variants(scenario) {
+        runs.push(runtime.block_on(real_once(name, variant, seed, &trace))?);
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let seconds = wall.seconds();
+    finish(scenario, seed, Mode::Real, runs, trace, seconds, seconds)
+}
+
+/// One real run of one variant.
+async fn real_once(
+    name: String,
+    scenario: Scenario,
+    seed: u64,
+    trace: &Trace,
+) -> Result<(VariantRun, Arc<Mutex<Evidence>>), EngineError> {
     let seed = Seed::new(seed);
     let book = AddressBook::ephemeral();
     let clock = SystemClock::new(SkewHandle::default());
-    let env_for = |name: &str| HostEnv {
-        name: name.to_owned(),
-        net: Arc::new(book.net_for(name)),
+    let env_for = |host: &str| HostEnv {
+        name: host.to_owned(),
+        net: Arc::new(book.net_for(host)),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
         // In-process real runs keep state in memory; `meshsim up` uses files.
         disk: Arc::new(seam::MemDisk::default()),
-        seed: seed.child("host").child(name),
+        seed: seed.child("host").child(host),
         trace: trace.clone(),
     };
+    let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
+    let mut hosts = tokio::task::JoinSet::new();
+    for (host, role) in install.hosts() {
+        hosts.spawn(install.software(&role, env_for(&host)));
+    }
+    let sink = Arc::new(Mutex::new(None));
     let evidence = Arc::new(Mutex::new(Evidence::default()));
-    let load = runtime.block_on(async {
-        let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
-        let mut hosts = tokio::task::JoinSet::new();
-        for (name, role) in install.hosts() {
-            hosts.spawn(install.software(&role, env_for(&name)));
-        }
-        let sink = Arc::new(Mutex::new(None));
-        let outcome = drive_load(install, env_for("loadgen"), sink.clone(), evidence.clone()).await;
-        hosts.abort_all();
-        outcome?;
-        let report = sink.lock().expect("sink poisoned").take();
-        report.ok_or_else(|| EngineError::NoReport("no report from the real load generator".into()))
-    })?;
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let seconds = wall.seconds();
-    let mut summary = checks::summarize(
-        scenario,
-        seed.value(),
-        Mode::Real,
-        &load,
-        &trace,
-        seconds,
-        seconds,
-    );
-    add_ledger_checks(scenario, &mut summary, &evidence);
-    Ok(RunOutput {
-        summary,
+    let outcome = drive_load(
+        install.clone(),
+        env_for("loadgen"),
+        sink.clone(),
+        evidence.clone(),
+    )
+    .await;
+    hosts.abort_all();
+    outcome?;
+    let load =
+        sink.lock().expect("sink poisoned").take().ok_or_else(|| {
+            EngineError::NoReport("no report from the real load generator".into())
+        })?;
+    let run = VariantRun {
+        name,
         load,
-        trace,
-    })
+        telemetry: install.telemetry.report(),
+        rogues: install.rogues.attempts(),
+        scenario,
+    };
+    Ok((run, evidence))
 }
 
 /// Measures how long a run took on the wall clock. It is only ever read

@@ -10,9 +10,12 @@
 pub mod checks;
 pub mod engine;
 pub mod ledger;
+pub mod meshchecks;
 pub mod operator;
+pub mod oracle;
 pub mod output;
 pub mod rec;
+pub mod rogue;
 pub mod slo;
 pub mod spec;
 pub mod topology;

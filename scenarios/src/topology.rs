@@ -10,11 +10,14 @@ use std::time::{Duration, SystemTime};
 use mesh::ca::{Authority, CaConfig, CaMaterial};
 use mesh::control::ControlConfig;
 use mesh::proxy::certify::CertifyConfig;
-use mesh::proxy::{ProxyConfig, Upstream};
+use mesh::proxy::{Limits, ProxyConfig, Upstream};
+use mesh::telemetry::Telemetry;
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
 use seam::{HostEnv, Seed, Shutdown};
 
+use crate::rogue::RogueLog;
+use crate::spec::mesh::{RogueKind, RogueSpec};
 use crate::spec::{Scenario, ServiceSpec};
 
 /// A host's software, as a `Send` future (real mode spawns it on tokio).
@@ -31,6 +34,8 @@ pub enum Role {
     Workload(Box<ServiceSpec>),
     /// Applies scheduled config changes through the control plane.
     Operator(Vec<crate::operator::Step>),
+    /// A host attacking a service from outside its trust.
+    Rogue(Box<RogueSpec>),
 }
 
 /// What an installer provisions before anything runs: the trust anchors,
@@ -44,6 +49,10 @@ pub struct Install {
     pub ca_created: SystemTime,
     /// Trust bundle every workload starts with.
     pub trust_roots: Vec<CertificateDer<'static>>,
+    /// Where every proxy of the run records metrics and evidence.
+    pub telemetry: Telemetry,
+    /// What the rogue hosts tried and got.
+    pub rogues: RogueLog,
 }
 
 const SYSTEM_NAMESPACE: &str = "system";
@@ -66,6 +75,8 @@ impl Install {
             seed,
             ca_created,
             trust_roots,
+            telemetry: Telemetry::new(),
+            rogues: RogueLog::default(),
         }))
     }
 
@@ -87,6 +98,12 @@ impl Install {
         let steps = crate::operator::schedule(&self.scenario);
         if !steps.is_empty() {
             hosts.push(("operator".to_owned(), Role::Operator(steps)));
+        }
+        for rogue in &self.scenario.mesh.rogues {
+            hosts.push((
+                rogue.name.get_ref().clone(),
+                Role::Rogue(Box::new(rogue.clone())),
+            ));
         }
         hosts
     }
@@ -124,6 +141,15 @@ impl Install {
                 .services
                 .iter()
                 .map(|s| self.identity(None, s.name.get_ref())),
+        );
+        // A rogue with a mesh identity got it the way any workload would.
+        ids.extend(
+            self.scenario
+                .mesh
+                .rogues
+                .iter()
+                .filter(|r| r.kind == RogueKind::DisallowedIdentity)
+                .map(|r| self.identity(None, r.name.get_ref())),
         );
         ids
     }
@@ -164,7 +190,9 @@ impl Install {
 
     /// The mesh configuration the scenario declares.
     pub fn mesh_config(&self) -> mesh::config::MeshConfig {
-        mesh::config::MeshConfig::default()
+        self.scenario
+            .mesh
+            .to_config(self.scenario.workload.warmup.0)
     }
 
     /// The sidecar config of a workload of `service` (`inbound` false for
@@ -177,6 +205,9 @@ impl Install {
             trust_roots: self.trust_roots.clone(),
             inbound,
             request_timeout: self.scenario.mesh.request_timeout.0,
+            telemetry: self.telemetry.clone(),
+            limits: Limits::default(),
+            admin: true,
         }
     }
 
@@ -224,6 +255,7 @@ impl Install {
                 );
                 crate::rec::run_app(env, &service, &install.scenario.app).await
             }),
+            Role::Rogue(spec) => Box::pin(crate::rogue::run(install, *spec, env)),
         }
     }
 }

@@ -71,6 +71,16 @@ impl Discovery {
             .map(|at| at.elapsed())
     }
 
+    /// A discovery that always answers from `snapshot` (tests, benches and
+    /// static deployments without a control plane).
+    pub fn fixed(snapshot: Snapshot) -> Discovery {
+        let (_, rx) = watch::channel(Arc::new(snapshot));
+        Discovery {
+            snapshot: rx,
+            last_contact: Arc::default(),
+        }
+    }
+
     /// Starts the watch loop and, if `registration` is given, heartbeats.
     pub fn spawn(
         env: HostEnv,

@@ -2,94 +2,408 @@
 //!
 //! mTLS is mandatory: plaintext, no certificate, an unknown CA, an expired or
 //! revoked certificate all fail the handshake, and nothing reaches the app.
-//! The caller's verified identity is passed on in [`PEER_IDENTITY_HEADER`].
+//! Callers may speak HTTP/2 (ALPN `h2`, what sidecars use) or HTTP/1.1.
+//! Per request the proxy:
+//! 1. normalizes the path (a malformed or ambiguous one is a 400);
+//! 2. authorizes the caller's verified identity, method and normalized path
+//!    against the service's policy (default-deny once one exists; a denial
+//!    is a bare 403, and every decision is kept for the oracle);
+//! 3. applies the route's and the service's rate limits (429);
+//! 4. injects this host's endpoint faults, if any are active;
+//! 5. forwards to the app on the loopback, and only there, over HTTP/1.1 or
+//!    HTTP/2, with the normalized path, the caller's identity in
+//!    [`PEER_IDENTITY_HEADER`] and a child `traceparent`.
 
-use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
-use crate::http::{Body, read_body, serve_connection, text};
-use crate::proxy::PEER_IDENTITY_HEADER;
-use crate::proxy::pool::Pool;
+use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
+use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
+use crate::control::{Discovery, Snapshot};
+use crate::http::{Body, read_body, text};
+use crate::proxy::h2pool::{self, H2Pool};
+use crate::proxy::limits::{self, Limits, Protocol};
+use crate::proxy::pool::{Pool, RESPONSE_BYTES_MAX};
+use crate::proxy::ratelimit::Limiter;
+use crate::proxy::routes::{self, RequestView, canonical_host};
+use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
+use crate::telemetry::{
+    self, AuthzDecision, Direction, ProxyTelemetry, RequestRecord, Telemetry, TraceContext,
+};
 use crate::tls::{ClientAuth, MeshTls};
 use crate::{MeshError, SpiffeId, http as mesh_http, ports};
 
-/// Largest request body forwarded.
-const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+/// The policy of a service with none configured.
+static DEFAULT_SERVICE: LazyLock<ServiceConfig> = LazyLock::new(ServiceConfig::default);
+
+/// Connections to an HTTP/2 app (one carries 100 streams).
+const APP_CONNECTIONS_MAX: usize = 1024;
+
+/// How the inbound listener runs.
+#[derive(Clone)]
+pub struct InboundConfig {
+    /// The service this workload serves (whose policy applies).
+    pub service: String,
+    /// Where policy comes from; `None`: no policy (allow every mesh
+    /// identity, no limits).
+    pub discovery: Option<Discovery>,
+    /// Where metrics, logs and spans go.
+    pub telemetry: ProxyTelemetry,
+    /// Listener limits.
+    pub limits: Limits,
+}
 
 struct Inbound {
     env: HostEnv,
-    app_pool: Pool,
+    config: InboundConfig,
+    app_h1: Pool,
+    app_h2: H2Pool,
+    limiter: Limiter,
+    rng: Mutex<ChaCha12Rng>,
+}
+
+/// Accepts mesh connections until the host stops, with no policy.
+pub async fn serve(env: HostEnv, tls: Arc<MeshTls>) -> Result<(), MeshError> {
+    let telemetry = Telemetry::new().proxy(&env.name, env.clock.clone());
+    let config = InboundConfig {
+        service: String::new(),
+        discovery: None,
+        telemetry,
+        limits: Limits::default(),
+    };
+    serve_with(env, tls, config).await
 }
 
 /// Accepts mesh connections until the host stops.
-pub async fn serve(env: HostEnv, tls: Arc<MeshTls>) -> Result<(), MeshError> {
+pub async fn serve_with(
+    env: HostEnv,
+    tls: Arc<MeshTls>,
+    config: InboundConfig,
+) -> Result<(), MeshError> {
     let mut listener = env.net.bind(ports::PROXY_INBOUND).await?;
     let inbound = Arc::new(Inbound {
-        env: env.clone(),
-        app_pool: Pool::default(),
+        rng: Mutex::new(env.seed.child("inbound").rng()),
+        env,
+        config,
+        app_h1: Pool::default(),
+        app_h2: H2Pool::default(),
+        limiter: Limiter::default(),
     });
     loop {
         let (io, peer_addr) = listener.accept().await?;
         let (inbound, tls) = (inbound.clone(), tls.clone());
         tokio::spawn(async move {
-            let peer = match tls.accept(io, ClientAuth::Required, &[b"http/1.1"]).await {
-                Ok((stream, Some(peer))) => {
-                    inbound
-                        .env
-                        .record("inbound.tls_accept", format!("peer={peer}"));
-                    (stream, peer)
-                }
-                Ok((_, None)) => return,
-                Err(error) => {
+            let limits = inbound.config.limits.clone();
+            let handshake = tls.accept(io, ClientAuth::Required, &[b"h2", b"http/1.1"]);
+            let accepted = tokio::time::timeout(limits.header_read_timeout, handshake).await;
+            let (stream, peer) = match accepted {
+                Ok(Ok((stream, Some(peer)))) => (stream, peer),
+                Ok(Ok((_, None))) => return,
+                Ok(Err(error)) => {
                     inbound.env.record(
                         "inbound.tls_reject",
                         format!("from={} err={error}", peer_addr.ip()),
                     );
                     return;
                 }
+                Err(_) => {
+                    inbound.env.record(
+                        "inbound.tls_reject",
+                        format!("from={} err=handshake timed out", peer_addr.ip()),
+                    );
+                    return;
+                }
             };
-            let (stream, peer) = peer;
-            let service = hyper::service::service_fn(move |req| {
+            inbound
+                .env
+                .record("inbound.tls_accept", format!("peer={peer}"));
+            let protocol = match stream.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Protocol::Http2,
+                _ => Protocol::Http1,
+            };
+            let peer = Arc::new(peer);
+            let handler = move |request| {
                 let (inbound, peer) = (inbound.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(inbound.handle(req, &peer).await) }
-            });
-            let _ = serve_connection(stream, service).await;
+                async move { inbound.handle(request, &peer).await }
+            };
+            let _ = limits::serve(stream, protocol, &limits, handler).await;
         });
     }
 }
 
+/// A bare refusal: the status and nothing that would help a prober.
+fn refusal(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    response
+}
+
 impl Inbound {
-    async fn handle(&self, req: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
-        let (mut parts, body) = req.into_parts();
-        let body = match read_body(body, REQUEST_BYTES_MAX).await {
-            Ok(body) => body,
-            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        let discovery = self.config.discovery.as_ref()?;
+        Some(discovery.snapshot_changes().borrow().clone())
+    }
+
+    async fn handle(&self, request: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
+        let started = self.config.telemetry.now();
+        let incoming = request
+            .headers()
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        let (trace, span_id) = {
+            let mut rng = self.rng.lock().expect("rng poisoned");
+            let trace = incoming.unwrap_or_else(|| telemetry::new_trace(&mut *rng));
+            (trace, telemetry::new_span_id(&mut *rng))
         };
-        let identity =
-            HeaderValue::from_str(&peer.to_string()).expect("SPIFFE IDs are valid header values");
-        parts.headers.insert(PEER_IDENTITY_HEADER, identity);
-        let request = Request::from_parts(parts, Body::from(body));
+        let mut record = RequestRecord {
+            direction: Direction::Inbound,
+            service: self.config.service.clone(),
+            route: "default".into(),
+            peer: peer.to_string(),
+            method: request.method().to_string(),
+            path: String::new(),
+            status: 0,
+            endpoint: String::new(),
+            attempts: 1,
+            started,
+            trace,
+            span_id,
+            parent_id: incoming.map(|c| c.parent_id),
+            proxy_error: None,
+        };
+        let response = self.authorize_and_forward(request, peer, &mut record).await;
+        record.status = response.status().as_u16();
+        self.config.telemetry.request(record);
+        response
+    }
+
+    async fn authorize_and_forward(
+        &self,
+        request: Request<Incoming>,
+        peer: &SpiffeId,
+        record: &mut RequestRecord,
+    ) -> Response<Body> {
+        let snapshot = self.snapshot();
+        let (service_config, version) = match &snapshot {
+            Some(s) => (
+                s.config
+                    .services
+                    .get(&self.config.service)
+                    .unwrap_or(&DEFAULT_SERVICE),
+                s.version,
+            ),
+            None => (&*DEFAULT_SERVICE, 0),
+        };
+        let principal = peer.to_string();
+        let target = match self.authorize(&request, service_config, version, &principal) {
+            Ok(target) => target,
+            Err(status) => {
+                record.proxy_error = Some("forbidden".into());
+                return refusal(status);
+            }
+        };
+        record.path = target.to_target();
+        let host = request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
+            .unwrap_or_else(|| self.config.service.clone());
+        let route_host = canonical_host(&host);
+        let view = RequestView {
+            host: &route_host,
+            method: request.method(),
+            path: &target.path,
+            headers: request.headers(),
+        };
+        let route = routes::select(service_config, &view);
+        if let Some(route) = route {
+            record.route = route.name.clone();
+        }
+        if !self.admit(service_config, route, &principal) {
+            self.env.record(
+                "inbound.rate_limited",
+                format!("peer={principal} route={}", record.route),
+            );
+            record.proxy_error = Some("rate limited".into());
+            return refusal(StatusCode::TOO_MANY_REQUESTS);
+        }
+        if let Some(response) = self.inject_endpoint_faults(snapshot.as_deref()).await {
+            record.proxy_error = Some("fault injected".into());
+            return response;
+        }
+        let (mut parts, body) = request.into_parts();
+        let Ok(body) = read_body(body, self.config.limits.request_bytes_max).await else {
+            record.proxy_error = Some("request body too large".into());
+            return refusal(StatusCode::PAYLOAD_TOO_LARGE);
+        };
+        strip_hop_headers(&mut parts.headers);
+        parts.headers.insert(
+            PEER_IDENTITY_HEADER,
+            HeaderValue::from_str(&principal).expect("SPIFFE IDs are valid header values"),
+        );
+        parts.headers.insert(
+            TRACEPARENT_HEADER,
+            HeaderValue::from_str(&record.trace.header_for(record.span_id))
+                .expect("hex is a valid header value"),
+        );
+        let app_target = target.to_target();
+        let protocol = service_config.app_protocol;
+        match self
+            .forward(parts, body, &host, &app_target, protocol)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                self.env.record("inbound.app_error", error.to_string());
+                record.proxy_error = Some("application unavailable".into());
+                text(StatusCode::BAD_GATEWAY, "application unavailable")
+            }
+        }
+    }
+
+    /// Normalizes the target and, if the service has a policy, decides:
+    /// the normalized target, or the status to refuse with (400 for a path
+    /// that cannot be normalized safely, 403 for a denial). Every decision
+    /// under a policy is kept for the oracle.
+    fn authorize(
+        &self,
+        request: &Request<Incoming>,
+        service_config: &ServiceConfig,
+        version: u64,
+        principal: &str,
+    ) -> Result<NormalizedTarget, StatusCode> {
+        let raw_target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let method = request.method().as_str();
+        let normalized = normalize_target(raw_target);
+        if let Some(policy) = &service_config.authorization {
+            let verdict = match &normalized {
+                Ok(target) => authz::evaluate(policy, principal, method, &target.path),
+                Err(_) => Verdict::Deny,
+            };
+            self.config.telemetry.authz(AuthzDecision {
+                service: self.config.service.clone(),
+                config_version: version,
+                principal: principal.to_owned(),
+                method: method.to_owned(),
+                raw_target: raw_target.to_owned(),
+                verdict: match (&normalized, verdict) {
+                    (Err(_), _) => "refused".into(),
+                    (Ok(_), v) => v.as_str().into(),
+                },
+            });
+            if verdict == Verdict::Deny {
+                self.env.record(
+                    "inbound.authz_deny",
+                    format!("peer={principal} method={method} target={raw_target}"),
+                );
+            }
+            if verdict == Verdict::Deny && normalized.is_ok() {
+                return Err(StatusCode::FORBIDDEN);
+            }
+        }
+        normalized.map_err(|_| StatusCode::BAD_REQUEST)
+    }
+
+    /// Whether the route's and the service's rate limits admit the caller.
+    fn admit(
+        &self,
+        service_config: &ServiceConfig,
+        route: Option<&RouteConfig>,
+        principal: &str,
+    ) -> bool {
+        let now = tokio::time::Instant::now();
+        let route_admits = route
+            .and_then(|r| r.rate_limit.as_ref().map(|limit| (r, limit)))
+            .is_none_or(|(r, limit)| self.limiter.admit(&r.name, limit, principal, now));
+        route_admits
+            && service_config
+                .rate_limit
+                .as_ref()
+                .is_none_or(|limit| self.limiter.admit("", limit, principal, now))
+    }
+
+    /// Applies this host's active endpoint faults: sleeps for a delay, and
+    /// answers for an abort.
+    async fn inject_endpoint_faults(&self, snapshot: Option<&Snapshot>) -> Option<Response<Body>> {
+        let snapshot = snapshot?;
+        let now = self.config.telemetry.now();
+        let injections: Vec<faults::Injection> = {
+            let mut rng = self.rng.lock().expect("rng poisoned");
+            faults::active_for(&snapshot.config.endpoint_faults, &self.env.name, now)
+                .map(|fault| faults::draw(fault, &mut *rng))
+                .collect()
+        };
+        let delay: Duration = injections.iter().filter_map(|i| i.delay).sum();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let status = injections.iter().find_map(|i| i.abort)?;
+        Some(refusal(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        ))
+    }
+
+    /// Sends the request to the app on this host, and nowhere else.
+    async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        body: bytes::Bytes,
+        host: &str,
+        target: &str,
+        protocol: AppProtocol,
+    ) -> Result<Response<Body>, MeshError> {
         let env = &self.env;
-        let connect = || async move {
-            let io = env
-                .net
+        let open = || async move {
+            env.net
                 .connect(LOCALHOST, ports::APP)
                 .await
                 .map_err(|source| MeshError::Connect {
                     target: "app".into(),
                     source,
-                })?;
-            mesh_http::handshake(io).await
+                })
         };
-        match self.app_pool.send("app", request, connect).await {
-            Ok(response) => response,
-            Err(error) => {
-                self.env.record("inbound.app_error", error.to_string());
-                text(StatusCode::BAD_GATEWAY, "application unavailable")
+        match protocol {
+            AppProtocol::Http1 => {
+                parts.uri = target
+                    .parse::<Uri>()
+                    .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+                parts.version = http::Version::HTTP_11;
+                let host = HeaderValue::from_str(host)
+                    .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+                parts.headers.insert(http::header::HOST, host);
+                let request = Request::from_parts(parts, Body::from(body));
+                let connect = || async move { mesh_http::handshake(open().await?).await };
+                self.app_h1.send("app", request, connect).await
+            }
+            AppProtocol::Http2 => {
+                parts.uri = format!("http://{host}{target}")
+                    .parse::<Uri>()
+                    .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+                parts.version = http::Version::HTTP_2;
+                parts.headers.remove(http::header::HOST);
+                let request = Request::from_parts(parts, Body::from(body));
+                let connect = || async move { h2pool::handshake(open().await?).await };
+                self.app_h2
+                    .send(
+                        "app",
+                        request,
+                        APP_CONNECTIONS_MAX,
+                        RESPONSE_BYTES_MAX,
+                        connect,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        h2pool::PoolError::Mesh(error) => error,
+                        saturated => MeshError::BadRequest(saturated.to_string()),
+                    })
             }
         }
     }

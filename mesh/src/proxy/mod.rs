@@ -1,25 +1,48 @@
 //! The sidecar proxy: identity client, discovery, inbound and outbound
-//! listeners, all sharing one [`MeshTls`].
+//! listeners and the admin port, all sharing one [`MeshTls`].
+//!
+//! Layout, following a request: [`outbound`] (routes, faults, split,
+//! [`balance`] with [`outlier`] detection and circuit breaking, [`retry`]
+//! with its budget, [`h2pool`]) → mTLS, HTTP/2 → [`inbound`] (path
+//! normalization and authorization in `crate::authz`, [`ratelimit`],
+//! endpoint [`faults`]) → the app. [`limits`] serves every connection;
+//! `crate::telemetry` records every hop; [`admin`] exposes it.
 
+pub mod admin;
+pub mod balance;
 pub mod certify;
+pub mod faults;
+pub mod h2pool;
 pub mod inbound;
+pub mod limits;
 pub mod outbound;
+pub mod outlier;
 pub mod pool;
+pub mod ratelimit;
+pub mod retry;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderMap;
 use rustls_pki_types::CertificateDer;
 use seam::HostEnv;
 use tokio::sync::watch;
 
 use crate::control::{Discovery, Endpoint, Registration};
+use crate::telemetry::Telemetry;
 use crate::tls::MeshTls;
 use crate::{SpiffeId, ports};
+
+pub use limits::Limits;
 
 /// The header in which the inbound proxy tells the app who called. The
 /// proxy overwrites whatever a caller put there.
 pub const PEER_IDENTITY_HEADER: &str = "x-meshsim-peer-identity";
+
+/// The W3C trace-context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// A mesh service the proxy talks to directly (CA, control plane).
 #[derive(Clone, Debug)]
@@ -33,7 +56,7 @@ pub struct Upstream {
 }
 
 /// Sidecar configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     /// The service this workload belongs to.
     pub service: String,
@@ -46,8 +69,15 @@ pub struct ProxyConfig {
     /// Whether a local app serves traffic (false: outbound only, e.g. the
     /// load generator's sidecar).
     pub inbound: bool,
-    /// Per-request deadline on the outbound side.
+    /// Per-request deadline on the outbound side when a route sets none.
     pub request_timeout: Duration,
+    /// Where metrics, spans and evidence go (shared by a run's proxies).
+    pub telemetry: Telemetry,
+    /// Listener limits.
+    pub limits: Limits,
+    /// Whether to serve the admin port (it only ever binds a loopback
+    /// address, so in the simulation it declines to start).
+    pub admin: bool,
 }
 
 /// A running sidecar.
@@ -56,6 +86,37 @@ pub struct ProxyHandle {
     pub ready: watch::Receiver<bool>,
     /// The proxy's TLS state (tests and telemetry read it).
     pub tls: Arc<MeshTls>,
+}
+
+/// Headers that describe one connection, not the request, and never cross
+/// a proxy (RFC 9110 §7.6.1; HTTP/2 forbids them).
+const HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// Removes hop-by-hop headers, including any a `Connection` header names.
+pub fn strip_hop_headers(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in HOP_HEADERS
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
 }
 
 /// Starts every sidecar task on the current runtime and returns at once.
@@ -75,6 +136,14 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
         },
     });
     let (ready_tx, ready) = watch::channel(false);
+    let telemetry = config.telemetry.proxy(&env.name, env.clock.clone());
+    if config.admin {
+        tokio::spawn(admin::serve(
+            env.clone(),
+            config.telemetry.clone(),
+            ready.clone(),
+        ));
+    }
     let (env2, tls2) = (env.clone(), tls.clone());
     tokio::spawn(async move {
         while tls2.leaf().is_none() {
@@ -87,13 +156,24 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
             registration,
         );
         if config.inbound {
-            tokio::spawn(inbound::serve(env2.clone(), tls2.clone()));
+            let inbound = inbound::InboundConfig {
+                service: config.service.clone(),
+                discovery: Some(discovery.clone()),
+                telemetry: telemetry.clone(),
+                limits: config.limits.clone(),
+            };
+            tokio::spawn(inbound::serve_with(env2.clone(), tls2.clone(), inbound));
         }
-        tokio::spawn(outbound::serve(
+        let outbound = outbound::OutboundConfig {
+            request_timeout: config.request_timeout,
+            telemetry,
+            limits: config.limits.clone(),
+        };
+        tokio::spawn(outbound::serve_with(
             env2.clone(),
             tls2.clone(),
             discovery.clone(),
-            config.request_timeout,
+            outbound,
         ));
         tokio::spawn(apply_revocations(
             tls2.clone(),
@@ -123,5 +203,22 @@ async fn apply_revocations(
         if snapshots.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "close, x-secret".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("keep-alive", "5".parse().unwrap());
+        headers.insert("x-kept", "1".parse().unwrap());
+        strip_hop_headers(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
     }
 }

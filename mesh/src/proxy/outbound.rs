@@ -1,186 +1,601 @@
 //! The outbound listener: local app → mesh.
 //!
-//! The app sends plain HTTP to its own sidecar with `Host: <service>`. The
-//! proxy resolves the service through discovery, balances across endpoints,
-//! and sends the request over pooled mTLS, verifying that the endpoint proves
-//! the identity discovery lists for it.
+//! The app sends plain HTTP to its own sidecar with `Host: <service>`; only
+//! connections from the loopback are served. Per request the proxy:
+//! 1. resolves the service from the Host (case-insensitive, port ignored)
+//!    and refuses loopback targets, so nothing reaches this host's own
+//!    ports through it;
+//! 2. normalizes the path and picks the route (404 if the service declares
+//!    routes and none matches);
+//! 3. injects the route's faults, if any;
+//! 4. picks a backend of the route's traffic split, then an endpoint
+//!    (load balancer, outlier detection, circuit breaker);
+//! 5. sends over a multiplexed HTTP/2 mTLS connection that verifies the
+//!    endpoint's SPIFFE ID, under the per-try timeout;
+//! 6. retries what the route allows, with jittered backoff, inside the
+//!    retry budget and the request timeout;
+//! 7. records metrics, the access log and a span, propagating `traceparent`.
+//!
+//! Responses the proxy makes itself carry [`PROXY_ERROR_HEADER`].
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
+use rand_chacha::ChaCha12Rng;
 use seam::HostEnv;
 
-use crate::control::{Discovery, Endpoint};
-use crate::http::{Body, read_body, serve_connection, text};
-use crate::proxy::PEER_IDENTITY_HEADER;
-use crate::proxy::pool::Pool;
+use crate::authz::normalize_target;
+use crate::config::{RouteConfig, ServiceConfig};
+use crate::control::{Discovery, Endpoint, Snapshot};
+use crate::http::{Body, read_body, text};
+use crate::proxy::balance::{Balancer, OutlierChange, Refusal};
+use crate::proxy::h2pool::{self, H2Pool, PoolError};
+use crate::proxy::limits::{self, Limits, Protocol};
+use crate::proxy::outlier::{Health, Transition};
+use crate::proxy::pool::{RESPONSE_BYTES_MAX, clone_request};
+use crate::proxy::retry::{self, AttemptOutcome, BudgetWindow};
+use crate::proxy::routes::{self, RequestView, canonical_host};
+use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
+use crate::telemetry::{self, Direction, ProxyTelemetry, RequestRecord, TraceContext};
 use crate::tls::MeshTls;
-use crate::{MeshError, http as mesh_http, ports};
-
-/// Largest request body forwarded.
-const REQUEST_BYTES_MAX: usize = 1024 * 1024;
+use crate::{MeshError, ports};
 
 /// Header on proxy-generated errors saying why (never on app responses).
 pub const PROXY_ERROR_HEADER: &str = "x-meshsim-proxy-error";
+
+/// TCP connect, TLS handshake and HTTP/2 preface together (Linkerd's
+/// outbound connect timeout is 1 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The policy of a service with none configured.
+static DEFAULT_SERVICE: LazyLock<ServiceConfig> = LazyLock::new(ServiceConfig::default);
+
+/// How the outbound listener runs.
+#[derive(Clone)]
+pub struct OutboundConfig {
+    /// Deadline of a request whose route sets none.
+    pub request_timeout: Duration,
+    /// Where metrics, logs and spans go.
+    pub telemetry: ProxyTelemetry,
+    /// Listener limits.
+    pub limits: Limits,
+}
 
 struct Outbound {
     env: HostEnv,
     tls: Arc<MeshTls>,
     discovery: Discovery,
-    pool: Pool,
-    next_endpoint: Mutex<BTreeMap<String, usize>>,
-    request_timeout: Duration,
+    pool: H2Pool,
+    balancer: Balancer,
+    budgets: Mutex<BTreeMap<String, BudgetWindow>>,
+    rng: Mutex<ChaCha12Rng>,
+    config: OutboundConfig,
 }
 
-/// Serves the local app until the host stops.
+/// Serves the local app until the host stops (default telemetry and limits).
 pub async fn serve(
     env: HostEnv,
     tls: Arc<MeshTls>,
     discovery: Discovery,
     request_timeout: Duration,
 ) -> Result<(), MeshError> {
+    let telemetry = telemetry::Telemetry::new().proxy(&env.name, env.clock.clone());
+    let config = OutboundConfig {
+        request_timeout,
+        telemetry,
+        limits: Limits::default(),
+    };
+    serve_with(env, tls, discovery, config).await
+}
+
+/// Serves the local app until the host stops.
+pub async fn serve_with(
+    env: HostEnv,
+    tls: Arc<MeshTls>,
+    discovery: Discovery,
+    config: OutboundConfig,
+) -> Result<(), MeshError> {
     let mut listener = env.net.bind(ports::PROXY_OUTBOUND).await?;
     let outbound = Arc::new(Outbound {
+        balancer: Balancer::new(env.seed.child("balancer").rng()),
+        rng: Mutex::new(env.seed.child("outbound").rng()),
         env,
         tls,
         discovery,
-        pool: Pool::default(),
-        next_endpoint: Mutex::default(),
-        request_timeout,
+        pool: H2Pool::default(),
+        budgets: Mutex::default(),
+        config,
     });
     loop {
-        let (io, _) = listener.accept().await?;
+        let (io, peer) = listener.accept().await?;
+        // The outbound listener serves this host's app only: a remote caller
+        // would borrow this workload's identity (an open relay). Real hosts
+        // bind it to 127.0.0.1; the seam binds every port on the host's
+        // address, so the proxy checks the peer itself.
+        if !peer.ip().is_loopback() {
+            outbound
+                .env
+                .record("outbound.refused_remote", format!("from={}", peer.ip()));
+            continue;
+        }
         let outbound = outbound.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let limits = outbound.config.limits.clone();
+            let handler = move |request| {
                 let outbound = outbound.clone();
-                async move { Ok::<_, Infallible>(outbound.handle(req).await) }
-            });
-            let _ = serve_connection(io, service).await;
+                async move { outbound.handle(request).await }
+            };
+            let _ = limits::serve(io, Protocol::Http1, &limits, handler).await;
         });
     }
 }
 
-/// The service named by a request's authority, without port.
-fn target_service(req: &Request<Incoming>) -> Option<String> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
-            Some(host.split(':').next().unwrap_or(host).to_owned())
-        })?;
-    (!authority.is_empty()).then(|| authority.to_ascii_lowercase())
-}
-
-fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
+/// A response the proxy makes itself, with the reason in a header.
+pub fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
     let mut response = text(status, reason);
     response.headers_mut().insert(
         PROXY_ERROR_HEADER,
-        http::HeaderValue::from_str(reason).unwrap_or(http::HeaderValue::from_static("error")),
+        HeaderValue::from_str(reason).unwrap_or(HeaderValue::from_static("error")),
     );
     response
 }
 
+/// The target host of a request: the authority, else the Host header.
+fn target_host(request: &Request<Incoming>) -> Option<String> {
+    let raw = match request.uri().authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => request
+            .headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    };
+    let host = canonical_host(raw.rsplit('@').next().unwrap_or(&raw));
+    (!host.is_empty()).then_some(host)
+}
+
+/// Names that mean this host: the proxy never forwards to them.
+fn is_loopback_target(host: &str, own_name: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == own_name
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+/// What one request needs across its attempts.
+struct Exchange<'a> {
+    service: &'a str,
+    backend: &'a str,
+    route: &'a RouteConfig,
+    backend_config: &'a ServiceConfig,
+    endpoints: Vec<Endpoint>,
+    request: Request<Body>,
+}
+
+/// How the last attempt ended.
+enum Finished {
+    Answered(Response<Body>),
+    Failed(AttemptOutcome),
+    Refused(&'static str),
+}
+
+struct Outcome {
+    finished: Finished,
+    attempts: u32,
+    endpoint: Option<Endpoint>,
+}
+
 impl Outbound {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let Some(service) = target_service(&req) else {
-            return proxy_error(StatusCode::BAD_REQUEST, "no target service in Host");
-        };
-        let (mut parts, body) = req.into_parts();
-        let Ok(body) = read_body(body, REQUEST_BYTES_MAX).await else {
-            return proxy_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-        };
-        // Only the inbound proxy may assert a caller's identity.
-        parts.headers.remove(PEER_IDENTITY_HEADER);
-        parts.uri = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/")
-            .parse()
-            .unwrap_or_default();
-        parts.headers.insert(
-            http::header::HOST,
-            http::HeaderValue::from_str(&service).expect("service names are header-safe"),
-        );
-        let request = Request::from_parts(parts, Body::from(body));
-        let timeout_ms = self.request_timeout.as_millis() as u64;
-        match tokio::time::timeout(self.request_timeout, self.forward(&service, request)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                self.env
-                    .record("outbound.error", format!("svc={service} err={error}"));
-                let status = if matches!(error, MeshError::NoEndpoints(_)) {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                proxy_error(status, &error.to_string())
-            }
-            Err(_) => {
-                self.env.record(
-                    "outbound.timeout",
-                    format!("svc={service} after_ms={timeout_ms}"),
-                );
-                proxy_error(StatusCode::GATEWAY_TIMEOUT, "request timeout")
-            }
-        }
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.discovery.snapshot_changes().borrow().clone()
     }
 
-    async fn forward(
-        &self,
-        service: &str,
-        request: Request<Body>,
-    ) -> Result<Response<Body>, MeshError> {
-        if !self.tls.has_valid_leaf() {
-            return Err(MeshError::NoIdentity);
-        }
-        let endpoint = self.pick(service)?;
-        let key = format!("{}:{}", endpoint.host, endpoint.port);
-        let (env, tls, ep) = (&self.env, &self.tls, &endpoint);
-        let connect =
-            || async move {
-                let io = env.net.connect(&ep.host, ep.port).await.map_err(|source| {
-                    MeshError::Connect {
-                        target: format!("{}:{}", ep.host, ep.port),
-                        source,
-                    }
-                })?;
-                let stream = tls.connect(io, &ep.identity, &[b"http/1.1"], true).await?;
-                env.record(
-                    "outbound.connect",
-                    format!("ep={} id={}", ep.host, ep.identity),
-                );
-                mesh_http::handshake(stream).await
-            };
-        let response = self.pool.send(&key, request, connect).await?;
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let started = self.config.telemetry.now();
+        let incoming = request
+            .headers()
+            .get(TRACEPARENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse);
+        let (trace, span_id) = {
+            let mut rng = self.rng.lock().expect("rng poisoned");
+            let trace = incoming.unwrap_or_else(|| telemetry::new_trace(&mut *rng));
+            (trace, telemetry::new_span_id(&mut *rng))
+        };
+        let mut record = RequestRecord {
+            direction: Direction::Outbound,
+            service: String::new(),
+            route: String::new(),
+            peer: String::new(),
+            method: request.method().to_string(),
+            path: String::new(),
+            status: 0,
+            endpoint: String::new(),
+            attempts: 0,
+            started,
+            trace,
+            span_id,
+            parent_id: incoming.map(|c| c.parent_id),
+            proxy_error: None,
+        };
+        let response = self.route_and_forward(request, &mut record).await;
+        record.status = response.status().as_u16();
+        record.proxy_error = response
+            .headers()
+            .get(PROXY_ERROR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         self.env.record(
             "outbound.response",
             format!(
-                "svc={service} ep={} status={}",
-                endpoint.host,
-                response.status().as_u16()
+                "svc={} route={} ep={} status={} attempts={}",
+                record.service, record.route, record.endpoint, record.status, record.attempts
             ),
         );
-        Ok(response)
+        self.config.telemetry.request(record);
+        response
     }
 
-    /// Round robin over the endpoints discovery lists.
-    fn pick(&self, service: &str) -> Result<Endpoint, MeshError> {
-        let endpoints = self.discovery.endpoints(service);
-        if endpoints.is_empty() {
-            return Err(MeshError::NoEndpoints(service.to_owned()));
+    async fn route_and_forward(
+        &self,
+        request: Request<Incoming>,
+        record: &mut RequestRecord,
+    ) -> Response<Body> {
+        let Some(service) = target_host(&request) else {
+            return proxy_error(StatusCode::BAD_REQUEST, "no target service in Host");
+        };
+        record.service = service.clone();
+        if is_loopback_target(&service, &self.env.name) {
+            return proxy_error(StatusCode::FORBIDDEN, "refusing a loopback target");
         }
-        let mut next = self.next_endpoint.lock().expect("balancer poisoned");
-        let counter = next.entry(service.to_owned()).or_default();
-        let endpoint = endpoints[*counter % endpoints.len()].clone();
-        *counter = counter.wrapping_add(1);
-        Ok(endpoint)
+        let raw_target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let Ok(target) = normalize_target(&raw_target) else {
+            return proxy_error(StatusCode::BAD_REQUEST, "malformed path");
+        };
+        record.path = target.to_target();
+        let snapshot = self.snapshot();
+        let service_config = snapshot
+            .config
+            .services
+            .get(&service)
+            .unwrap_or(&DEFAULT_SERVICE);
+        let view = RequestView {
+            host: &service,
+            method: request.method(),
+            path: &target.path,
+            headers: request.headers(),
+        };
+        let Some(route) = routes::select(service_config, &view) else {
+            return proxy_error(StatusCode::NOT_FOUND, "no route matches");
+        };
+        record.route = route.name.clone();
+        let (parts, body) = request.into_parts();
+        let Ok(body) = read_body(body, self.config.limits.request_bytes_max).await else {
+            return proxy_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        };
+        if let Some(fault) = &route.fault {
+            let injection = faults::draw(fault, &mut *self.rng.lock().expect("rng poisoned"));
+            if let Some(delay) = injection.delay {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(status) = injection.abort {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                return proxy_error(status, "fault injected");
+            }
+        }
+        let backend = {
+            let mut rng = self.rng.lock().expect("rng poisoned");
+            routes::pick_backend(&route.backends, &service, &mut *rng).to_owned()
+        };
+        let Some(parts) = upstream_parts(parts, &service, &target.to_target(), record) else {
+            return proxy_error(StatusCode::BAD_REQUEST, "unusable target");
+        };
+        let backend_config = snapshot
+            .config
+            .services
+            .get(&backend)
+            .unwrap_or(&DEFAULT_SERVICE);
+        let exchange = Exchange {
+            service: &service,
+            backend: &backend,
+            route,
+            backend_config,
+            endpoints: snapshot.services.get(&backend).cloned().unwrap_or_default(),
+            request: Request::from_parts(parts, body.into()),
+        };
+        self.config.telemetry.original_request(&backend);
+        let deadline = route
+            .timeout_ms
+            .map_or(self.config.request_timeout, Duration::from_millis);
+        let exchanged = tokio::time::timeout(deadline, self.exchange(&exchange, service_config));
+        let Ok(outcome) = exchanged.await else {
+            self.env.record(
+                "outbound.timeout",
+                format!("svc={service} after_ms={}", deadline.as_millis()),
+            );
+            return proxy_error(StatusCode::GATEWAY_TIMEOUT, "request timeout");
+        };
+        record.attempts = outcome.attempts;
+        if let Some(endpoint) = outcome.endpoint {
+            record.endpoint = endpoint.host;
+            record.peer = endpoint.identity.to_string();
+        }
+        outcome.finished.into_response()
+    }
+
+    /// Attempts until one succeeds or the route's policy says stop.
+    async fn exchange(&self, exchange: &Exchange<'_>, service_config: &ServiceConfig) -> Outcome {
+        if let Some(budget) = &service_config.retry_budget {
+            let mut budgets = self.budgets.lock().expect("budgets poisoned");
+            let now = tokio::time::Instant::now();
+            budgets
+                .entry(exchange.service.to_owned())
+                .or_insert_with(|| BudgetWindow::new(now))
+                .deposit(budget, now);
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (finished, endpoint) = self.attempt(exchange, attempts > 1).await;
+            let outcome = match &finished {
+                Finished::Answered(response) => {
+                    AttemptOutcome::Response(response.status().as_u16())
+                }
+                Finished::Failed(outcome) => *outcome,
+                Finished::Refused(_) => {
+                    return Outcome {
+                        finished,
+                        attempts,
+                        endpoint,
+                    };
+                }
+            };
+            let retry = self.may_retry(exchange, service_config, attempts, outcome);
+            match retry {
+                Some(wait) => {
+                    self.env.record(
+                        "outbound.retry",
+                        format!(
+                            "svc={} attempt={attempts} after={outcome:?} wait_us={}",
+                            exchange.backend,
+                            wait.as_micros()
+                        ),
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    return Outcome {
+                        finished,
+                        attempts,
+                        endpoint,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The backoff before the next attempt, if the route allows one.
+    fn may_retry(
+        &self,
+        exchange: &Exchange<'_>,
+        service_config: &ServiceConfig,
+        attempts: u32,
+        outcome: AttemptOutcome,
+    ) -> Option<Duration> {
+        let policy = exchange.route.retry.as_ref()?;
+        let request = &exchange.request;
+        let allowed = attempts < policy.max_attempts
+            && retry::retryable(policy, outcome)
+            && retry::may_resend(policy, request.method(), request.headers(), outcome);
+        if !allowed {
+            return None;
+        }
+        if let Some(budget) = &service_config.retry_budget {
+            let mut budgets = self.budgets.lock().expect("budgets poisoned");
+            let now = tokio::time::Instant::now();
+            let window = budgets
+                .entry(exchange.service.to_owned())
+                .or_insert_with(|| BudgetWindow::new(now));
+            if !window.try_withdraw(budget, now) {
+                drop(budgets);
+                self.config.telemetry.budget_exhausted(exchange.backend);
+                self.env.record(
+                    "outbound.budget_exhausted",
+                    format!("svc={} attempt={attempts}", exchange.backend),
+                );
+                return None;
+            }
+        }
+        let mut rng = self.rng.lock().expect("rng poisoned");
+        Some(retry::backoff(policy, attempts, &mut *rng))
+    }
+
+    /// One attempt at one endpoint.
+    async fn attempt(
+        &self,
+        exchange: &Exchange<'_>,
+        is_retry: bool,
+    ) -> (Finished, Option<Endpoint>) {
+        if !self.tls.has_valid_leaf() {
+            return (Finished::Refused("no workload certificate"), None);
+        }
+        let config = exchange.backend_config;
+        let mut changes = Vec::new();
+        let acquired = self
+            .balancer
+            .acquire(exchange.backend, &exchange.endpoints, config, &mut changes)
+            .await;
+        self.report(exchange.backend, changes);
+        let lease = match acquired {
+            Ok(lease) => lease,
+            Err(Refusal::NoEndpoints) => return (Finished::Refused("no endpoints"), None),
+            Err(Refusal::PendingOverflow) => {
+                self.config.telemetry.circuit_open(exchange.backend);
+                return (
+                    Finished::Refused("circuit open: max pending requests"),
+                    None,
+                );
+            }
+        };
+        let endpoint = lease.endpoint().clone();
+        let key = format!("{}:{}", endpoint.host, endpoint.port);
+        self.config.telemetry.attempt(exchange.backend, is_retry);
+        let send = self.pool.send(
+            &key,
+            clone_request(&exchange.request),
+            config.circuit_breaker.max_connections as usize,
+            RESPONSE_BYTES_MAX,
+            || self.connect(&endpoint),
+        );
+        let result = match exchange.route.per_try_timeout_ms {
+            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), send)
+                .await
+                .unwrap_or(Err(PoolError::Mesh(MeshError::Timeout(ms)))),
+            None => send.await,
+        };
+        let (finished, health) = match result {
+            Ok(response) => {
+                let health = if response.status().is_server_error() {
+                    Health::ServerError
+                } else {
+                    Health::Success
+                };
+                (Finished::Answered(response), health)
+            }
+            Err(PoolError::Saturated) => {
+                drop(lease);
+                self.config.telemetry.circuit_open(exchange.backend);
+                return (
+                    Finished::Refused("circuit open: max connections"),
+                    Some(endpoint),
+                );
+            }
+            Err(PoolError::Mesh(error)) => {
+                let outcome = classify(&error);
+                self.env.record(
+                    "outbound.attempt_failed",
+                    format!("ep={} outcome={outcome:?} err={error}", endpoint.host),
+                );
+                if outcome != AttemptOutcome::ConnectFailure {
+                    self.pool.evict(&key);
+                }
+                (Finished::Failed(outcome), Health::GatewayFailure)
+            }
+        };
+        self.config
+            .telemetry
+            .endpoint_outcome(&endpoint.host, health == Health::Success);
+        if let Some(change) = lease.finish(health, config) {
+            self.report(exchange.backend, vec![change]);
+        }
+        (finished, Some(endpoint))
+    }
+
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<hyper::client::conn::http2::SendRequest<Body>, MeshError> {
+        let connecting = async {
+            let io = self
+                .env
+                .net
+                .connect(&endpoint.host, endpoint.port)
+                .await
+                .map_err(|source| MeshError::Connect {
+                    target: format!("{}:{}", endpoint.host, endpoint.port),
+                    source,
+                })?;
+            let stream = self
+                .tls
+                .connect(io, &endpoint.identity, &[b"h2"], true)
+                .await?;
+            self.env.record(
+                "outbound.connect",
+                format!("ep={} id={}", endpoint.host, endpoint.identity),
+            );
+            h2pool::handshake(stream).await
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .unwrap_or(Err(MeshError::Connect {
+                target: format!("{}:{}", endpoint.host, endpoint.port),
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            }))
+    }
+
+    fn report(&self, service: &str, changes: Vec<OutlierChange>) {
+        for (endpoint, change) in changes {
+            let (kind, detail) = match change {
+                Transition::Ejected(length) => {
+                    ("outlier.eject", format!("for_ms={}", length.as_millis()))
+                }
+                Transition::Probation => ("outlier.probation", String::new()),
+                Transition::Restored => ("outlier.restore", String::new()),
+            };
+            self.env
+                .record(kind, format!("svc={service} ep={endpoint} {detail}"));
+            self.config
+                .telemetry
+                .event(kind, service, &endpoint, detail);
+        }
+    }
+}
+
+/// The request as it crosses the mesh: hop-by-hop headers and any claimed
+/// peer identity removed (only the inbound proxy may assert one), a child
+/// `traceparent`, and an absolute URI for HTTP/2.
+fn upstream_parts(
+    mut parts: http::request::Parts,
+    service: &str,
+    target: &str,
+    record: &RequestRecord,
+) -> Option<http::request::Parts> {
+    parts.headers.remove(PEER_IDENTITY_HEADER);
+    strip_hop_headers(&mut parts.headers);
+    parts.headers.remove(http::header::HOST);
+    let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;
+    parts.headers.insert(TRACEPARENT_HEADER, traceparent);
+    parts.uri = format!("http://{service}{target}").parse::<Uri>().ok()?;
+    parts.version = http::Version::HTTP_2;
+    Some(parts)
+}
+
+impl Finished {
+    /// What the caller gets.
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Finished::Answered(response) => response,
+            Finished::Failed(AttemptOutcome::Timeout) => {
+                proxy_error(StatusCode::GATEWAY_TIMEOUT, "per-try timeout")
+            }
+            Finished::Failed(AttemptOutcome::ConnectFailure) => {
+                proxy_error(StatusCode::BAD_GATEWAY, "connect failed")
+            }
+            Finished::Failed(_) => proxy_error(StatusCode::BAD_GATEWAY, "connection reset"),
+            Finished::Refused(reason) => proxy_error(StatusCode::SERVICE_UNAVAILABLE, reason),
+        }
+    }
+}
+
+/// What a failed attempt means for retries.
+/// (Connecting has its own deadline and fails as `Connect`, so `Timeout`
+/// only ever comes from the per-try timeout.)
+fn classify(error: &MeshError) -> AttemptOutcome {
+    match error {
+        MeshError::Connect { .. } | MeshError::Tls(_) => AttemptOutcome::ConnectFailure,
+        MeshError::Timeout(_) => AttemptOutcome::Timeout,
+        MeshError::Http(e) if e.is_canceled() => AttemptOutcome::ConnectFailure,
+        _ => AttemptOutcome::Reset,
     }
 }

@@ -26,6 +26,7 @@ pub mod genesis;
 pub mod market;
 pub mod registry;
 pub mod settlement;
+pub mod simple;
 pub mod store;
 pub mod tier;
 pub mod workload;
@@ -52,6 +53,8 @@ pub async fn run_app(env: HostEnv, service: &ServiceSpec, app: &AppSpec) -> Resu
     let genesis = || Genesis::new(app);
     let handler: Arc<dyn app::Handler> = match service.app {
         AppKind::Gateway => Arc::new(gateway::Gateway::new(caller())),
+        AppKind::Edge => Arc::new(simple::Edge::new(env.clone())),
+        AppKind::Backend => Arc::new(simple::Backend::default()),
         AppKind::Registry => Arc::new(tier::Tier::new("registry-db", forwarder(), registry_policy)),
         AppKind::Market => Arc::new(tier::Tier::new("market-db", forwarder(), market_policy)),
         AppKind::Accounts => Arc::new(tier::Tier::new("accounts-db", forwarder(), accounts_policy)),

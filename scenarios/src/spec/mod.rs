@@ -15,7 +15,7 @@ use toml::Spanned;
 mod app;
 mod checks;
 mod faults;
-mod mesh;
+pub mod mesh;
 mod overrides;
 mod workload;
 
@@ -157,6 +157,10 @@ pub enum AppKind {
     SettlementDb,
     /// The accounts database.
     AccountsDb,
+    /// Mesh-focused scenarios' client-facing app: calls `registry`.
+    Edge,
+    /// Mesh-focused scenarios' backend: balances in memory.
+    Backend,
 }
 
 /// Service-time distribution of an app.
@@ -392,6 +396,7 @@ impl Scenario {
                 }
             }
         }
+        self.mesh.validate(self, locate)?;
         for check in &self.checks {
             if let Some(problem) = check.problem() {
                 let span = check

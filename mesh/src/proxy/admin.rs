@@ -1,0 +1,73 @@
+//! The admin listener: Prometheus `/metrics`, `/ready` and `/access-log`.
+//!
+//! It serves only on a loopback address: if the address the network gave
+//! it is not loopback (every simulated host, or a real host bound to a
+//! routable address), it refuses to start and says so in the trace. It has
+//! no state-changing endpoints, and neither proxy listener ever forwards to
+//! it: the inbound side forwards only to the app port, and the outbound side
+//! only to discovered endpoints (Linkerd CVE-2024-40632 was an SSRF from the
+//! proxy to its own admin port's `/shutdown`).
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use seam::HostEnv;
+use tokio::sync::watch;
+
+use crate::http::{Body, json, text};
+use crate::proxy::limits::{self, Limits, Protocol};
+use crate::telemetry::Telemetry;
+use crate::{MeshError, ports};
+
+/// Serves the admin endpoints until the host stops; returns at once if the
+/// listener would not be loopback-only.
+pub async fn serve(
+    env: HostEnv,
+    telemetry: Telemetry,
+    ready: watch::Receiver<bool>,
+) -> Result<(), MeshError> {
+    let mut listener = env.net.bind(ports::PROXY_ADMIN).await?;
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() {
+        env.record("admin.refused", format!("addr={address} is not loopback"));
+        return Ok(());
+    }
+    env.record("admin.listen", format!("addr={address}"));
+    let limits = Limits::default();
+    loop {
+        let (io, _) = listener.accept().await?;
+        let (host, telemetry, ready) = (env.name.clone(), telemetry.clone(), ready.clone());
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let handler = move |request: Request<Incoming>| {
+                let response = answer(&request, &host, &telemetry, *ready.borrow());
+                async move { response }
+            };
+            let _ = limits::serve(io, Protocol::Http1, &limits, handler).await;
+        });
+    }
+}
+
+fn answer(
+    request: &Request<Incoming>,
+    host: &str,
+    telemetry: &Telemetry,
+    ready: bool,
+) -> Response<Body> {
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "read-only");
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, &telemetry.prometheus(host));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        "/ready" if ready => text(StatusCode::OK, "ready\n"),
+        "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/access-log" => json(StatusCode::OK, &telemetry.access_log(host)),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}

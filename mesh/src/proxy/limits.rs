@@ -1,0 +1,236 @@
+//! Limits every proxy listener enforces, and the one function that serves a
+//! connection under them, over HTTP/1.1 or HTTP/2.
+//!
+//! * Header size: HTTP/1.1 read buffer, HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`;
+//!   over it, hyper answers 431.
+//! * Concurrent streams per HTTP/2 connection (the `h2` exhaustion bugs,
+//!   CVE-2023-26964, are why this is bounded), plus a bound on streams a
+//!   client may reset before being disconnected.
+//! * Header-read timeout (slowloris) and idle timeout: a connection with no
+//!   bytes either way and no request in flight for that long is closed.
+//! * Malformed HTTP: hyper answers 400 (HTTP/1.1) or resets (HTTP/2), and
+//!   the handler is never called. Nothing here panics on input.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use seam::Io;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+use crate::MeshError;
+use crate::http::Body;
+
+/// Resource limits of a listener.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest header block accepted.
+    pub header_bytes_max: usize,
+    /// Largest request body accepted (bodies are buffered, so retries can
+    /// resend them).
+    pub request_bytes_max: usize,
+    /// HTTP/2 streams one connection may have open.
+    pub max_concurrent_streams: u32,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// A connection with nothing in flight and no bytes for this long is
+    /// closed. meshsim's choice (the meshes differ: Envoy 1 h, Linkerd
+    /// none by default): long enough for a pooled HTTP/2 mesh connection to
+    /// outlive ordinary gaps in traffic, short enough that abandoned ones do
+    /// not pile up. (An idle HTTP/1.1 keep-alive connection is closed
+    /// sooner, by hyper's header-read timeout, which also runs between
+    /// requests; callers' pools reconnect.)
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_bytes_max: 16 * 1024,
+            request_bytes_max: 1024 * 1024,
+            max_concurrent_streams: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// HTTP version of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2.
+    Http2,
+}
+
+/// Time after a graceful shutdown starts before the connection is dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Streams a client may reset before the connection is closed (h2's
+/// "rapid reset" defence).
+const PENDING_RESETS_MAX: usize = 20;
+
+/// Last activity and requests in flight on one connection.
+#[derive(Clone)]
+struct Activity {
+    origin: Instant,
+    last_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            origin: Instant::now(),
+            last_ms: Arc::default(),
+            in_flight: Arc::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once the connection has been idle for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let wake = if Instant::now() >= deadline {
+                Instant::now() + idle
+            } else {
+                deadline
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// A stream that records when bytes last moved.
+struct Tracked<I> {
+    inner: I,
+    activity: Activity,
+}
+
+impl<I: Io> AsyncRead for Tracked<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<I: Io> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one connection under `limits`, calling `handler` per request.
+pub async fn serve<I, F, Fut>(
+    io: I,
+    protocol: Protocol,
+    limits: &Limits,
+    handler: F,
+) -> Result<(), MeshError>
+where
+    I: Io,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let activity = Activity::new();
+    let tracked = TokioIo::new(Tracked {
+        inner: io,
+        activity: activity.clone(),
+    });
+    let counted = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        counted.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(counted.clone());
+        let response = handler(request);
+        async move {
+            let response = response.await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    match protocol {
+        Protocol::Http1 => {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .auto_date_header(false)
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.header_bytes_max.max(8192))
+                .serve_connection(tracked, service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => return result.map_err(MeshError::from),
+                _ = activity.idle_for(limits.idle_timeout) => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
+        Protocol::Http2 => {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .auto_date_header(false)
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .max_header_list_size(limits.header_bytes_max as u32)
+                .max_pending_accept_reset_streams(PENDING_RESETS_MAX)
+                .serve_connection(tracked, service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => return result.map_err(MeshError::from),
+                _ = activity.idle_for(limits.idle_timeout) => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
+    }
+    Ok(())
+}
