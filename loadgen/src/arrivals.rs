@@ -25,6 +25,21 @@ impl Arrival {
         }
     }
 
+    /// The same process at `factor` times the rate (a capacity search scales
+    /// load this way). Each kind says how it scales, so a new kind cannot be
+    /// forgotten. With the same seed a scaled Poisson schedule is the
+    /// original one compressed in time: common random numbers across steps.
+    pub fn scaled(&self, factor: f64) -> Arrival {
+        match self {
+            Arrival::Constant { rate } => Arrival::Constant {
+                rate: rate * factor,
+            },
+            Arrival::Poisson { rate } => Arrival::Poisson {
+                rate: rate * factor,
+            },
+        }
+    }
+
     /// Intended offsets in `[0, duration)`, drawn from `rng`.
     pub fn schedule(&self, duration: Duration, rng: &mut ChaCha12Rng) -> Vec<Duration> {
         let rate = self.rate();
@@ -86,6 +101,21 @@ mod tests {
         let offsets = Arrival::Constant { rate: 100.0 }.schedule(Duration::from_secs(10), &mut rng);
         assert_eq!(offsets.len(), 1000);
         assert!(gaps(&offsets).iter().all(|g| (g - 0.01).abs() < 1e-9));
+    }
+
+    #[test]
+    fn scaling_multiplies_the_rate_and_compresses_a_poisson_schedule() {
+        let base = Arrival::Poisson { rate: 50.0 };
+        let double = base.scaled(2.0);
+        assert_eq!(double.rate(), 100.0);
+        assert_eq!(Arrival::Constant { rate: 3.0 }.scaled(0.5).rate(), 1.5);
+        let slow = base.schedule(Duration::from_secs(10), &mut ChaCha12Rng::seed_from_u64(9));
+        let fast = double.schedule(Duration::from_secs(10), &mut ChaCha12Rng::seed_from_u64(9));
+        // The slow schedule, compressed twice, is the start of the fast one.
+        for (s, f) in slow.iter().zip(&fast) {
+            assert!((s.as_secs_f64() / 2.0 - f.as_secs_f64()).abs() < 1e-9);
+        }
+        assert!(fast.len() > slow.len());
     }
 
     #[test]

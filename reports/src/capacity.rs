@@ -12,8 +12,10 @@ use crate::{ReportError, files};
 pub enum CapacityAxis {
     /// Offered load in requests per second (fixed topology).
     RateRps,
-    /// Number of replicas (fixed offered load).
+    /// Number of replicas of one service.
     Replicas,
+    /// Concurrency slots per replica of one service.
+    Concurrency,
 }
 
 /// One step of a capacity sweep: one `capacity.csv` row.
@@ -96,10 +98,12 @@ fn write_csv(path: &Path, points: &[CapacityPoint], slo: &str) -> Result<(), Rep
     crate::write_file(path, bytes)
 }
 
-/// The p99 bound in ms named by an SLO text such as "p99 < 250ms" or
-/// "p99<=0.5s"; `None` when there is none (then the text is only printed).
+/// The p99 bound in ms named by an SLO text such as "p99 < 250ms",
+/// "p99<=0.5s" or k6's "p(99) < 250ms"; `None` when there is none (then
+/// the text is only printed).
 pub(crate) fn slo_p99_ms(slo: &str) -> Option<f64> {
-    let lower = slo.to_ascii_lowercase();
+    // k6 writes percentiles as p(N): read "p(99)" as "p99", "p(99.9)" as "p99.9".
+    let lower = slo.to_ascii_lowercase().replace("p(", "p").replace(')', "");
     let mut rest = lower.as_str();
     while let Some(at) = rest.find("p99") {
         rest = &rest[at + 3..];
@@ -196,6 +200,9 @@ mod tests {
         assert_eq!(slo_p99_ms("p99.9 < 900ms, p99 < 300 ms"), Some(300.0));
         assert_eq!(slo_p99_ms("p999 < 900ms"), None);
         assert_eq!(slo_p99_ms("p99 < lots"), None);
+        assert_eq!(slo_p99_ms("p(99) < 250ms"), Some(250.0));
+        assert_eq!(slo_p99_ms("p(99.9)<1s, p(99)<=0.2s"), Some(200.0));
+        assert_eq!(slo_p99_ms("p(95) < 100ms"), None);
         assert_eq!(slo_p99_ms(""), None);
     }
 }

@@ -36,6 +36,7 @@ fn draw(area: &Area<'_>, points: &[CapacityPoint], slo: &str) -> DrawResult {
     let x_desc = match sorted[0].axis {
         CapacityAxis::RateRps => "offered rate (requests/s)",
         CapacityAxis::Replicas => "replicas",
+        CapacityAxis::Concurrency => "concurrency (slots per replica)",
     };
     let throughput: Pick = |p| p.throughput_rps;
     let p99: Pick = |p| p.p99_ms;
