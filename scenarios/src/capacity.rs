@@ -121,6 +121,9 @@ pub struct Step {
     /// whole offered load (phases plus drain): below `offered_rps` when the
     /// system falls behind.
     pub throughput_rps: f64,
+    /// Throughput over the realised arrival rate (requests / phase time):
+    /// about 1 while the system keeps up, lower once it falls behind.
+    pub throughput_ratio: f64,
     /// Requests intended.
     pub requests: u64,
     /// Requests failed or dropped.
@@ -345,15 +348,18 @@ fn judge(slos: &[Threshold], scenario: &Scenario, output: &RunOutput) -> Step {
         ));
     }
     // The load starts after the warmup and ends when the last answer is in.
-    let serving_s = (output.summary.sim_seconds - scenario.workload.warmup.0.as_secs_f64())
-        .max(load.duration.as_secs_f64())
-        .max(f64::MIN_POSITIVE);
+    let offered_s = load.duration.as_secs_f64().max(f64::MIN_POSITIVE);
+    let serving_s =
+        (output.summary.sim_seconds - scenario.workload.warmup.0.as_secs_f64()).max(offered_s);
+    let throughput_rps = overall.ok as f64 / serving_s;
+    let arrivals_rps = overall.total() as f64 / offered_s;
     Step {
         index: 0,
         size: None,
         factor: 1.0,
         offered_rps: peak_rate(scenario),
-        throughput_rps: overall.ok as f64 / serving_s,
+        throughput_rps,
+        throughput_ratio: throughput_rps / arrivals_rps.max(f64::MIN_POSITIVE),
         requests: overall.total(),
         failed: overall.failed,
         dropped: load.dropped,
@@ -375,6 +381,7 @@ fn incomplete(scenario: &Scenario, error: &EngineError) -> Step {
         factor: 1.0,
         offered_rps: peak_rate(scenario),
         throughput_rps: 0.0,
+        throughput_ratio: 0.0,
         requests: 0,
         failed: 0,
         dropped: 0,
@@ -636,7 +643,10 @@ mod tests {
         let search = search_rate(threshold_probe(13.7, &mut calls), 0.01, 40).unwrap();
         assert_eq!(search.bound, Bound::Bracketed);
         let (lo, hi) = (search.passing.unwrap(), search.failing.unwrap());
-        assert!(lo <= 13.7 && hi > 13.7 && (hi - lo) / lo <= 0.01, "{search:?}");
+        assert!(
+            lo <= 13.7 && hi > 13.7 && (hi - lo) / lo <= 0.01,
+            "{search:?}"
+        );
         assert_eq!(&calls[..5], &[1.0, 2.0, 4.0, 8.0, 16.0]);
         // 8..16 narrows to within 1 % around 13.7 in six bisections:
         // 12 ✓, 14 ✗, 13 ✓, 13.5 ✓, 13.75 ✗, 13.625 ✓.
@@ -712,7 +722,10 @@ mod tests {
         let slots = resized(&base, &Vary::Concurrency("gateway".into()), 3).unwrap();
         assert_eq!(slots.services[0].concurrency, 3);
         let unknown = resized(&base, &Vary::Replicas("nope".into()), 2).unwrap_err();
-        assert!(unknown.to_string().contains("no service `nope`"), "{unknown}");
+        assert!(
+            unknown.to_string().contains("no service `nope`"),
+            "{unknown}"
+        );
         assert!(resized(&base, &vary, 0).is_err());
     }
 

@@ -239,7 +239,9 @@ impl Experiment {
             sampler.abort();
             Ok(())
         });
-        world.run(&FaultSchedule::default()).expect("the world runs");
+        world
+            .run(&FaultSchedule::default())
+            .expect("the world runs");
         let samples = std::mem::take(&mut *samples.lock().expect("samples"));
         let completed_at = std::mem::take(&mut *completed_at.lock().expect("sampler"));
         Observed {
@@ -313,7 +315,11 @@ fn invert_tail(tail: impl Fn(f64) -> f64, q: f64, upper: f64) -> f64 {
     let (mut lo, mut hi) = (0.0, upper);
     for _ in 0..200 {
         let mid = 0.5 * (lo + hi);
-        if tail(mid) > 1.0 - q { lo = mid } else { hi = mid }
+        if tail(mid) > 1.0 - q {
+            lo = mid
+        } else {
+            hi = mid
+        }
     }
     0.5 * (lo + hi)
 }

@@ -22,7 +22,9 @@ pub struct UslFit {
     pub sigma: f64,
     /// Coherency, 0..=1.
     pub kappa: f64,
-    /// Where throughput peaks, √((1−σ)/κ); `None` when κ = 0 (no peak).
+    /// Where throughput peaks, √((1−σ)/κ), at least 1 (a peak below one
+    /// unit means the first unit is already the best); `None` when κ = 0
+    /// (no peak).
     pub n_max: Option<f64>,
     /// The smallest N after which one more unit adds less than half a
     /// unit's worth (λ/2) of throughput; `None` if that never happens
@@ -84,7 +86,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<UslFit> {
     let mean = points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64;
     let sst: f64 = points.iter().map(|p| (p.1 - mean).powi(2)).sum();
     let r_squared = if sst > 0.0 { 1.0 - sse / sst } else { 1.0 };
-    let n_max = (kappa > 0.0).then(|| ((1.0 - sigma) / kappa).sqrt());
+    let n_max = (kappa > 0.0).then(|| ((1.0 - sigma) / kappa).sqrt().max(1.0));
     let mut model = UslFit {
         lambda,
         sigma,
@@ -178,10 +180,10 @@ mod tests {
         // codahale/usl-rs `src/lib.rs` tests: 32 measurements, and the
         // crate's fit σ = 0.02671591, κ = 7.690945e-4, λ = 995.6486, N_max 35.
         let throughput = [
-            955.16, 1878.91, 2688.01, 3548.68, 4315.54, 5130.43, 5931.37, 6531.08, 7219.8,
-            7867.61, 8278.71, 8646.7, 9047.84, 9426.55, 9645.37, 9897.24, 10097.6, 10240.5,
-            10532.39, 10798.52, 11151.43, 11518.63, 11806.0, 12089.37, 12075.41, 12177.29,
-            12211.41, 12158.93, 12155.27, 12118.04, 12140.4, 12074.39,
+            955.16, 1878.91, 2688.01, 3548.68, 4315.54, 5130.43, 5931.37, 6531.08, 7219.8, 7867.61,
+            8278.71, 8646.7, 9047.84, 9426.55, 9645.37, 9897.24, 10097.6, 10240.5, 10532.39,
+            10798.52, 11151.43, 11518.63, 11806.0, 12089.37, 12075.41, 12177.29, 12211.41,
+            12158.93, 12155.27, 12118.04, 12140.4, 12074.39,
         ];
         let points: Vec<(f64, f64)> = throughput
             .iter()
@@ -209,6 +211,10 @@ mod tests {
         let model = fit(&[(1.0, 2000.0), (2.0, 2000.0), (3.0, 2000.0)]).unwrap();
         assert!(model.sigma > 0.99, "{model:?}");
         assert_eq!(model.knee, Some(1));
+        // Noisy and slightly falling: the peak is at the first unit.
+        let model = fit(&[(1.0, 1895.0), (2.0, 1886.0), (3.0, 1890.0)]).unwrap();
+        assert_eq!(model.knee, Some(1));
+        assert!(model.n_max.is_none_or(|n| n == 1.0), "{model:?}");
     }
 
     #[test]

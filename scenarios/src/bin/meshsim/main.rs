@@ -2,6 +2,9 @@
 //!
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
+mod capacity;
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,6 +59,13 @@ enum Command {
         /// Scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Search for the highest rate (or fewest replicas) that meets an SLO.
+    Capacity(capacity::Args),
+    /// Rebuild every chart, report.html and junit.xml from a run's saved files.
+    Report {
+        /// A run's output directory.
+        dir: PathBuf,
+    },
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -102,6 +112,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             trace,
         } => run(&scenario, seed, real, out, trace),
         Command::CheckDeterminism { scenario, seed } => check_determinism(&scenario, seed),
+        Command::Capacity(args) => capacity::run(args),
+        Command::Report { dir } => report::run(&dir),
         Command::Validate { scenario } => {
             let parsed = load(&scenario)?;
             println!(
