@@ -25,7 +25,9 @@ pub struct CapacityPoint {
     pub x: f64,
     /// Meaning of `x`; the chart labels its axis from the first point.
     pub axis: CapacityAxis,
-    /// Achieved throughput, requests per second.
+    /// Achieved throughput, requests per second. In a sweep of replicas or
+    /// concurrency: the throughput at the highest rate that met the SLO
+    /// (the capacity at that size).
     pub throughput_rps: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
@@ -191,6 +193,32 @@ mod tests {
         testdata::assert_well_formed(&svg);
         let single = vec![points().remove(0)];
         write_capacity(&dir, &single, "p99<1s").unwrap();
+    }
+
+    #[test]
+    fn sweeps_label_whole_counts_and_capacity() {
+        let dir = testdata::temp_dir("capacity-replicas");
+        let sweep: Vec<CapacityPoint> = [(1.0, 900.0), (2.0, 1700.0), (3.0, 2300.0)]
+            .into_iter()
+            .map(|(x, throughput_rps)| CapacityPoint {
+                x,
+                axis: CapacityAxis::Replicas,
+                throughput_rps,
+                p99_ms: 40.0,
+                error_rate: 0.0,
+                passed: true,
+            })
+            .collect();
+        write_capacity(&dir, &sweep, "p(99) < 250ms").unwrap();
+        let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
+        testdata::assert_well_formed(&svg);
+        // plotters puts each label's text on a line of its own.
+        let label = |text: &str| svg.contains(&format!(">\n{text}\n<"));
+        assert!(label("capacity (rps)") && label("replicas"), "{svg}");
+        assert!(
+            label("2") && !label("1.5") && !label("2.0"),
+            "whole counts only"
+        );
     }
 
     #[test]
