@@ -132,9 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// A spinner with the step count; hidden when stderr is not a terminal.
 fn progress_bar() -> ProgressBar {
     let progress = ProgressBar::new_spinner();
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} capacity search: {pos} runs, {elapsed} · {msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} capacity search · runs done: {pos} · {elapsed} · {msg}",
+    ) {
         progress.set_style(style);
     }
     progress.enable_steady_tick(Duration::from_millis(120));
