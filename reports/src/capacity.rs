@@ -12,8 +12,10 @@ use crate::{ReportError, files};
 pub enum CapacityAxis {
     /// Offered load in requests per second (fixed topology).
     RateRps,
-    /// Number of replicas (fixed offered load).
+    /// Number of replicas of one service.
     Replicas,
+    /// Concurrency slots per replica of one service.
+    Concurrency,
 }
 
 /// One step of a capacity sweep: one `capacity.csv` row.
@@ -23,7 +25,9 @@ pub struct CapacityPoint {
     pub x: f64,
     /// Meaning of `x`; the chart labels its axis from the first point.
     pub axis: CapacityAxis,
-    /// Achieved throughput, requests per second.
+    /// Achieved throughput, requests per second. In a sweep of replicas or
+    /// concurrency: the throughput at the highest rate that met the SLO
+    /// (the capacity at that size).
     pub throughput_rps: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
@@ -96,10 +100,12 @@ fn write_csv(path: &Path, points: &[CapacityPoint], slo: &str) -> Result<(), Rep
     crate::write_file(path, bytes)
 }
 
-/// The p99 bound in ms named by an SLO text such as "p99 < 250ms" or
-/// "p99<=0.5s"; `None` when there is none (then the text is only printed).
+/// The p99 bound in ms named by an SLO text such as "p99 < 250ms",
+/// "p99<=0.5s" or k6's "p(99) < 250ms"; `None` when there is none (then
+/// the text is only printed).
 pub(crate) fn slo_p99_ms(slo: &str) -> Option<f64> {
-    let lower = slo.to_ascii_lowercase();
+    // k6 writes percentiles as p(N): read "p(99)" as "p99", "p(99.9)" as "p99.9".
+    let lower = slo.to_ascii_lowercase().replace("p(", "p").replace(')', "");
     let mut rest = lower.as_str();
     while let Some(at) = rest.find("p99") {
         rest = &rest[at + 3..];
@@ -190,12 +196,41 @@ mod tests {
     }
 
     #[test]
+    fn sweeps_label_whole_counts_and_capacity() {
+        let dir = testdata::temp_dir("capacity-replicas");
+        let sweep: Vec<CapacityPoint> = [(1.0, 900.0), (2.0, 1700.0), (3.0, 2300.0)]
+            .into_iter()
+            .map(|(x, throughput_rps)| CapacityPoint {
+                x,
+                axis: CapacityAxis::Replicas,
+                throughput_rps,
+                p99_ms: 40.0,
+                error_rate: 0.0,
+                passed: true,
+            })
+            .collect();
+        write_capacity(&dir, &sweep, "p(99) < 250ms").unwrap();
+        let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
+        testdata::assert_well_formed(&svg);
+        // plotters puts each label's text on a line of its own.
+        let label = |text: &str| svg.contains(&format!(">\n{text}\n<"));
+        assert!(label("capacity (rps)") && label("replicas"), "{svg}");
+        assert!(
+            label("2") && !label("1.5") && !label("2.0"),
+            "whole counts only"
+        );
+    }
+
+    #[test]
     fn parses_p99_bounds() {
         assert_eq!(slo_p99_ms("p99 < 250ms"), Some(250.0));
         assert_eq!(slo_p99_ms("errors < 1%, P99<=0.5s"), Some(500.0));
         assert_eq!(slo_p99_ms("p99.9 < 900ms, p99 < 300 ms"), Some(300.0));
         assert_eq!(slo_p99_ms("p999 < 900ms"), None);
         assert_eq!(slo_p99_ms("p99 < lots"), None);
+        assert_eq!(slo_p99_ms("p(99) < 250ms"), Some(250.0));
+        assert_eq!(slo_p99_ms("p(99.9)<1s, p(99)<=0.2s"), Some(200.0));
+        assert_eq!(slo_p99_ms("p(95) < 100ms"), None);
         assert_eq!(slo_p99_ms(""), None);
     }
 }

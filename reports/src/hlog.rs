@@ -11,7 +11,18 @@ use hdrhistogram::serialization::interval_log::{
 };
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
-use crate::{IntervalHistogram, ReportError, b64};
+use base64::Engine as _;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose};
+
+use crate::{IntervalHistogram, ReportError};
+
+/// Standard alphabet, as interval logs write it; padding optional on read
+/// so hand-trimmed logs still load.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Values are microseconds; the per-line max column is divided by this so a
 /// human skimming the log reads milliseconds.
@@ -85,12 +96,14 @@ pub(crate) fn encode_histogram(histogram: &Histogram<u64>) -> Result<String, Str
     V2DeflateSerializer::new()
         .serialize(histogram, &mut bytes)
         .map_err(|e| format!("{e:?}"))?;
-    Ok(b64::encode(&bytes))
+    Ok(general_purpose::STANDARD.encode(&bytes))
 }
 
 /// Inverse of [`encode_histogram`]; also reads uncompressed V2.
 pub(crate) fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
-    let bytes = b64::decode(text.trim())?;
+    let bytes = BASE64
+        .decode(text.trim())
+        .map_err(|e| format!("base64: {e}"))?;
     let mut histogram: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| format!("histogram: {e:?}"))?;
@@ -179,6 +192,12 @@ mod tests {
     #[test]
     fn histogram_text_round_trips() {
         let h = testdata::run().overall;
-        assert_eq!(decode_histogram(&encode_histogram(&h).unwrap()).unwrap(), h);
+        let text = encode_histogram(&h).unwrap();
+        assert_eq!(decode_histogram(&text).unwrap(), h);
+        // Padding is optional on read; bytes outside the alphabet are not.
+        let unpadded = text.trim_end_matches('=');
+        assert_eq!(decode_histogram(unpadded).unwrap(), h);
+        let error = decode_histogram("Zm9v!").unwrap_err();
+        assert!(error.starts_with("base64:"), "{error}");
     }
 }

@@ -8,7 +8,6 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod b64;
 mod capacity;
 mod charts;
 mod events;

@@ -7,6 +7,7 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod capacity;
 pub mod checks;
 pub mod engine;
 pub mod ledger;

@@ -115,6 +115,55 @@ pub enum Arrival {
     },
 }
 
+impl Arrival {
+    /// The same process at `factor` times the rate (a capacity search scales
+    /// load this way). Each kind says how it scales, so a new kind cannot be
+    /// forgotten. With the same seed a scaled Poisson schedule is the
+    /// original one compressed in time: common random numbers across steps.
+    /// A trace is replayed as recorded: its rate is the trace's.
+    pub fn scaled(&self, factor: f64) -> Arrival {
+        let scale = |rate: &f64| rate * factor;
+        match self {
+            Arrival::Constant { rate } => Arrival::Constant { rate: scale(rate) },
+            Arrival::Poisson { rate } => Arrival::Poisson { rate: scale(rate) },
+            Arrival::Ramp {
+                start_rate_per_s,
+                stages,
+            } => Arrival::Ramp {
+                start_rate_per_s: scale(start_rate_per_s),
+                stages: stages
+                    .iter()
+                    .map(|s| RampStage {
+                        duration_s: s.duration_s,
+                        target_rate_per_s: scale(&s.target_rate_per_s),
+                    })
+                    .collect(),
+            },
+            Arrival::Curve { points } => Arrival::Curve {
+                points: points
+                    .iter()
+                    .map(|p| RatePoint {
+                        at_s: p.at_s,
+                        rate_per_s: scale(&p.rate_per_s),
+                    })
+                    .collect(),
+            },
+            Arrival::Bursts {
+                base_rate_per_s,
+                burst_rate_per_s,
+                base_dwell_mean_s,
+                burst_dwell_mean_s,
+            } => Arrival::Bursts {
+                base_rate_per_s: scale(base_rate_per_s),
+                burst_rate_per_s: scale(burst_rate_per_s),
+                base_dwell_mean_s: *base_dwell_mean_s,
+                burst_dwell_mean_s: *burst_dwell_mean_s,
+            },
+            Arrival::Trace { .. } => self.clone(),
+        }
+    }
+}
+
 /// The serde shape of [`Arrival`] (a trace is just its path here).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -33,17 +33,20 @@ fn draw(area: &Area<'_>, points: &[CapacityPoint], slo: &str) -> DrawResult {
         return draw_note(&titled, "no capacity points");
     }
     let panels = titled.split_evenly((2, 1));
-    let x_desc = match sorted[0].axis {
-        CapacityAxis::RateRps => "offered rate (requests/s)",
-        CapacityAxis::Replicas => "replicas",
+    let axis = sorted[0].axis;
+    let (x_desc, y_desc) = match axis {
+        CapacityAxis::RateRps => ("offered rate (requests/s)", "throughput (rps)"),
+        CapacityAxis::Replicas => ("replicas", "capacity (rps)"),
+        CapacityAxis::Concurrency => ("concurrency (slots per replica)", "capacity (rps)"),
     };
     let throughput: Pick = |p| p.throughput_rps;
     let p99: Pick = |p| p.p99_ms;
     let slo_ms = slo_p99_ms(slo);
+    let counts = axis != CapacityAxis::RateRps;
     draw_panel(
         &panels[0],
         &sorted,
-        ("throughput (rps)", x_desc),
+        (y_desc, x_desc, counts),
         throughput,
         P50_COLOR,
         None,
@@ -51,7 +54,7 @@ fn draw(area: &Area<'_>, points: &[CapacityPoint], slo: &str) -> DrawResult {
     draw_panel(
         &panels[1],
         &sorted,
-        ("p99 (ms)", x_desc),
+        ("p99 (ms)", x_desc, counts),
         p99,
         P99_COLOR,
         slo_ms,
@@ -59,10 +62,11 @@ fn draw(area: &Area<'_>, points: &[CapacityPoint], slo: &str) -> DrawResult {
 }
 
 /// One panel: a line through all points, then pass/fail markers on top.
+/// With `counts` (replicas, slots) the x axis is labelled at whole numbers only.
 fn draw_panel(
     area: &Area<'_>,
     points: &[&CapacityPoint],
-    (y_desc, x_desc): (&str, &str),
+    (y_desc, x_desc, counts): (&str, &str, bool),
     pick: Pick,
     color: RGBColor,
     threshold: Option<f64>,
@@ -83,10 +87,20 @@ fn draw_panel(
         .x_label_area_size(36)
         .y_label_area_size(70)
         .build_cartesian_2d(x.clone(), y)?;
+    let whole = |x: &f64| {
+        if (x - x.round()).abs() < 1e-9 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
+    let decimal = |x: &f64| format!("{x:.1}");
+    let x_label: &dyn Fn(&f64) -> String = if counts { &whole } else { &decimal };
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_label_formatter(x_label)
         .draw()?;
     let line = points.iter().map(|p| (finite(p.x), finite(pick(p))));
     chart.draw_series(LineSeries::new(line, color.stroke_width(2)))?;

@@ -5,13 +5,29 @@ use std::collections::BTreeSet;
 use plotters::prelude::*;
 
 use super::{
-    Area, DrawResult, FONT, PALETTE, category_label, draw_legend, draw_note, draw_windows, finite,
-    shorten, ticked, time_range_s,
+    Area, DrawResult, FONT, PALETTE, axis_range, category_label, draw_legend, draw_note,
+    draw_windows, finite, shorten, ticked, time_range_s,
 };
 use crate::RunData;
 
 /// Longest host name shown in full on the y axis.
 const HOST_LABEL_CHARS: usize = 28;
+
+/// Certificates are issued while the mesh boots, before the load's time
+/// zero: widen the range to the earliest event, with a little margin so
+/// its marks are not drawn on the frame.
+fn with_warmup(span: std::ops::Range<f64>, data: &RunData) -> std::ops::Range<f64> {
+    let earliest = data
+        .events
+        .iter()
+        .map(|e| finite(e.at_s))
+        .fold(0.0, f64::min);
+    if earliest >= 0.0 {
+        return span;
+    }
+    let margin = (span.end - earliest) * 0.02;
+    axis_range(earliest - margin, span.end)
+}
 
 pub(super) fn draw(area: &Area<'_>, data: &RunData) -> DrawResult {
     let hosts: Vec<String> = data
@@ -22,9 +38,10 @@ pub(super) fn draw(area: &Area<'_>, data: &RunData) -> DrawResult {
         .into_iter()
         .collect();
     let kinds: BTreeSet<&str> = data.events.iter().map(|e| e.kind.as_str()).collect();
-    let x = time_range_s(data);
+    let x = with_warmup(time_range_s(data), data);
     let rows = hosts.len().max(1) as f64;
-    let y = -0.5..rows - 0.5;
+    // Half a row of room on top for the phase labels.
+    let y = -0.5..rows;
     let ticks: Vec<f64> = (0..hosts.len()).map(|i| i as f64).collect();
     let longest = hosts
         .iter()

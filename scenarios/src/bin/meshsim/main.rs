@@ -2,6 +2,9 @@
 //!
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
+mod capacity;
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -69,6 +72,13 @@ enum Command {
     },
     /// Open-loop load test of any HTTP(S) endpoint (exit 1 if a threshold fails).
     Load(Box<load::LoadArgs>),
+    /// Search for the highest rate (or fewest replicas) that meets an SLO.
+    Capacity(capacity::Args),
+    /// Rebuild every chart, report.html and junit.xml from a run's saved files.
+    Report {
+        /// A run's output directory.
+        dir: PathBuf,
+    },
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -129,6 +139,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             seed,
         } => check_determinism(load(&scenario, &set)?, seed),
         Command::Load(args) => load::run(*args),
+        Command::Capacity(args) => capacity::run(args),
+        Command::Report { dir } => report::run(&dir),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
