@@ -228,6 +228,7 @@ pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError
         disk: Arc::new(seam::MemDisk::default()),
         seed: seed.child("host").child(name),
         trace: trace.clone(),
+        slow: seam::SlowHandle::default(),
     };
     let load = runtime.block_on(async {
         let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
