@@ -69,7 +69,8 @@ pub fn summarize(
     sim_seconds: f64,
     wall_seconds: f64,
 ) -> Summary {
-    let checks = slo_checks(scenario, load);
+    let mut checks = slo_checks(scenario, load);
+    checks.extend(crate::liveness::check(scenario, load));
     let overall = &load.overall;
     let at = |q: f64| {
         if overall.total() == 0 {

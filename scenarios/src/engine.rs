@@ -10,7 +10,7 @@ use mesh::{MeshError, ports};
 use reports::{Mode, Summary};
 use seam::real::{AddressBook, SystemClock};
 use seam::{HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
-use sim::{Fault, FaultSchedule, SimConfig, SimWorld};
+use sim::{FaultSchedule, SimConfig, SimWorld};
 
 use crate::checks;
 use crate::spec::{self, Scenario};
@@ -89,18 +89,22 @@ fn operation(op: &spec::OpSpec) -> Operation {
     }
 }
 
-/// The fault schedule, in sim time (faults are relative to the workload).
-pub fn fault_schedule(scenario: &Scenario) -> FaultSchedule {
-    let warmup = scenario.workload.warmup.0;
-    FaultSchedule {
-        faults: scenario
-            .faults
-            .iter()
-            .map(|f| Fault {
-                at: warmup + f.at.0,
-                action: f.action.to_action(),
-            })
-            .collect(),
+/// The fault schedule for `seed`, in sim time (see `spec::faults`).
+pub fn fault_schedule(scenario: &Scenario, seed: Seed) -> FaultSchedule {
+    scenario.fault_schedule(seed)
+}
+
+/// The engine's handler for scheduled control actions (rotate root or
+/// issuer, revoke, apply config). Not wired to the CA and control plane
+/// yet: it performs nothing and the trace records each action as
+/// unsupported, so a scenario that relies on one shows it.
+pub struct UnwiredControlActions;
+
+impl sim::ControlHook for UnwiredControlActions {
+    fn apply(&mut self, _at: Duration, action: &sim::ControlAction) -> sim::ControlOutcome {
+        sim::ControlOutcome::Unsupported(format!(
+            "{action}: the engine does not perform control actions yet"
+        ))
     }
 }
 
@@ -188,7 +192,7 @@ pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
     });
-    world.run(&fault_schedule(scenario))?;
+    world.run_with(&fault_schedule(scenario, seed), &mut UnwiredControlActions)?;
     let sim_seconds = world.elapsed().as_secs_f64();
     let load = sink.lock().expect("sink poisoned").take().ok_or_else(|| {
         EngineError::NoReport("no report from the simulated load generator".into())

@@ -9,8 +9,11 @@
 
 pub mod checks;
 pub mod engine;
+pub mod explore;
+pub mod liveness;
 pub mod output;
 pub mod rec;
+pub mod shrink;
 pub mod slo;
 pub mod spec;
 pub mod topology;

@@ -160,10 +160,7 @@ mod tests {
         assert_eq!(d.second[0].detail, "other");
         let text = d.side_by_side(30);
         let marked = text.lines().find(|l| l.starts_with('>')).unwrap();
-        assert!(
-            marked.contains("e5") && marked.contains("other"),
-            "{text}"
-        );
+        assert!(marked.contains("e5") && marked.contains("other"), "{text}");
     }
 
     #[test]

@@ -172,7 +172,10 @@ impl FaultAction {
     /// Whether the action stops or starts host software (turmoil can do
     /// that only to hosts, never to clients).
     pub fn is_lifecycle(&self) -> bool {
-        matches!(self, FaultAction::Crash { .. } | FaultAction::Restart { .. })
+        matches!(
+            self,
+            FaultAction::Crash { .. } | FaultAction::Restart { .. }
+        )
     }
 }
 

@@ -331,7 +331,10 @@ impl<'a> SimWorld<'a> {
             }
             FaultAction::SlowHost { hosts, factor } => {
                 for host in hosts {
-                    self.slows.entry(host.clone()).or_default().set_factor(*factor);
+                    self.slows
+                        .entry(host.clone())
+                        .or_default()
+                        .set_factor(*factor);
                     self.in_force.slowed.insert(host.clone());
                 }
             }

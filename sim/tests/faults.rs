@@ -157,7 +157,11 @@ fn crashed_server_is_restarted_by_heal() {
         .into_iter()
         .find(|e| e.detail.starts_with("heal"))
         .expect("heal is traced");
-    assert!(heal.detail.contains("restarted=[server]"), "{}", heal.detail);
+    assert!(
+        heal.detail.contains("restarted=[server]"),
+        "{}",
+        heal.detail
+    );
     assert_eq!(heal.at_us, 2_000_000);
 }
 
@@ -278,10 +282,7 @@ fn skew_and_slowness_reach_the_host_and_heal_clears_them() {
         (2500, FaultAction::Heal),
     ]);
     world.run(&faults).unwrap();
-    assert_eq!(
-        *seen.lock().unwrap(),
-        [(0, 1.0), (-90_000, 4.0), (0, 1.0)]
-    );
+    assert_eq!(*seen.lock().unwrap(), [(0, 1.0), (-90_000, 4.0), (0, 1.0)]);
 }
 
 struct Recorder(Vec<(Duration, ControlAction)>);

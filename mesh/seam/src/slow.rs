@@ -49,9 +49,15 @@ mod tests {
     fn default_is_normal_speed_and_clones_share_the_factor() {
         let slow = SlowHandle::default();
         let seen_by_app = slow.clone();
-        assert_eq!(seen_by_app.stretch(Duration::from_millis(2)), Duration::from_millis(2));
+        assert_eq!(
+            seen_by_app.stretch(Duration::from_millis(2)),
+            Duration::from_millis(2)
+        );
         slow.set_factor(4.0);
-        assert_eq!(seen_by_app.stretch(Duration::from_millis(2)), Duration::from_millis(8));
+        assert_eq!(
+            seen_by_app.stretch(Duration::from_millis(2)),
+            Duration::from_millis(8)
+        );
         slow.set_factor(f64::NAN);
         assert_eq!(seen_by_app.factor(), 1.0);
         slow.set_factor(0.0);

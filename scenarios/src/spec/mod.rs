@@ -17,11 +17,16 @@ use crate::slo::Threshold;
 mod checks;
 mod faults;
 mod mesh;
+mod phases;
 mod workload;
 
 pub use checks::CheckSpec;
-pub use faults::{FaultActionSpec, FaultSpec};
+pub use faults::{
+    ActionKind, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec, When,
+    format_duration, parse_signed_ms,
+};
 pub use mesh::MeshSpec;
+pub use phases::PhasesSpec;
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
 /// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
@@ -94,9 +99,18 @@ pub struct Scenario {
     pub services: Vec<ServiceSpec>,
     /// The load.
     pub workload: WorkloadSpec,
+    /// Named groups of hosts that faults can name.
+    #[serde(default)]
+    pub groups: Groups,
     /// Timed faults.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// Safety, heal and liveness phases.
+    #[serde(default)]
+    pub phases: Option<PhasesSpec>,
+    /// Bounds for `meshsim explore --swarm`.
+    #[serde(default)]
+    pub swarm: Option<SwarmSpec>,
     /// SLOs to check.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
@@ -317,20 +331,9 @@ impl Scenario {
                 "the operation mix needs a positive weight",
             ));
         }
-        let hosts = self.host_names();
-        for fault in &self.faults {
-            for host in fault.action.hosts() {
-                if !hosts.contains(host.get_ref()) {
-                    return Err(locate.error(
-                        Some(host.span()),
-                        format!(
-                            "fault names unknown host \"{}\"; hosts are {hosts:?}",
-                            host.get_ref()
-                        ),
-                    ));
-                }
-            }
-        }
+        self.validate_phases(locate)?;
+        self.validate_faults(locate)?;
+        self.validate_swarm(locate)?;
         for check in &self.checks {
             if let Err(e) = check.slo.get_ref().parse::<Threshold>() {
                 return Err(locate.error(
