@@ -36,8 +36,15 @@ impl SlowHandle {
     }
 
     /// A service time stretched by the factor.
+    /// At normal speed the time is returned untouched (`mul_f64` rounds
+    /// through f64 seconds and could move it by a nanosecond).
     pub fn stretch(&self, service_time: Duration) -> Duration {
-        service_time.mul_f64(self.factor())
+        let factor = self.factor();
+        if factor == 1.0 {
+            service_time
+        } else {
+            service_time.mul_f64(factor)
+        }
     }
 }
 
