@@ -1,12 +1,12 @@
 //! Wall time per simulated second as the host count grows.
 //!
-//! `cargo run --release -p sim --example host_scaling -- [TICK_MS] [HOSTS…]`
+//! `cargo run --release -p sim --example host_scaling -- [--tick-ms N] [--repeats N] [HOSTS…]`
 //!
 //! Two topologies through [`SimWorld`]: `idle` (every host listens and
 //! waits) and `echo` (every host also sends one byte to its ring neighbour
 //! every 100 ms over a kept-alive connection and reads the echo). Each runs
 //! for `SIM_SECONDS` of simulated time; the figure is the median of
-//! `REPEATS` runs. Prints a Markdown table for BENCHMARKS.md.
+//! `--repeats` runs (default 3). Prints a Markdown table for BENCHMARKS.md.
 
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PORT: u16 = 9000;
 const SIM_SECONDS: u64 = 5;
-const REPEATS: usize = 3;
 const PING_EVERY: Duration = Duration::from_millis(100);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -104,23 +103,32 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    let mut tick_ms = 1u64;
+    let mut repeats = 3usize;
+    let mut counts = Vec::new();
     let mut args = std::env::args().skip(1);
-    let tick_ms: u64 = args.next().map_or(1, |a| a.parse().expect("TICK_MS"));
-    let counts: Vec<usize> = args.map(|a| a.parse().expect("a host count")).collect();
-    let counts = if counts.is_empty() {
-        vec![10, 50, 100, 200]
-    } else {
-        counts
-    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| -> u64 {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--tick-ms" => tick_ms = value("--tick-ms"),
+            "--repeats" => repeats = value("--repeats").max(1) as usize,
+            count => counts.push(count.parse::<usize>().expect("a host count")),
+        }
+    }
+    if counts.is_empty() {
+        counts = vec![10, 50, 100, 200];
+    }
     let tick = Duration::from_millis(tick_ms);
-    println!("tick {tick_ms} ms, {SIM_SECONDS} simulated seconds per run, median of {REPEATS}");
+    println!("tick {tick_ms} ms, {SIM_SECONDS} simulated seconds per run, median of {repeats}");
     println!("| hosts | idle: wall ms / sim s | echo: wall ms / sim s |");
     println!("|---|---|---|");
     for hosts in counts {
         let per_sim_second = |topology| {
-            let runs = (0..REPEATS)
-                .map(|_| measure(hosts, topology, tick))
-                .collect();
+            let runs = (0..repeats).map(|_| measure(hosts, topology, tick)).collect();
             median(runs) * 1000.0 / SIM_SECONDS as f64
         };
         let idle = per_sim_second(Topology::Idle);
