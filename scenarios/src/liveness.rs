@@ -13,7 +13,7 @@ use loadgen::{LoadReport, OpStats};
 use reports::{Check, CheckKind};
 
 use crate::slo::{Measured, Threshold};
-use crate::spec::{PhasesSpec, Scenario};
+use crate::spec::{PhasesSpec, Scenario, format_duration as show};
 
 /// The check's name in summaries.
 pub const LIVENESS_CHECK: &str = "liveness";
@@ -82,16 +82,21 @@ fn evaluate(phases: &PhasesSpec, load: &LoadReport) -> Check {
             (
                 true,
                 format!(
-                    "converged {after:?} after the heal at {heal:?} (bound {:?}): {:?} without a failed request{slo_text}",
-                    phases.converge_within.0, phases.stable_for.0
+                    "converged {} after the heal at {} (bound {}): {} without a failed request{slo_text}",
+                    show(after),
+                    show(heal),
+                    show(phases.converge_within.0),
+                    show(phases.stable_for.0)
                 ),
             )
         }
         None => (
             false,
             format!(
-                "no {:?} window without a failed request{slo_text} started within {:?} of the heal at {heal:?}",
-                phases.stable_for.0, phases.converge_within.0
+                "no {} window without a failed request{slo_text} started within {} of the heal at {}",
+                show(phases.stable_for.0),
+                show(phases.converge_within.0),
+                show(heal)
             ),
         ),
     };
@@ -127,9 +132,11 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &failed)| {
-                let mut stats = OpStats::default();
-                stats.ok = 10;
-                stats.failed = failed;
+                let mut stats = OpStats {
+                    ok: 10,
+                    failed,
+                    ..OpStats::default()
+                };
                 let _ = stats.latency_us.record(1_000);
                 IntervalStats {
                     start: Duration::from_secs(i as u64),

@@ -494,7 +494,7 @@ fn finish(
             .iter()
             .find(|c| &c.name == name)
             .map(|c| c.detail.clone())
-            .ok_or_else(|| ShrinkError::Passes { seed, swarm: false })?,
+            .ok_or(ShrinkError::Passes { seed, swarm: false })?,
         _ => return Err(ShrinkError::Passes { seed, swarm: false }),
     };
     let actions_after = minimal

@@ -128,7 +128,9 @@ fn main() {
     println!("|---|---|---|");
     for hosts in counts {
         let per_sim_second = |topology| {
-            let runs = (0..repeats).map(|_| measure(hosts, topology, tick)).collect();
+            let runs = (0..repeats)
+                .map(|_| measure(hosts, topology, tick))
+                .collect();
             median(runs) * 1000.0 / SIM_SECONDS as f64
         };
         let idle = per_sim_second(Topology::Idle);

@@ -293,7 +293,7 @@ pub fn format_duration(duration: Duration) -> String {
         (1_000, "us"),
     ];
     for (size, unit) in units {
-        if ns % size == 0 && ns > 0 {
+        if ns.is_multiple_of(size) && ns > 0 {
             return format!("{}{unit}", ns / size);
         }
     }
