@@ -465,10 +465,11 @@ impl ExploreReport {
 }
 
 /// Whether the seed at `index` in the explored list is re-checked: one in
-/// `one_in` by position, so every range and every shard re-checks the same
-/// share (5 % of 1,000 seeds is 50 re-runs, not "about" 50).
+/// `one_in` by position, starting with the first, so every range and every
+/// shard re-checks the same share (5 % of 1,000 seeds is 50 re-runs, not
+/// "about" 50) and even a one-seed shard re-checks its seed.
 pub fn sampled_for_recheck(index: usize, one_in: u64) -> bool {
-    one_in > 0 && index as u64 % one_in == one_in / 2
+    one_in > 0 && (index as u64).is_multiple_of(one_in)
 }
 
 /// A progress event, for a progress bar.
@@ -684,6 +685,7 @@ mod tests {
             (0..1000).filter(|i| sampled_for_recheck(*i, 20)).count(),
             50
         );
+        assert!(sampled_for_recheck(0, 20));
         assert_eq!((0..19).filter(|i| sampled_for_recheck(*i, 20)).count(), 1);
         assert_eq!((0..5).filter(|i| sampled_for_recheck(*i, 0)).count(), 0);
     }
