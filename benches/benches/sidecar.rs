@@ -116,6 +116,7 @@ fn bench_sidecar(c: &mut Criterion) {
         net: Arc::new(book.net_for(name)),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
         disk: Arc::new(seam::MemDisk::default()),
+        slow: seam::SlowHandle::default(),
         seed: Seed::new(1).child(name),
         trace: Trace::hash_only(),
     };

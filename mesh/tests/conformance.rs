@@ -145,6 +145,7 @@ fn conformance_on_real_sockets() {
         disk: Arc::new(seam::MemDisk::default()),
         seed: Seed::new(1).child(name),
         trace: Trace::hash_only(),
+        slow: seam::SlowHandle::default(),
     };
     let (server_env, client_env) = (env("server"), env("client"));
     let mut ca = TestCa::new(7, server_env.clock.wall());

@@ -751,6 +751,7 @@ fn admin_serves_metrics_on_the_loopback_in_real_mode() {
         net: Arc::new(book.net_for("registry-0")),
         clock: Arc::new(clock.sibling(SkewHandle::default())),
         disk: Arc::new(seam::MemDisk::default()),
+        slow: seam::SlowHandle::default(),
         seed: Seed::new(1),
         trace: Trace::keeping_events(),
     };

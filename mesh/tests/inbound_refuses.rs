@@ -25,6 +25,7 @@ fn env(book: &AddressBook, clock: &SystemClock, name: &str) -> HostEnv {
         disk: Arc::new(seam::MemDisk::default()),
         seed: Seed::new(9).child(name),
         trace: Trace::keeping_events(),
+        slow: seam::SlowHandle::default(),
     }
 }
 

@@ -304,8 +304,14 @@ pub fn resized(scenario: &Scenario, vary: &Vary, size: u32) -> Result<Scenario, 
     }
     let hosts = scenario.host_names();
     for fault in &scenario.faults {
-        let named = fault.a.iter().chain(&fault.b).chain(&fault.hosts);
-        if let Some(missing) = named.map(|h| h.get_ref()).find(|h| !hosts.contains(h)) {
+        let lists = [&fault.a, &fault.b, &fault.from, &fault.to, &fault.hosts];
+        let mut named = lists.into_iter().flatten().flatten().map(|h| h.get_ref());
+        // Group and service names resolve later; only host-shaped names are checked here.
+        if let Some(missing) = named.find(|h| {
+            !hosts.contains(h)
+                && h.rsplit_once('-')
+                    .is_some_and(|(_, n)| n.parse::<u32>().is_ok())
+        }) {
             return Err(CapacityError::Invalid(format!(
                 "with {size} replicas of {name}, a fault names host `{missing}`, which would not exist"
             )));

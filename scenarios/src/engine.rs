@@ -9,7 +9,7 @@ use mesh::{MeshError, ports};
 use reports::{Mode, Summary};
 use seam::real::{AddressBook, SystemClock};
 use seam::{HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
-use sim::{Fault, FaultSchedule, SimConfig, SimWorld};
+use sim::{FaultSchedule, SimConfig, SimWorld};
 
 use crate::checks;
 use crate::ledger::{self, Evidence, Observation};
@@ -73,21 +73,9 @@ pub fn load_plan(scenario: &Scenario) -> LoadPlan {
     }
 }
 
-/// The fault schedule, in sim time (faults are relative to the workload).
-pub fn fault_schedule(scenario: &Scenario) -> FaultSchedule {
-    let warmup = scenario.workload.warmup.0;
-    FaultSchedule {
-        faults: scenario
-            .faults
-            .iter()
-            .filter_map(|f| {
-                Some(Fault {
-                    at: warmup + f.at.0,
-                    action: f.to_action()?,
-                })
-            })
-            .collect(),
-    }
+/// The fault schedule for `seed`, in sim time (see `spec::faults`).
+pub fn fault_schedule(scenario: &Scenario, seed: Seed) -> FaultSchedule {
+    scenario.fault_schedule(seed)
 }
 
 /// The load generator host: its own outbound-only sidecar, then the plan.
@@ -316,7 +304,10 @@ fn simulate(
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
     });
-    world.run(&fault_schedule(&scenario))?;
+    world.run_with(
+        &fault_schedule(&scenario, seed),
+        &mut crate::operator::OperatorHook::new(install.clone()),
+    )?;
     let sim_seconds = world.elapsed().as_secs_f64();
     let load = sink.lock().expect("sink poisoned").take().ok_or_else(|| {
         EngineError::NoReport("no report from the simulated load generator".into())
@@ -367,6 +358,7 @@ async fn real_once(
         disk: Arc::new(seam::MemDisk::default()),
         seed: seed.child("host").child(host),
         trace: trace.clone(),
+        slow: seam::SlowHandle::default(),
     };
     let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
     let mut hosts = tokio::task::JoinSet::new();

@@ -10,13 +10,16 @@
 pub mod capacity;
 pub mod checks;
 pub mod engine;
+pub mod explore;
 pub mod ledger;
+pub mod liveness;
 pub mod meshchecks;
 pub mod operator;
 pub mod oracle;
 pub mod output;
 pub mod rec;
 pub mod rogue;
+pub mod shrink;
 pub mod slo;
 pub mod spec;
 pub mod topology;

@@ -3,7 +3,8 @@
 //! client, so a partition between it and the control plane delays the
 //! change exactly as it would in production.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh::MeshError;
@@ -12,34 +13,85 @@ use mesh::proxy::certify;
 use mesh::tls::MeshTls;
 use seam::HostEnv;
 
-use crate::spec::Scenario;
+use sim::{ControlAction, ControlHook, ControlOutcome};
+
+use crate::spec::{ActionKind, Scenario};
 use crate::topology::Install;
 
-/// One scheduled change.
-#[derive(Clone, Debug)]
-pub struct Step {
-    /// When, from the start of the run.
-    pub at: Duration,
-    /// The config to apply.
-    pub config: MeshConfig,
+/// Configs waiting for the operator host to apply, in order.
+#[derive(Clone, Default)]
+pub struct OperatorQueue(Arc<Mutex<VecDeque<MeshConfig>>>);
+
+impl OperatorQueue {
+    fn push(&self, config: MeshConfig) {
+        self.0.lock().expect("queue poisoned").push_back(config);
+    }
+
+    fn pop(&self) -> Option<MeshConfig> {
+        self.0.lock().expect("queue poisoned").pop_front()
+    }
 }
 
-/// What the operator applies, and when (sim time from the run's start;
-/// scenario times are relative to the end of the warmup).
-pub fn schedule(scenario: &Scenario) -> Vec<Step> {
-    let warmup = scenario.workload.warmup.0;
-    scenario
-        .faults
-        .iter()
-        .filter_map(|f| {
-            Some(Step {
-                at: warmup + f.at.0,
-                config: f.operator_config()?.clone(),
-            })
-        })
-        .collect()
+/// Whether the scenario schedules anything the operator performs.
+pub fn needed(scenario: &Scenario) -> bool {
+    scenario.faults.iter().any(|f| {
+        matches!(
+            f.action.get_ref(),
+            ActionKind::ApplyConfig | ActionKind::Revoke
+        )
+    })
 }
 
+/// The simulator's control hook: turns scheduled control actions into
+/// configs the operator host applies through the control plane, so the
+/// change takes the same path (and the same partitions) as in production.
+pub struct OperatorHook {
+    install: Arc<Install>,
+    current: MeshConfig,
+}
+
+impl OperatorHook {
+    /// A hook starting from the scenario's initial config.
+    pub fn new(install: Arc<Install>) -> Self {
+        let current = install.mesh_config();
+        OperatorHook { install, current }
+    }
+
+    fn queue(&mut self, config: MeshConfig, what: String) -> ControlOutcome {
+        if let Err(e) = config.validate() {
+            return ControlOutcome::Refused(e.to_string());
+        }
+        self.current = config.clone();
+        self.install.operator.push(config);
+        ControlOutcome::Applied(format!("{what} queued for the operator host"))
+    }
+}
+
+impl ControlHook for OperatorHook {
+    fn apply(&mut self, _at: Duration, action: &ControlAction) -> ControlOutcome {
+        match action {
+            ControlAction::ApplyConfig { config_json } => {
+                match serde_json::from_str::<MeshConfig>(config_json) {
+                    Ok(config) => self.queue(config, "apply_config".into()),
+                    Err(e) => ControlOutcome::Refused(format!("invalid mesh config: {e}")),
+                }
+            }
+            ControlAction::RevokeIdentity { service } => {
+                let mut config = self.current.clone();
+                config
+                    .revoked
+                    .insert(self.install.identity(None, service).to_string());
+                self.queue(config, format!("revoke {service}"))
+            }
+            ControlAction::RotateRoot | ControlAction::RotateIssuer => ControlOutcome::Unsupported(
+                format!("{action}: root and issuer rotation are not built yet (issue 3)"),
+            ),
+        }
+    }
+}
+
+/// How often the operator looks for queued work.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Attempts per step before giving up (the trace records every failure).
 const ATTEMPTS_MAX: u32 = 60;
 /// Pause between attempts.
@@ -47,9 +99,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Deadline per attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs the schedule, then idles (a host that returns would end nothing).
-pub async fn run(install: Arc<Install>, env: HostEnv, steps: Vec<Step>) -> Result<(), MeshError> {
-    let started = tokio::time::Instant::now();
+/// Applies queued configs as they arrive, forever.
+pub async fn run(install: Arc<Install>, env: HostEnv) -> Result<(), MeshError> {
     let tls = Arc::new(MeshTls::new(env.clock.clone(), install.trust_roots.clone()));
     tokio::spawn(certify::run(
         env.clone(),
@@ -57,11 +108,12 @@ pub async fn run(install: Arc<Install>, env: HostEnv, steps: Vec<Step>) -> Resul
         install.certify(install.operator_identity()),
     ));
     let control = install.control_upstream();
-    for step in steps {
-        tokio::time::sleep_until(started + step.at).await;
-        apply_with_retries(&env, &tls, &control, &step.config).await;
+    loop {
+        match install.operator.pop() {
+            Some(config) => apply_with_retries(&env, &tls, &control, &config).await,
+            None => tokio::time::sleep(POLL_INTERVAL).await,
+        }
     }
-    std::future::pending().await
 }
 
 async fn apply_with_retries(

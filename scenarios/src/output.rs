@@ -73,12 +73,12 @@ pub fn run_data(scenario: &Scenario, output: &RunOutput) -> RunData {
         .iter()
         .map(|(op, stats)| (op.clone(), stats.latency_us.clone()))
         .collect();
-    data.windows = phase_windows(scenario);
+    data.windows = phase_windows(scenario, output.summary.seed);
     data.events = timeline(output, scenario.workload.warmup.0);
     data
 }
 
-fn phase_windows(scenario: &Scenario) -> Vec<Window> {
+fn phase_windows(scenario: &Scenario, seed: u64) -> Vec<Window> {
     let mut start = Duration::ZERO;
     let mut windows = Vec::new();
     for phase in &scenario.workload.phases {
@@ -91,14 +91,11 @@ fn phase_windows(scenario: &Scenario) -> Vec<Window> {
         });
         start = end;
     }
-    for fault in &scenario.faults {
-        let at_s = fault.at.0.as_secs_f64();
+    for (start_s, end_s, label) in scenario.fault_marks(seam::Seed::new(seed)) {
         windows.push(Window {
-            start_s: at_s,
-            end_s: at_s,
-            label: fault
-                .to_action()
-                .map_or_else(|| "apply_config".to_owned(), |a| a.to_string()),
+            start_s,
+            end_s,
+            label,
             kind: WindowKind::Fault,
         });
     }

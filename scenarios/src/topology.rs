@@ -33,7 +33,7 @@ pub enum Role {
     /// One replica of a service: sidecar plus app.
     Workload(Box<ServiceSpec>),
     /// Applies scheduled config changes through the control plane.
-    Operator(Vec<crate::operator::Step>),
+    Operator,
     /// A host attacking a service from outside its trust.
     Rogue(Box<RogueSpec>),
 }
@@ -49,6 +49,8 @@ pub struct Install {
     pub ca_created: SystemTime,
     /// Trust bundle every workload starts with.
     pub trust_roots: Vec<CertificateDer<'static>>,
+    /// Configs the operator host applies (fed by the simulator's hook).
+    pub operator: crate::operator::OperatorQueue,
     /// Where every proxy of the run records metrics and evidence.
     pub telemetry: Telemetry,
     /// What the rogue hosts tried and got.
@@ -75,6 +77,7 @@ impl Install {
             seed,
             ca_created,
             trust_roots,
+            operator: Default::default(),
             telemetry: Telemetry::new(),
             rogues: RogueLog::default(),
         }))
@@ -95,9 +98,8 @@ impl Install {
                 ));
             }
         }
-        let steps = crate::operator::schedule(&self.scenario);
-        if !steps.is_empty() {
-            hosts.push(("operator".to_owned(), Role::Operator(steps)));
+        if crate::operator::needed(&self.scenario) {
+            hosts.push(("operator".to_owned(), Role::Operator));
         }
         for rogue in &self.scenario.mesh.rogues {
             hosts.push((
@@ -247,7 +249,7 @@ impl Install {
                 };
                 mesh::control::run(config, env, Shutdown::never()).await
             }),
-            Role::Operator(steps) => Box::pin(crate::operator::run(install, env, steps)),
+            Role::Operator => Box::pin(crate::operator::run(install, env)),
             Role::Workload(service) => Box::pin(async move {
                 let _proxy = mesh::proxy::start(
                     install.proxy_config(service.name.get_ref(), true),

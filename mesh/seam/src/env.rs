@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{Clock, Disk, Net, Seed, Trace};
+use crate::{Clock, Disk, Net, Seed, SlowHandle, Trace};
 
 /// Everything one host's components need from the world.
 #[derive(Clone)]
@@ -21,6 +21,9 @@ pub struct HostEnv {
     pub seed: Seed,
     /// The run trace.
     pub trace: Trace,
+    /// Service-time factor of this host (the "slow host" fault); apps
+    /// multiply their drawn service times by it.
+    pub slow: SlowHandle,
 }
 
 impl HostEnv {

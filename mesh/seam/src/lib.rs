@@ -19,6 +19,7 @@ mod env;
 mod net;
 pub mod real;
 mod seed;
+mod slow;
 mod trace;
 
 pub use clock::{Clock, SkewHandle};
@@ -26,4 +27,5 @@ pub use disk::{DirDisk, Disk, MemDisk};
 pub use env::{HostEnv, Shutdown, ShutdownTrigger};
 pub use net::{BoxFuture, BoxIo, Io, LOCALHOST, Listener, Net};
 pub use seed::Seed;
+pub use slow::SlowHandle;
 pub use trace::{Trace, TraceEvent, first_divergence};

@@ -64,14 +64,18 @@ fn slo_check(name: &str, slo: &str, operation: Option<Operation>, load: &LoadRep
 }
 
 /// Evaluates the property checks from the trace's lifecycle events.
-pub fn property_checks(scenario: &Scenario, events: &[TraceEvent]) -> Vec<Check> {
-    let warmup_us = scenario.workload.warmup.0.as_micros() as u64;
-    let heal_us = scenario
+pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) -> Vec<Check> {
+    // The last repair (or the phases' heal): what "after the heal" means.
+    let schedule = scenario.fault_schedule(seam::Seed::new(seed));
+    let last_repair = schedule
         .faults
         .iter()
-        .filter(|f| matches!(f.to_action(), Some(sim::FaultAction::Repair { .. })))
-        .map(|f| warmup_us + f.at.0.as_micros() as u64)
+        .filter(|f| matches!(f.action, sim::FaultAction::Repair { .. }))
+        .map(|f| f.at)
         .max();
+    let heal_us = last_repair
+        .or(scenario.heal_time())
+        .map(|at| at.as_micros() as u64);
     scenario
         .checks
         .iter()
@@ -99,8 +103,9 @@ pub fn summarize(
     wall_seconds: f64,
 ) -> Summary {
     let mut checks = slo_checks(scenario, load);
+    checks.extend(crate::liveness::check(scenario, load));
     let events = trace.events();
-    checks.extend(property_checks(scenario, &events));
+    checks.extend(property_checks(scenario, seed, &events));
     let overall = &load.overall;
     let at = |q: f64| {
         if overall.total() == 0 {

@@ -79,6 +79,8 @@ struct Server {
     model: ServiceTimeModel,
     slots: Semaphore,
     rng: Mutex<ChaCha12Rng>,
+    /// The host's "slow host" factor, read per request.
+    slow: seam::SlowHandle,
 }
 
 /// Serves `handler` on `port` until the host stops.
@@ -95,6 +97,7 @@ pub async fn serve(
         model,
         slots,
         rng: Mutex::new(env.seed.child("service-time").rng()),
+        slow: env.slow.clone(),
     });
     loop {
         let (io, _) = listener.accept().await?;
@@ -117,7 +120,8 @@ impl Server {
         };
         let _slot = self.slots.acquire().await.expect("never closed");
         // Drawn after the slot is taken, so the draw order is the service order.
-        let service_time = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
+        let drawn = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
+        let service_time = self.slow.stretch(drawn);
         tokio::time::sleep(service_time).await;
         let header = |name: &str| {
             parts

@@ -17,13 +17,18 @@ mod checks;
 mod faults;
 pub mod mesh;
 mod overrides;
+mod phases;
 mod workload;
 
 pub use app::AppSpec;
 pub use checks::{CheckSpec, Property};
-pub use faults::{ActionKind, FaultSpec};
+pub use faults::{
+    ActionKind, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec, When,
+    format_duration, parse_signed_ms,
+};
 pub use mesh::MeshSpec;
 pub use overrides::Override;
+pub use phases::PhasesSpec;
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
 /// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
@@ -101,9 +106,18 @@ pub struct Scenario {
     /// The REC application's settings.
     #[serde(default)]
     pub app: AppSpec,
+    /// Named groups of hosts that faults can name.
+    #[serde(default)]
+    pub groups: Groups,
     /// Timed faults.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// Safety, heal and liveness phases.
+    #[serde(default)]
+    pub phases: Option<PhasesSpec>,
+    /// Bounds for `meshsim explore --swarm`.
+    #[serde(default)]
+    pub swarm: Option<SwarmSpec>,
     /// SLOs to check.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
@@ -379,23 +393,9 @@ impl Scenario {
                 "the operation mix needs a positive weight",
             ));
         }
-        let hosts = self.host_names();
-        for fault in &self.faults {
-            if let Some(problem) = fault.problem() {
-                return Err(locate.error(Some(fault.action.span()), problem));
-            }
-            for host in fault.hosts() {
-                if !hosts.contains(host.get_ref()) {
-                    return Err(locate.error(
-                        Some(host.span()),
-                        format!(
-                            "fault names unknown host \"{}\"; hosts are {hosts:?}",
-                            host.get_ref()
-                        ),
-                    ));
-                }
-            }
-        }
+        self.validate_phases(locate)?;
+        self.validate_faults(locate)?;
+        self.validate_swarm(locate)?;
         self.mesh.validate(self, locate)?;
         for check in &self.checks {
             if let Some(problem) = check.problem() {

@@ -3,7 +3,10 @@
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
 mod capacity;
+mod determinism;
+mod explore;
 mod report;
+mod shrink;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +17,6 @@ use reports::{Summary, Verdict};
 use scenarios::engine::{self, RunOutput};
 use scenarios::spec::{Override, Scenario};
 use seam::Trace;
-use sim::determinism::{Comparison, compare};
 
 mod load;
 
@@ -61,6 +63,46 @@ enum Command {
         /// Run seed (default: the scenario's).
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Run many seeds in parallel; print each failing seed and how to reproduce it.
+    Explore {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Seeds: `A..B` (B excluded), `A..=B`, or one seed.
+        #[arg(long)]
+        seeds: String,
+        /// Draw each seed's fault schedule within the scenario's `[swarm]` bounds.
+        #[arg(long)]
+        swarm: bool,
+        /// Simulations at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard `i` of `n` of the seeds (1-based, round-robin), e.g. `2/4`.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Where swarm failures' scenario files go (default: results/explore/<scenario>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Shrink a failing seed to a minimal scenario file that still fails.
+    Shrink {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the minimal scenario.
+        #[arg(long)]
+        out: PathBuf,
+        /// The seed failed under `explore --swarm`: shrink its swarm schedule.
+        #[arg(long)]
+        swarm: bool,
+        /// The check to keep failing (default: the most severe failing one).
+        #[arg(long)]
+        check: Option<String>,
+        /// Most simulations to spend.
+        #[arg(long, default_value_t = 300)]
+        runs_max: usize,
     },
     /// Parse and validate a scenario without running it.
     Validate {
@@ -137,7 +179,37 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             scenario,
             set,
             seed,
-        } => check_determinism(load(&scenario, &set)?, seed),
+        } => determinism::check(&load(&scenario, &set)?, seed),
+        Command::Explore {
+            scenario,
+            seeds,
+            swarm,
+            jobs,
+            shard,
+            out,
+        } => explore::run(explore::Request {
+            scenario,
+            seeds,
+            swarm,
+            jobs,
+            shard,
+            out,
+        }),
+        Command::Shrink {
+            scenario,
+            seed,
+            out,
+            swarm,
+            check,
+            runs_max,
+        } => shrink::run(shrink::Request {
+            scenario,
+            seed,
+            out,
+            swarm,
+            check,
+            runs_max,
+        }),
         Command::Load(args) => load::run(*args),
         Command::Capacity(args) => capacity::run(args),
         Command::Report { dir } => report::run(&dir),
@@ -262,63 +334,4 @@ fn print_summary(summary: &Summary, out: &Path) {
     let _ = writeln!(text, "  reproduce  {}", summary.reproduce);
     use std::io::Write as _;
     let _ = std::io::stdout().write_all(text.as_bytes());
-}
-
-fn check_determinism(scenario: Scenario, seed: Option<u64>) -> anyhow::Result<ExitCode> {
-    let seed = seed.unwrap_or(scenario.seed);
-    // Cheap first: compare hashes only. Keep events only to explain a mismatch.
-    let first = engine::run_sim(&scenario, seed, Trace::hash_only())?;
-    let second = engine::run_sim(&scenario, seed, Trace::hash_only())?;
-    let (a, b) = (first.trace.hash_hex(), second.trace.hash_hex());
-    if a == b {
-        println!(
-            "deterministic: {} seed={seed} trace_hash={a} ({} events)",
-            scenario.name,
-            first.trace.count()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let first = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
-    let second = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
-    match compare(
-        &first.trace.hash_hex(),
-        &first.trace.events(),
-        &second.trace.hash_hex(),
-        &second.trace.events(),
-    ) {
-        Comparison::Identical { hash } => {
-            println!("NON-DETERMINISTIC: hashes {a} vs {b} differed, but a re-run agreed on {hash}")
-        }
-        Comparison::Diverged {
-            first,
-            second,
-            index,
-            left,
-            right,
-        } => {
-            println!(
-                "NON-DETERMINISTIC: {} seed={seed}: {first} vs {second}",
-                scenario.name
-            );
-            println!(
-                "  first divergence at event {}",
-                index.map_or("?".into(), |i| i.to_string())
-            );
-            println!(
-                "  run 1: {}",
-                left.map_or("<end of trace>".into(), |e| format!(
-                    "{:>12}us {} {} {}",
-                    e.at_us, e.host, e.kind, e.detail
-                ))
-            );
-            println!(
-                "  run 2: {}",
-                right.map_or("<end of trace>".into(), |e| format!(
-                    "{:>12}us {} {} {}",
-                    e.at_us, e.host, e.kind, e.detail
-                ))
-            );
-        }
-    }
-    Ok(ExitCode::from(1))
 }
