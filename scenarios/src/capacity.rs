@@ -589,13 +589,15 @@ fn report(
     sizes: Vec<SizeResult>,
     steps: Vec<Step>,
 ) -> CapacityReport {
-    let best = sizes
-        .iter()
-        .filter(|s| s.max_rate_rps.is_some())
-        .max_by(|a, b| {
-            let rate = |s: &SizeResult| s.max_rate_rps.unwrap_or(0.0);
-            rate(a).total_cmp(&rate(b))
-        });
+    // The highest rate; on a tie the first (smallest) size that reached it.
+    let best =
+        sizes
+            .iter()
+            .filter(|s| s.max_rate_rps.is_some())
+            .fold(None::<&SizeResult>, |best, s| match best {
+                Some(b) if b.max_rate_rps >= s.max_rate_rps => Some(b),
+                _ => Some(s),
+            });
     let fewest_size = sizes
         .iter()
         .filter(|s| s.passes_at_scenario_rate)
@@ -733,6 +735,55 @@ mod tests {
             "{unknown}"
         );
         assert!(resized(&base, &vary, 0).is_err());
+    }
+
+    fn size(n: u32, max_rate_rps: Option<f64>, passes: bool) -> SizeResult {
+        SizeResult {
+            size: Some(n),
+            max_rate_rps,
+            throughput_rps: max_rate_rps.unwrap_or(0.0),
+            bound: if max_rate_rps.is_some() {
+                Bound::Bracketed
+            } else {
+                Bound::NeverPassed
+            },
+            passes_at_scenario_rate: passes,
+            p99_ms_at_scenario_rate: 10.0,
+            error_rate_at_scenario_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_sweep_reports_the_best_rate_the_fewest_sizes_and_a_fit() {
+        let settings = Settings {
+            slos: vec!["p(99) < 250ms".parse().unwrap()],
+            vary: Vary::Replicas("registry".into()),
+            seed: 1,
+            step_duration: None,
+            precision: 0.01,
+            sizes: vec![1, 2, 3, 4],
+            steps_max: 40,
+        };
+        let sizes = vec![
+            size(1, None, false),
+            size(2, Some(190.0), true),
+            size(3, Some(280.0), true),
+            size(4, Some(280.0), true),
+        ];
+        let report = report(&smoke(), &settings, sizes, Vec::new());
+        assert_eq!(report.max_rate_rps, Some(280.0));
+        assert_eq!(
+            report.max_rate_size,
+            Some(3),
+            "ties go to the fewer replicas"
+        );
+        assert_eq!(report.fewest_size, Some(2));
+        assert_eq!(report.bound, Bound::Bracketed);
+        assert!(report.usl.is_some(), "three sizes with a passing rate");
+        let points = report.points();
+        assert_eq!(points.len(), 4);
+        assert!(points.iter().all(|p| p.axis == CapacityAxis::Replicas));
+        assert_eq!((points[0].x, points[0].passed), (1.0, false));
     }
 
     #[test]

@@ -528,7 +528,11 @@ fn littles_law_holds() {
     let lambda = intended.len() as f64 / span_s;
     let latencies: Vec<f64> = observed.samples.iter().map(|s| s.latency_s).collect();
     let w = mean(&latencies);
-    let line = format!("L = {l:.4}, λW = {lambda:.3} × {w:.4} = {:.4}", lambda * w);
+    let line = format!(
+        "n = {}: L = {l:.4}, λW = {lambda:.3} × {w:.4} = {:.4}",
+        latencies.len(),
+        lambda * w
+    );
     eprintln!("{line}");
     assert!((l / (lambda * w) - 1.0).abs() < 0.01, "{line}");
     assert!(l > 2.0, "the queue was loaded: {line}");

@@ -245,7 +245,7 @@ fn conclusion(report: &CapacityReport, out: &Path) -> String {
     }
     let _ = writeln!(text, "  output     {}", out.display());
     let at = match (&report.vary.split_once(':'), report.max_rate_size) {
-        (Some((kind, service)), Some(n)) => format!(" (at {kind} {n} of {service})"),
+        (Some((kind, service)), Some(n)) => format!(" ({service} {kind} = {n})"),
         _ => String::new(),
     };
     let _ = writeln!(
