@@ -637,11 +637,21 @@ impl FaultSpec {
             K::ApplyConfig => {
                 let config = self.required(&self.config, "config")?;
                 // Refuse here what the control plane would refuse mid-run.
-                let parsed: mesh::config::MeshConfig = config.clone().try_into().map_err(|e: toml::de::Error| Issue {
+                let parsed: mesh::config::MeshConfig =
+                    config
+                        .clone()
+                        .try_into()
+                        .map_err(|e: toml::de::Error| Issue {
+                            span: Some(self.action.span()),
+                            message: format!(
+                                "apply_config: invalid mesh config: {}",
+                                e.message().trim()
+                            ),
+                        })?;
+                parsed.validate().map_err(|e| Issue {
                     span: Some(self.action.span()),
-                    message: format!("apply_config: invalid mesh config: {}", e.message().trim()),
+                    message: format!("apply_config: {e}"),
                 })?;
-                parsed.validate().map_err(|e| Issue { span: Some(self.action.span()), message: format!("apply_config: {e}") })?;
                 let config_json = serde_json::to_string(config).expect("a TOML table is JSON");
                 (F::Control(ControlAction::ApplyConfig { config_json }), None)
             }
