@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use loadgen::{IntervalStats, OpStats};
+use loadgen::{LoadReport, OpStats};
 use reports::{
     IntervalHistogram, IntervalRow, ROUTE_ALL, RunData, TimelineEvent, Window, WindowKind,
 };
@@ -38,25 +38,15 @@ fn row(start_s: f64, end_s: f64, route: &str, stats: &OpStats) -> IntervalRow {
     }
 }
 
-/// The aggregate of one interval over every operation.
-fn interval_total(interval: &IntervalStats) -> OpStats {
-    let mut total = OpStats::default();
-    for stats in interval.ops.values() {
-        let _ = total.latency_us.add(&stats.latency_us);
-        total.ok += stats.ok;
-        total.failed += stats.failed;
-    }
-    total
-}
-
-/// Builds the report data. Times are seconds from the start of the workload.
-pub fn run_data(scenario: &Scenario, output: &RunOutput) -> RunData {
-    let load = &output.load;
-    let mut data = RunData::new(output.summary.clone());
+/// The load generator's measurements as report data (time series,
+/// interval histograms, per-route histograms). Shared by scenario runs and
+/// `meshsim load`. Times are seconds from the first intended start.
+pub fn load_data(summary: reports::Summary, load: &LoadReport) -> RunData {
+    let mut data = RunData::new(summary);
     let step_s = load.interval.as_secs_f64();
     for (i, interval) in load.intervals.iter().enumerate() {
         let (start_s, end_s) = (i as f64 * step_s, (i + 1) as f64 * step_s);
-        let total = interval_total(interval);
+        let total = interval.total();
         data.intervals.push(row(start_s, end_s, ROUTE_ALL, &total));
         for (op, stats) in &interval.ops {
             data.intervals.push(row(start_s, end_s, op, stats));
@@ -73,6 +63,12 @@ pub fn run_data(scenario: &Scenario, output: &RunOutput) -> RunData {
         .iter()
         .map(|(op, stats)| (op.clone(), stats.latency_us.clone()))
         .collect();
+    data
+}
+
+/// Builds the report data. Times are seconds from the start of the workload.
+pub fn run_data(scenario: &Scenario, output: &RunOutput) -> RunData {
+    let mut data = load_data(output.summary.clone(), &output.load);
     data.windows = phase_windows(scenario, output.summary.seed);
     data.events = timeline(output, scenario.workload.warmup.0);
     data

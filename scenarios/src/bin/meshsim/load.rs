@@ -15,8 +15,7 @@ use loadgen::{
     Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, Target, TlsFiles,
 };
 use reports::{
-    Check, CheckKind, IntervalHistogram, IntervalRow, LatencyMs, Mode, ROUTE_ALL, RequestCounts,
-    RunData, Summary, Verdict, Window, WindowKind,
+    Check, CheckKind, LatencyMs, Mode, RequestCounts, RunData, Summary, Verdict, Window, WindowKind,
 };
 use scenarios::slo::{Measured, Threshold};
 use scenarios::spec::Dur;
@@ -417,49 +416,9 @@ fn reproduce_command() -> String {
         .join(" ")
 }
 
-fn row(start_s: f64, end_s: f64, route: &str, stats: &OpStats) -> IntervalRow {
-    let max_ms = if stats.latency_us.is_empty() {
-        0.0
-    } else {
-        stats.latency_us.max() as f64 / 1000.0
-    };
-    IntervalRow {
-        start_s,
-        end_s,
-        route: route.to_owned(),
-        count: stats.total(),
-        errors: stats.failed,
-        p50_ms: latency_ms(stats, Some(0.5)),
-        p90_ms: latency_ms(stats, Some(0.9)),
-        p99_ms: latency_ms(stats, Some(0.99)),
-        p999_ms: latency_ms(stats, Some(0.999)),
-        max_ms,
-    }
-}
-
 /// The report crate's view of the run (intervals by intended start).
 fn run_data(summary: Summary, report: &LoadReport) -> RunData {
-    let mut data = RunData::new(summary);
-    let step_s = report.interval.as_secs_f64();
-    for (i, interval) in report.intervals.iter().enumerate() {
-        let (start_s, end_s) = (i as f64 * step_s, (i + 1) as f64 * step_s);
-        let total = interval.total();
-        data.intervals.push(row(start_s, end_s, ROUTE_ALL, &total));
-        for (op, stats) in &interval.ops {
-            data.intervals.push(row(start_s, end_s, op, stats));
-        }
-        data.latency_intervals.push(IntervalHistogram {
-            start_s,
-            end_s,
-            histogram: total.latency_us,
-        });
-    }
-    data.overall = report.overall.latency_us.clone();
-    data.per_route = report
-        .ops
-        .iter()
-        .map(|(op, stats)| (op.clone(), stats.latency_us.clone()))
-        .collect();
+    let mut data = scenarios::output::load_data(summary, report);
     data.windows = vec![Window {
         start_s: 0.0,
         end_s: report.duration.as_secs_f64(),
