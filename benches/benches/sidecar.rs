@@ -65,7 +65,7 @@ async fn app(env: HostEnv) {
                 b"{\"available\":1}",
             ))))
         });
-        tokio::spawn(serve_connection(io, service));
+        seam::task::spawn(serve_connection(io, service));
     }
 }
 
@@ -158,14 +158,14 @@ fn bench_sidecar(c: &mut Criterion) {
     });
     let telemetry = Telemetry::new();
     let (mut direct, mut meshed) = runtime.block_on(async {
-        tokio::spawn(app(server.clone()));
+        seam::task::spawn(app(server.clone()));
         let inbound_config = inbound::InboundConfig {
             service: "registry".into(),
             discovery: Some(discovery.clone()),
             telemetry: telemetry.proxy("registry-0", server.clock.clone()),
             limits: Limits::default(),
         };
-        tokio::spawn(inbound::serve_with(
+        seam::task::spawn(inbound::serve_with(
             server.clone(),
             server_tls,
             inbound_config,
@@ -175,7 +175,7 @@ fn bench_sidecar(c: &mut Criterion) {
             telemetry: telemetry.proxy("client", client.clock.clone()),
             limits: Limits::default(),
         };
-        tokio::spawn(outbound::serve_with(
+        seam::task::spawn(outbound::serve_with(
             client.clone(),
             client_tls,
             discovery,

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use seam::{BoxIo, Net};
 use tokio::sync::Semaphore;
@@ -183,7 +183,7 @@ impl ConnectionPool {
         let (sender, connection) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| ExchangeError::Http(e.to_string()))?;
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)
@@ -191,10 +191,10 @@ impl ConnectionPool {
 
     async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, ExchangeError> {
         let io = self.open(true).await?;
-        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        let (sender, connection) = http2::handshake(seam::task::Executor, TokioIo::new(io))
             .await
             .map_err(|e| ExchangeError::Http(e.to_string()))?;
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)

@@ -119,7 +119,7 @@ pub async fn run(
             let mut report = shared.report.lock().expect("report poisoned");
             report.in_flight_peak = report.in_flight_peak.max(in_flight_now);
         }
-        tasks.spawn(send(shared.clone(), planned, permit));
+        seam::task::spawn_into(&mut tasks, send(shared.clone(), planned, permit));
         // Reap finished tasks as we go so the set stays small.
         while tasks.try_join_next().is_some() {}
     }

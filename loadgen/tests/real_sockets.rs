@@ -19,7 +19,7 @@ async fn start(setup: ServerSetup) -> (std::net::SocketAddr, Log) {
     let listener = net.bind(443).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log: Log = Arc::default();
-    tokio::spawn(serve(listener, setup, log.clone()));
+    seam::task::spawn(serve(listener, setup, log.clone()));
     (addr, log)
 }
 

@@ -283,7 +283,7 @@ pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Resu
             accepted = listener.accept() => accepted?,
         };
         let server = server.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let Ok((stream, peer)) = server
                 .tls
                 .accept(io, ClientAuth::Optional, &[b"http/1.1"])

@@ -78,7 +78,7 @@ where
 /// in the background until the sender is dropped.
 pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
+    seam::task::spawn(async move {
         let _ = connection.await;
     });
     Ok(sender)

@@ -25,10 +25,10 @@ const HTTPS_PORT: u16 = 7443;
 async fn server_body(env: HostEnv, tls: Arc<MeshTls>) {
     let mut echo = env.net.bind(ECHO_PORT).await.unwrap();
     let mut https = env.net.bind(HTTPS_PORT).await.unwrap();
-    tokio::spawn(async move {
+    seam::task::spawn(async move {
         loop {
             let (mut io, _) = echo.accept().await.unwrap();
-            tokio::spawn(async move {
+            seam::task::spawn(async move {
                 let mut buf = [0u8; 64];
                 let n = io.read(&mut buf).await.unwrap();
                 io.write_all(&buf[..n]).await.unwrap();
@@ -38,7 +38,7 @@ async fn server_body(env: HostEnv, tls: Arc<MeshTls>) {
     loop {
         let (io, _) = https.accept().await.unwrap();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let (stream, peer) = tls
                 .accept(io, ClientAuth::Required, &[b"http/1.1"])
                 .await
@@ -152,7 +152,7 @@ fn conformance_on_real_sockets() {
     let server_tls = ca.workload("server", server_env.clock.clone(), 1);
     let client_tls = ca.workload("client", client_env.clock.clone(), 2);
     let observed = runtime.block_on(async move {
-        tokio::spawn(server_body(server_env, server_tls));
+        seam::task::spawn(server_body(server_env, server_tls));
         client_body(client_env, client_tls).await
     });
     assert_observed(observed);

@@ -85,7 +85,7 @@ async fn app(env: HostEnv, protocol: Protocol) {
     loop {
         let (io, _) = listener.accept().await.unwrap();
         let host = env.name.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let handler = move |request| app_answer(host.clone(), request);
             let _ = limits::serve(io, protocol, &Limits::default(), handler).await;
         });
@@ -167,7 +167,7 @@ where
         world.host(host, move |env| {
             let (tls, inbound) = (tls.clone(), inbound.clone());
             async move {
-                tokio::spawn(app(env.clone(), protocol));
+                seam::task::spawn(app(env.clone(), protocol));
                 inbound::serve_with(env, tls, inbound).await?;
                 Ok(())
             }
@@ -181,7 +181,7 @@ where
         limits: setup.limits.clone(),
     };
     world.client("client", move |env| async move {
-        tokio::spawn(outbound::serve_with(
+        seam::task::spawn(outbound::serve_with(
             env.clone(),
             client_tls,
             discovery,
@@ -482,7 +482,7 @@ fn circuit_breaker_overflow_fails_fast_with_a_reason() {
             let mut calls = Vec::new();
             for _ in 0..4 {
                 let env = env.clone();
-                calls.push(tokio::spawn(async move {
+                calls.push(seam::task::spawn(async move {
                     let started = tokio::time::Instant::now();
                     let answer = call(&env, "GET", "registry", "/sleep/300", &[]).await;
                     (answer.status, answer.proxy_error, started.elapsed())
@@ -517,7 +517,7 @@ fn sidecars_multiplex_http2_and_propagate_trace_context() {
         let mut calls = Vec::new();
         for _ in 0..20 {
             let env = env.clone();
-            calls.push(tokio::spawn(async move {
+            calls.push(seam::task::spawn(async move {
                 call(
                     &env,
                     "GET",
@@ -647,7 +647,7 @@ fn fault_injection_and_traffic_split_follow_their_percentages() {
 fn loopback_targets_and_the_admin_port_are_never_reachable_through_the_proxy() {
     let (_, trace) = run(Setup::default(), |env| async move {
         let (_ready_tx, ready) = tokio::sync::watch::channel(true);
-        tokio::spawn(admin::serve(env.clone(), Telemetry::new(), ready));
+        seam::task::spawn(admin::serve(env.clone(), Telemetry::new(), ready));
         for host in [
             "localhost:4191",
             "127.0.0.1:4191",
@@ -761,7 +761,7 @@ fn admin_serves_metrics_on_the_loopback_in_real_mode() {
         .original_request("registry");
     runtime.block_on(async {
         let (_ready_tx, ready) = tokio::sync::watch::channel(true);
-        tokio::spawn(admin::serve(env.clone(), telemetry, ready));
+        seam::task::spawn(admin::serve(env.clone(), telemetry, ready));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let address = book
             .lookup("registry-0", ports::PROXY_ADMIN)

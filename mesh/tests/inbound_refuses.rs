@@ -37,7 +37,7 @@ async fn app(env: HostEnv) {
         let service = hyper::service::service_fn(|_req| async {
             Ok::<_, Infallible>(Response::new(Body::from(Bytes::from_static(b"app"))))
         });
-        tokio::spawn(serve_connection(io, service));
+        seam::task::spawn(serve_connection(io, service));
     }
 }
 
@@ -82,8 +82,8 @@ fn inbound_refuses_callers_without_a_mesh_identity() {
         let server = env(&book, &clock, "registry-0");
         let mut ca = TestCa::new(3, server.clock.wall());
         let tls = ca.workload("registry", server.clock.clone(), 1);
-        tokio::spawn(app(server.clone()));
-        tokio::spawn(proxy::inbound::serve(server.clone(), tls));
+        seam::task::spawn(app(server.clone()));
+        seam::task::spawn(proxy::inbound::serve(server.clone(), tls));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let rogue = env(&book, &clock, "rogue");
         let server_name = ServerName::try_from(id("registry").dns_name()).unwrap();

@@ -363,7 +363,7 @@ async fn real_once(
     let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
     let mut hosts = tokio::task::JoinSet::new();
     for (host, role) in install.hosts() {
-        hosts.spawn(install.software(&role, env_for(&host)));
+        seam::task::spawn_into(&mut hosts, install.software(&role, env_for(&host)));
     }
     let sink = Arc::new(Mutex::new(None));
     let evidence = Arc::new(Mutex::new(Evidence::default()));

@@ -102,7 +102,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Applies queued configs as they arrive, forever.
 pub async fn run(install: Arc<Install>, env: HostEnv) -> Result<(), MeshError> {
     let tls = Arc::new(MeshTls::new(env.clock.clone(), install.trust_roots.clone()));
-    tokio::spawn(certify::run(
+    seam::task::spawn(certify::run(
         env.clone(),
         tls.clone(),
         install.certify(install.operator_identity()),

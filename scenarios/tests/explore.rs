@@ -50,7 +50,6 @@ fn hash(scenario: &Scenario, seed: u64) -> String {
 /// tokio drops a crashed host's tasks in an order that depends on
 /// process-wide task ids, which once leaked into the trace.
 #[test]
-#[ignore = "fails on turmoil 0.7.2 as published: a crashed host's tasks are torn down in process-wide task-id order (ARCHITECTURE.md, decisions); passes with the upstream fix"]
 fn runs_in_one_process_are_independent() {
     let text = std::fs::read_to_string(workspace().join("scenarios/library/smoke.toml")).unwrap();
     let text = text.replace("duration = \"20s\"", "duration = \"8s\"")

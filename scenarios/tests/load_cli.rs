@@ -34,7 +34,7 @@ fn server(setup: ServerSetup) -> Server {
         let listener = net.bind(80).await.unwrap();
         let addr = listener.local_addr().unwrap();
         assert_eq!(addr.ip().to_string(), "127.0.0.2");
-        tokio::spawn(serve(listener, setup, log.clone()));
+        seam::task::spawn(serve(listener, setup, log.clone()));
         addr.port()
     });
     Server {

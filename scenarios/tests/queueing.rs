@@ -200,7 +200,7 @@ impl Experiment {
                     let mut env = env.clone();
                     env.seed = env.seed.child(&format!("queue-{k}"));
                     let (handler, model) = (Arc::new(Ok200), experiment.model());
-                    queues.spawn(serve(env, PORT_BASE + k, handler, model));
+                    seam::task::spawn_into(&mut queues, serve(env, PORT_BASE + k, handler, model));
                 }
                 while let Some(served) = queues.join_next().await {
                     served??;
@@ -231,17 +231,14 @@ impl Experiment {
                     tls: None,
                 };
                 let seed = env.seed.child(&format!("queue-{k}"));
-                runs.spawn(loadgen::run(
-                    env.net.clone(),
-                    target,
-                    client.plan(),
-                    seed,
-                    observer,
-                ));
+                seam::task::spawn_into(
+                    &mut runs,
+                    loadgen::run(env.net.clone(), target, client.plan(), seed, observer),
+                );
             }
             // Started in the same instant as the generators, so sample
             // times share their origin.
-            let sampler = tokio::spawn(sample_completions(completed, sampled));
+            let sampler = seam::task::spawn(sample_completions(completed, sampled));
             while let Some(report) = runs.join_next().await {
                 report??;
             }

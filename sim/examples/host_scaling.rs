@@ -30,7 +30,7 @@ async fn serve(env: HostEnv) -> Result<(), BoxError> {
     let mut listener = env.net.bind(PORT).await?;
     loop {
         let (mut io, _) = listener.accept().await?;
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let mut byte = [0u8; 1];
             while io.read_exact(&mut byte).await.is_ok() {
                 if io.write_all(&byte).await.is_err() {
@@ -75,7 +75,7 @@ fn measure(hosts: usize, topology: Topology, tick: Duration) -> f64 {
             async move {
                 let env2 = env.clone();
                 if topology == Topology::Echo {
-                    tokio::spawn(async move {
+                    seam::task::spawn(async move {
                         let _ = ping(env2, peer).await;
                     });
                 }

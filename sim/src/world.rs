@@ -200,6 +200,9 @@ impl<'a> SimWorld<'a> {
         control: &mut dyn ControlHook,
     ) -> Result<(), SimError> {
         self.check(faults)?;
+        // Host tasks go to each host's LocalSet, so a crash drops them in
+        // spawn order rather than process-wide task-id order (seam::task).
+        let _local_spawning = seam::task::LocalSpawning::enter();
         let mut pending = faults.sorted();
         pending.reverse();
         loop {

@@ -33,7 +33,7 @@ async fn echo(env: HostEnv) -> Result<(), BoxError> {
     let mut listener = env.net.bind(PORT).await?;
     loop {
         let (mut io, _) = listener.accept().await?;
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let mut byte = [0u8; 1];
             if io.read_exact(&mut byte).await.is_ok() {
                 let _ = io.write_all(&byte).await;

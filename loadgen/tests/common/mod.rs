@@ -14,7 +14,7 @@ use http::{Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SanType,
@@ -78,7 +78,7 @@ pub async fn serve(mut listener: Box<dyn Listener>, setup: ServerSetup, log: Log
             return;
         };
         let (setup, log) = (setup.clone(), log.clone());
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let _ = connection(io, setup, log, started).await;
         });
     }
@@ -110,7 +110,7 @@ async fn connection(io: BoxIo, setup: ServerSetup, log: Log, started: Instant) -
     });
     let io = TokioIo::new(io);
     if http2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        hyper::server::conn::http2::Builder::new(seam::task::Executor)
             .auto_date_header(false)
             .serve_connection(io, service)
             .await

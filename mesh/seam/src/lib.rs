@@ -8,7 +8,8 @@
 //! This crate owns the network ([`Net`]), the wall clock ([`Clock`]), durable
 //! storage ([`Disk`]), the seed tree ([`Seed`]) and the run trace ([`Trace`]).
 //!
-//! It must never import turmoil, hyper or rustls: it is the leaf that both
+//! It must never import turmoil or rustls, and uses hyper only for its
+//! executor trait ([`task::Executor`]): it is the leaf that both
 //! `mesh` and `sim` depend on, so `sim` never needs the proxy internals.
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -20,6 +21,7 @@ mod net;
 pub mod real;
 mod seed;
 mod slow;
+pub mod task;
 mod trace;
 
 pub use clock::{Clock, SkewHandle};

@@ -94,14 +94,14 @@ impl Discovery {
             last_contact: Arc::default(),
         };
         if let Some(registration) = registration {
-            tokio::spawn(heartbeat_loop(
+            seam::task::spawn(heartbeat_loop(
                 env.clone(),
                 tls.clone(),
                 control.clone(),
                 registration,
             ));
         }
-        tokio::spawn(watch_loop(
+        seam::task::spawn(watch_loop(
             env,
             tls,
             control,

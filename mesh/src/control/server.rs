@@ -59,7 +59,7 @@ pub async fn run(
         format!("v={}", store.snapshot().version),
     );
     let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots));
-    tokio::spawn(certify::run(env.clone(), tls.clone(), config.certify));
+    seam::task::spawn(certify::run(env.clone(), tls.clone(), config.certify));
     while tls.leaf().is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -69,7 +69,7 @@ pub async fn run(
         config.operators,
         config.endpoint_ttl,
     ));
-    tokio::spawn(server.clone().sweep());
+    seam::task::spawn(server.clone().sweep());
     let mut listener = env.net.bind(ports::CONTROL).await?;
     env.record("control.listen", format!("port={}", ports::CONTROL));
     loop {
@@ -79,7 +79,7 @@ pub async fn run(
             accepted = listener.accept() => accepted?,
         };
         let (server, tls) = (server.clone(), tls.clone());
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let Ok((stream, Some(peer))) =
                 tls.accept(io, ClientAuth::Required, &[b"http/1.1"]).await
             else {

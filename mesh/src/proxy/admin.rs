@@ -37,7 +37,7 @@ pub async fn serve(
         let (io, _) = listener.accept().await?;
         let (host, telemetry, ready) = (env.name.clone(), telemetry.clone(), ready.clone());
         let limits = limits.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let handler = move |request: Request<Incoming>| {
                 let response = answer(&request, &host, &telemetry, *ready.borrow());
                 async move { response }

@@ -494,7 +494,7 @@ mod tests {
         let first = pick(&balancer, &eps, &config).await;
         let waiter = {
             let (balancer, eps, config) = (balancer.clone(), eps.clone(), config.clone());
-            tokio::spawn(async move {
+            seam::task::spawn(async move {
                 let mut changes = Vec::new();
                 balancer
                     .acquire("registry", &eps, &config, &mut changes)

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use seam::Io;
 
 use crate::MeshError;
@@ -63,11 +63,11 @@ impl Drop for StreamGuard {
 /// Opens an HTTP/2 client connection over `io` (prior knowledge or ALPN
 /// `h2`); the connection task runs until every sender is dropped.
 pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(seam::task::Executor)
         .timer(TokioTimer::new())
         .handshake(TokioIo::new(io))
         .await?;
-    tokio::spawn(async move {
+    seam::task::spawn(async move {
         let _ = connection.await;
     });
     Ok(sender)

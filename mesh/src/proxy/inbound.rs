@@ -97,7 +97,7 @@ pub async fn serve_with(
     loop {
         let (io, peer_addr) = listener.accept().await?;
         let (inbound, tls) = (inbound.clone(), tls.clone());
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let limits = inbound.config.limits.clone();
             let handshake = tls.accept(io, ClientAuth::Required, &[b"h2", b"http/1.1"]);
             let accepted = tokio::time::timeout(limits.header_read_timeout, handshake).await;

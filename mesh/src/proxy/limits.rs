@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use seam::Io;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -216,7 +216,7 @@ where
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
         }
         Protocol::Http2 => {
-            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            let connection = hyper::server::conn::http2::Builder::new(seam::task::Executor)
                 .timer(TokioTimer::new())
                 .auto_date_header(false)
                 .max_concurrent_streams(limits.max_concurrent_streams)

@@ -122,7 +122,7 @@ pub fn strip_hop_headers(headers: &mut HeaderMap) {
 /// Starts every sidecar task on the current runtime and returns at once.
 pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
     let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots.clone()));
-    tokio::spawn(certify::run(
+    seam::task::spawn(certify::run(
         env.clone(),
         tls.clone(),
         config.certify.clone(),
@@ -138,14 +138,14 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
     let (ready_tx, ready) = watch::channel(false);
     let telemetry = config.telemetry.proxy(&env.name, env.clock.clone());
     if config.admin {
-        tokio::spawn(admin::serve(
+        seam::task::spawn(admin::serve(
             env.clone(),
             config.telemetry.clone(),
             ready.clone(),
         ));
     }
     let (env2, tls2) = (env.clone(), tls.clone());
-    tokio::spawn(async move {
+    seam::task::spawn(async move {
         while tls2.leaf().is_none() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -162,20 +162,20 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
                 telemetry: telemetry.clone(),
                 limits: config.limits.clone(),
             };
-            tokio::spawn(inbound::serve_with(env2.clone(), tls2.clone(), inbound));
+            seam::task::spawn(inbound::serve_with(env2.clone(), tls2.clone(), inbound));
         }
         let outbound = outbound::OutboundConfig {
             request_timeout: config.request_timeout,
             telemetry,
             limits: config.limits.clone(),
         };
-        tokio::spawn(outbound::serve_with(
+        seam::task::spawn(outbound::serve_with(
             env2.clone(),
             tls2.clone(),
             discovery.clone(),
             outbound,
         ));
-        tokio::spawn(apply_revocations(
+        seam::task::spawn(apply_revocations(
             tls2.clone(),
             discovery.snapshot_changes(),
         ));

@@ -122,7 +122,7 @@ pub async fn serve_with(
             continue;
         }
         let outbound = outbound.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let limits = outbound.config.limits.clone();
             let handler = move |request| {
                 let outbound = outbound.clone();

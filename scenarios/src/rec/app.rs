@@ -102,7 +102,7 @@ pub async fn serve(
     loop {
         let (io, _) = listener.accept().await?;
         let server = server.clone();
-        tokio::spawn(async move {
+        seam::task::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }

@@ -59,7 +59,7 @@ pub async fn run_app(env: HostEnv, service: &ServiceSpec, app: &AppSpec) -> Resu
         AppKind::Market => Arc::new(tier::Tier::new("market-db", forwarder(), market_policy)),
         AppKind::Accounts => Arc::new(tier::Tier::new("accounts-db", forwarder(), accounts_policy)),
         AppKind::Settlement => {
-            tokio::spawn(settlement::Worker::new(env.clone(), app).run());
+            seam::task::spawn(settlement::Worker::new(env.clone(), app).run());
             Arc::new(tier::Tier::new(
                 "settlement-db",
                 forwarder(),

@@ -244,7 +244,7 @@ impl Worker {
                 // A saga that outlives its lease could race the next holder;
                 // stop it first (the next holder redoes the step in flight).
                 let budget = self.lease.mul_f64(0.8);
-                running.spawn(async move {
+                seam::task::spawn_into(&mut running, async move {
                     let _ = tokio::time::timeout(budget, worker.settle(saga)).await;
                 });
             }
