@@ -139,15 +139,18 @@ pub fn rebuild(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     render_derived(dir, &data)
 }
 
+/// Reads the `summary.json` a run wrote into `dir`.
+pub fn read_summary(dir: &Path) -> Result<Summary, ReportError> {
+    let summary_path = dir.join(files::SUMMARY);
+    let summary_text = read_file(&summary_path)?;
+    serde_json::from_str(&summary_text).map_err(|e| ReportError::parse(&summary_path, e))
+}
+
 /// Reads the data files [`write_all`] saved in `dir` back into a [`RunData`].
 /// Interval start times and lengths come back rounded to the millisecond,
 /// the precision of the interval log.
 pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
-    let summary_path = dir.join(files::SUMMARY);
-    let summary_text = read_file(&summary_path)?;
-    let summary: Summary =
-        serde_json::from_str(&summary_text).map_err(|e| ReportError::parse(&summary_path, e))?;
-    let mut data = RunData::new(summary);
+    let mut data = RunData::new(read_summary(dir)?);
     data.intervals = timeseries::read(&dir.join(files::TIMESERIES))?;
     (data.start_unix_s, data.latency_intervals) = hlog::read(&dir.join(files::HLOG))?;
     events::read_into(&dir.join(files::EVENTS), &mut data)?;

@@ -1,5 +1,6 @@
 //! `meshsim check-determinism`: one seed, two runs, one verdict.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use scenarios::engine;
@@ -10,20 +11,43 @@ use sim::determinism::{Comparison, compare};
 /// Width of each run's column in the side-by-side view.
 const COLUMN_CHARS: usize = 64;
 
-/// Runs `path` twice with one seed and compares the traces. Hashes first
-/// (cheap); only on a mismatch are both runs repeated keeping every event,
-/// to show where they part.
-pub(crate) fn check(scenario: &Scenario, seed: Option<u64>) -> anyhow::Result<ExitCode> {
+/// Replays one seed and compares trace hashes: two runs at once on two
+/// threads, or, given `against` (a run's output directory), one run compared
+/// with the hash that run recorded. Hashes first (cheap); only on a mismatch
+/// are two runs repeated keeping every event, to show where they part.
+pub(crate) fn check(
+    scenario: &Scenario,
+    seed: Option<u64>,
+    against: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let scenario = scenario.clone();
-    let seed = seed.unwrap_or(scenario.seed);
-    let first = engine::run_sim(&scenario, seed, Trace::hash_only())?;
-    let second = engine::run_sim(&scenario, seed, Trace::hash_only())?;
-    let (a, b) = (first.trace.hash_hex(), second.trace.hash_hex());
+    let (seed, a, b, events) = match against {
+        Some(dir) => {
+            let recorded = reports::read_summary(dir)?;
+            let seed = seed.unwrap_or(recorded.seed);
+            if seed != recorded.seed {
+                anyhow::bail!(
+                    "{} was run with seed {}, not {seed}",
+                    dir.display(),
+                    recorded.seed
+                );
+            }
+            let Some(a) = recorded.trace_hash else {
+                anyhow::bail!("{} records no trace hash", dir.display());
+            };
+            let replay = engine::run_sim(&scenario, seed, Trace::hash_only())?;
+            (seed, a, replay.trace.hash_hex(), replay.trace.count())
+        }
+        None => {
+            let seed = seed.unwrap_or(scenario.seed);
+            let ((a, events), (b, _)) = two_runs_at_once(&scenario, seed)?;
+            (seed, a, b, events)
+        }
+    };
     if a == b {
         println!(
-            "deterministic: {} seed={seed} trace_hash={a} ({} events)",
-            scenario.name,
-            first.trace.count()
+            "deterministic: {} seed={seed} trace_hash={a} ({events} events)",
+            scenario.name
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -60,4 +84,23 @@ pub(crate) fn check(scenario: &Scenario, seed: Option<u64>) -> anyhow::Result<Ex
         }
     }
     Ok(ExitCode::from(1))
+}
+
+/// Two runs of one seed on two threads (runs in one process are
+/// independent: nothing is global). Each is (trace hash, event count).
+fn two_runs_at_once(
+    scenario: &Scenario,
+    seed: u64,
+) -> anyhow::Result<((String, u64), (String, u64))> {
+    let run = || -> Result<(String, u64), engine::EngineError> {
+        let output = engine::run_sim(scenario, seed, Trace::hash_only())?;
+        Ok((output.trace.hash_hex(), output.trace.count()))
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(run);
+        let second = run();
+        (first.join(), second)
+    });
+    let first = first.map_err(|_| anyhow::anyhow!("the first run panicked"))?;
+    Ok((first?, second?))
 }

@@ -63,6 +63,10 @@ enum Command {
         /// Run seed (default: the scenario's).
         #[arg(long)]
         seed: Option<u64>,
+        /// Compare one replay with the trace hash a `meshsim run` recorded
+        /// in this output directory, instead of running twice.
+        #[arg(long, value_name = "RUN_DIR")]
+        against: Option<PathBuf>,
     },
     /// Run many seeds in parallel; print each failing seed and how to reproduce it.
     Explore {
@@ -179,7 +183,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             scenario,
             set,
             seed,
-        } => determinism::check(&load(&scenario, &set)?, seed),
+            against,
+        } => determinism::check(&load(&scenario, &set)?, seed, against.as_deref()),
         Command::Explore {
             scenario,
             seeds,
