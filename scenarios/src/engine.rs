@@ -237,7 +237,7 @@ fn finish(
     wall_seconds: f64,
 ) -> Result<RunOutput, EngineError> {
     let (mut runs, mut evidences): (Vec<VariantRun>, Vec<_>) = runs.into_iter().unzip();
-    let mesh_checks = meshchecks::mesh_checks(scenario, &runs);
+    let mesh_checks = meshchecks::mesh_checks(scenario, &runs, &trace.events());
     let primary = runs
         .pop()
         .ok_or_else(|| EngineError::NoReport("the scenario made no run".into()))?;
@@ -269,6 +269,7 @@ fn simulate(
     trace: &Trace,
 ) -> Result<(VariantRun, Arc<Mutex<Evidence>>, f64), EngineError> {
     let seed = Seed::new(seed);
+    let trace_from_seq = trace.count();
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
     let plan = load_plan(&scenario);
     let config = SimConfig {
@@ -318,6 +319,7 @@ fn simulate(
         telemetry: install.telemetry.report(),
         rogues: install.rogues.attempts(),
         scenario,
+        trace_from_seq,
     };
     Ok((run, evidence, sim_seconds))
 }
@@ -348,6 +350,7 @@ async fn real_once(
     trace: &Trace,
 ) -> Result<(VariantRun, Arc<Mutex<Evidence>>), EngineError> {
     let seed = Seed::new(seed);
+    let trace_from_seq = trace.count();
     let book = AddressBook::ephemeral();
     let clock = SystemClock::new(SkewHandle::default());
     let env_for = |host: &str| HostEnv {
@@ -386,6 +389,7 @@ async fn real_once(
         telemetry: install.telemetry.report(),
         rogues: install.rogues.attempts(),
         scenario,
+        trace_from_seq,
     };
     Ok((run, evidence))
 }

@@ -381,7 +381,19 @@ impl Scenario {
                 "the workload needs at least one [[workload.phases]] entry",
             ));
         }
-        for phase in &self.workload.phases {
+        for (index, phase) in self.workload.phases.iter().enumerate() {
+            if self.workload.phases[..index]
+                .iter()
+                .any(|p| p.name == phase.name)
+            {
+                return Err(locate.error(
+                    Some(phase.arrival.span()),
+                    format!(
+                        "phase \"{}\" is defined twice; phases run back to back and SLOs name them, so names must be unique",
+                        phase.name
+                    ),
+                ));
+            }
             let rate = phase.arrival.get_ref().rate();
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(locate.error(Some(phase.arrival.span()), format!("phase \"{}\" has rate {rate}; expected a positive number of requests per second", phase.name)));
@@ -397,18 +409,7 @@ impl Scenario {
         self.validate_faults(locate)?;
         self.validate_swarm(locate)?;
         self.mesh.validate(self, locate)?;
-        for check in &self.checks {
-            if let Some(problem) = check.problem() {
-                let span = check
-                    .slo
-                    .as_ref()
-                    .map_or(check.name.span(), |slo| slo.span());
-                return Err(locate.error(
-                    Some(span),
-                    format!("check \"{}\": {problem}", check.name.get_ref()),
-                ));
-            }
-        }
+        self.validate_checks(locate)?;
         Ok(())
     }
 
