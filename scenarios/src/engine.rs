@@ -103,7 +103,12 @@ async fn drive_load(
     };
     let trace_env = env.clone();
     let observed = evidence.clone();
+    let abort = crate::checks::abort::AbortMonitor::new(scenario);
+    let monitor = abort.clone();
     let observer = Arc::new(move |c: &Completion| {
+        if let Some(monitor) = &monitor {
+            monitor.record(c);
+        }
         if ledger::is_write(&c.op) {
             observed
                 .lock()
@@ -127,18 +132,25 @@ async fn drive_load(
             ),
         );
     });
-    let run = loadgen::run(
+    if let Some(monitor) = &abort {
+        tokio::spawn(monitor.clone().watch(tokio::time::Instant::now()));
+    }
+    let run = loadgen::run_until(
         env.net.clone(),
         target,
         load_plan(scenario),
         install.seed.child("workload"),
         observer,
+        abort.as_ref().map(|m| m.stop_signal()),
     );
     let limit = load_plan(scenario).duration() + DRAIN_MAX;
-    let report = tokio::time::timeout(limit, run)
+    let mut report = tokio::time::timeout(limit, run)
         .await
         .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+    if let Some(verdict) = abort.and_then(|m| m.annotate(&mut report)) {
+        env.record("run.aborted", verdict);
+    }
     *sink.lock().expect("sink poisoned") = Some(report);
     if runs_rec_app(scenario) {
         let read = crate::rec::workload::final_read(&env, &scenario.app).await;

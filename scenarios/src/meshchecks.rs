@@ -544,3 +544,160 @@ fn rogue_never_succeeds(scenario: &Scenario, runs: &[VariantRun]) -> Check {
         detail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mesh::config::MeshConfig;
+    use mesh::telemetry::{AuthzDecision, CallerTally};
+
+    use super::*;
+
+    const GATEWAY: &str = "spiffe://rec.meshsim/ns/rec/sa/gateway";
+    const PARTNER: &str = "spiffe://rec.meshsim/ns/rec/sa/partner";
+
+    fn rollout() -> Scenario {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("library/config-rollout.toml");
+        Scenario::load(&path).unwrap()
+    }
+
+    /// The config the operator's `apply_config` sent, as the mesh reads it.
+    fn applied(scenario: &Scenario) -> MeshConfig {
+        let (_, table) = applied_tables(scenario).next().unwrap();
+        table.clone().try_into().unwrap()
+    }
+
+    fn decision(version: u64, principal: &str, verdict: &str) -> (AuthzDecision, u64) {
+        let decision = AuthzDecision {
+            service: "registry".into(),
+            config_version: version,
+            principal: principal.into(),
+            method: "GET".into(),
+            raw_target: "/recs/available".into(),
+            verdict: verdict.into(),
+        };
+        (decision, 1)
+    }
+
+    fn run_with(telemetry: TelemetryReport) -> VariantRun {
+        let scenario = rollout();
+        VariantRun {
+            name: "value".into(),
+            load: LoadReport::new(Duration::from_secs(1), Duration::from_secs(1)),
+            telemetry,
+            rogues: Vec::new(),
+            scenario,
+            trace_from_seq: 0,
+        }
+    }
+
+    /// v1 holds the file's `[mesh]` config, v7 the applied one.
+    fn versions(scenario: &Scenario) -> BTreeMap<u64, MeshConfig> {
+        let initial = scenario.mesh.to_config(scenario.workload.warmup.0);
+        [(1, initial), (7, applied(scenario))].into()
+    }
+
+    #[test]
+    fn each_decision_is_judged_by_the_policy_of_its_version() {
+        let scenario = rollout();
+        let honest = vec![
+            decision(1, PARTNER, "allow"),
+            decision(7, PARTNER, "deny"),
+            decision(7, GATEWAY, "allow"),
+        ];
+        let check = authz_matches_oracle(&[run_with(TelemetryReport {
+            authz: honest,
+            configs: versions(&scenario),
+            ..TelemetryReport::default()
+        })]);
+        assert!(check.passed, "{}", check.detail);
+        assert!(
+            check.detail.contains("under apply_config at 10s"),
+            "{}",
+            check.detail
+        );
+        // A proxy that still admitted partner at the tightened version.
+        let late = vec![decision(7, PARTNER, "allow")];
+        let check = authz_matches_oracle(&[run_with(TelemetryReport {
+            authz: late,
+            configs: versions(&scenario),
+            ..TelemetryReport::default()
+        })]);
+        assert!(!check.passed, "{}", check.detail);
+        // Judging v1's allow by the new policy would also be wrong.
+        let early = vec![decision(1, PARTNER, "deny")];
+        assert!(
+            !authz_matches_oracle(&[run_with(TelemetryReport {
+                authz: early,
+                configs: versions(&scenario),
+                ..TelemetryReport::default()
+            })])
+            .passed
+        );
+    }
+
+    #[test]
+    fn a_policy_the_scenario_never_wrote_is_a_disagreement() {
+        let scenario = rollout();
+        let mut configs = versions(&scenario);
+        let mut foreign = applied(&scenario);
+        foreign.services.get_mut("registry").unwrap().authorization = Some(Default::default());
+        configs.insert(9, foreign);
+        let check = authz_matches_oracle(&[run_with(TelemetryReport {
+            authz: vec![decision(9, PARTNER, "deny")],
+            configs,
+            ..TelemetryReport::default()
+        })]);
+        assert!(!check.passed);
+        assert!(check.detail.contains("never wrote"), "{}", check.detail);
+    }
+
+    #[test]
+    fn caller_cut_off_needs_the_caller_cut_off_in_time_and_still_calling() {
+        let scenario = rollout();
+        let spec = scenario
+            .checks
+            .iter()
+            .find(|c| c.property == Some(Property::CallerCutOff))
+            .unwrap();
+        let apply = TraceEvent {
+            seq: 0,
+            at_us: 13_000_000,
+            host: "control".into(),
+            kind: "control.apply".into(),
+            detail: "v=7".into(),
+        };
+        let verdict = |tally: CallerTally| {
+            let telemetry = TelemetryReport {
+                callers: [(("registry".to_owned(), PARTNER.to_owned()), tally)].into(),
+                ..TelemetryReport::default()
+            };
+            caller_cut_off(spec, &run_with(telemetry), &[&apply]).passed
+        };
+        let cut = CallerTally {
+            allowed: 10,
+            denied: 10,
+            last_allowed_us: Some(13_050_000),
+            first_denied_us: Some(13_060_000),
+            last_denied_us: Some(20_000_000),
+        };
+        assert!(verdict(cut));
+        let late = CallerTally {
+            last_allowed_us: Some(13_500_000),
+            ..cut
+        };
+        assert!(!verdict(late), "admitted 500 ms after a 100 ms bound");
+        let silent = CallerTally {
+            denied: 0,
+            first_denied_us: None,
+            last_denied_us: None,
+            ..cut
+        };
+        assert!(
+            !verdict(silent),
+            "a caller that stopped calling proves nothing"
+        );
+        assert!(!verdict(CallerTally::default()));
+    }
+}

@@ -4,6 +4,7 @@ use loadgen::{LoadReport, OpStats};
 use reports::{Check, CheckKind, LatencyMs, Mode, RequestCounts, Summary};
 use seam::{Trace, TraceEvent};
 
+pub mod abort;
 pub(crate) mod control;
 
 use crate::slo::{Measured, Threshold};
@@ -39,7 +40,11 @@ pub fn slo_checks(scenario: &Scenario, load: &LoadReport) -> Vec<Check> {
                 .parse()
                 .expect("validated when the scenario was loaded");
             let scope = Scope::of(scenario, spec);
-            let (passed, detail) = evaluate_scoped(&threshold, &scope, load);
+            let (mut passed, mut detail, _) = evaluate_scoped(&threshold, &scope, load);
+            if let Some(abort) = abort::aborted_by(load, spec.name.get_ref()) {
+                passed = false;
+                detail = format!("{abort}; over the whole run: {detail}");
+            }
             Some(Check {
                 name: spec.name.get_ref().clone(),
                 kind: CheckKind::Slo,
@@ -116,8 +121,13 @@ fn scoped_stats(scope: &Scope, load: &LoadReport) -> (OpStats, f64) {
     }
 }
 
-/// Evaluates `threshold` on the requests in `scope`: (passed, detail).
-pub fn evaluate_scoped(threshold: &Threshold, scope: &Scope, load: &LoadReport) -> (bool, String) {
+/// Evaluates `threshold` on the requests in `scope`: (passed, detail,
+/// requests in scope).
+pub fn evaluate_scoped(
+    threshold: &Threshold,
+    scope: &Scope,
+    load: &LoadReport,
+) -> (bool, String, u64) {
     let (stats, window_s) = scoped_stats(scope, load);
     let counts = Measured {
         total: stats.total(),
@@ -131,7 +141,7 @@ pub fn evaluate_scoped(threshold: &Threshold, scope: &Scope, load: &LoadReport) 
         threshold.format_measured(measured),
         stats.total()
     );
-    (passed, detail)
+    (passed, detail, stats.total())
 }
 
 /// Evaluates the property checks from the trace's lifecycle events.

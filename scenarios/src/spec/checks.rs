@@ -75,7 +75,7 @@ impl CheckSpec {
             && let Some((field, _)) = slo_only.iter().find(|(_, set)| *set)
         {
             return Some(format!(
-                "`{field}` scopes an SLO; a property check cannot take it"
+                "`{field}` applies to SLOs; a property check cannot take it"
             ));
         }
         let cut_off = self.property == Some(Property::CallerCutOff);
