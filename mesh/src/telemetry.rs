@@ -934,4 +934,51 @@ mod tests {
             report.service_total("registry", Duration::from_secs(2), Duration::from_secs(4));
         assert_eq!((total.requests, total.attempts, total.retries), (2, 4, 2));
     }
+
+    #[test]
+    fn config_version_staleness_and_callers_are_reported() {
+        struct Shared(Arc<Mutex<Duration>>);
+        impl Clock for Shared {
+            fn wall(&self) -> std::time::SystemTime {
+                std::time::SystemTime::UNIX_EPOCH
+            }
+            fn run_elapsed(&self) -> Duration {
+                *self.0.lock().unwrap()
+            }
+        }
+        let now = Arc::new(Mutex::new(Duration::from_secs(10)));
+        let hub = Telemetry::new();
+        let proxy = hub.proxy("registry-0", Arc::new(Shared(now.clone())));
+        assert!(!hub.prometheus("registry-0").contains("config_version"));
+        let config = MeshConfig::default();
+        proxy.control_contact();
+        proxy.config_in_force(3, &config);
+        proxy.config_in_force(4, &config);
+        *now.lock().unwrap() = Duration::from_millis(12_500);
+        let text = hub.prometheus("registry-0");
+        assert!(text.contains("\nconfig_version 4\n"), "{text}");
+        assert!(
+            text.contains("\nconfig_staleness_seconds 2.500\n"),
+            "{text}"
+        );
+        for verdict in ["allow", "deny", "deny"] {
+            proxy.authz(AuthzDecision {
+                service: "registry".into(),
+                config_version: 4,
+                principal: "p".into(),
+                method: "GET".into(),
+                raw_target: "/".into(),
+                verdict: verdict.into(),
+            });
+        }
+        let report = hub.report();
+        assert_eq!(
+            report.versions["registry-0"],
+            [(10_000_000, 3), (10_000_000, 4)]
+        );
+        assert_eq!(report.configs.keys().copied().collect::<Vec<_>>(), [3, 4]);
+        let caller = report.callers[&("registry".to_owned(), "p".to_owned())];
+        assert_eq!((caller.allowed, caller.denied), (1, 2));
+        assert_eq!(caller.last_allowed_us, Some(12_500_000));
+    }
 }

@@ -490,4 +490,39 @@ weight = 1
         assert!("5 parsecs".parse::<Dur>().is_err());
         assert!("fast".parse::<Dur>().is_err());
     }
+
+    #[test]
+    fn scopes_must_name_a_phase_or_route_that_exists() {
+        let scoped = |field: &str| {
+            error_of(&format!(
+                "{MINIMAL}\n[[checks]]\nname = \"c\"\n{field}\nslo = \"p(99) < 1ms\"\n"
+            ))
+        };
+        let message = scoped("phase = \"peak\"");
+        assert!(message.starts_with("x.toml:19:9:"), "{message}");
+        assert!(message.contains("[\"steady\"]"), "{message}");
+        let message = scoped("route = \"orders\"");
+        assert!(message.contains("route \"orders\""), "{message}");
+        let ok = format!(
+            "{MINIMAL}\n[[checks]]\nname = \"c\"\nphase = \"steady\"\nslo = \"p(99) < 1ms\"\nabort_on_fail = true\n"
+        );
+        Scenario::parse(Path::new("x.toml"), &ok).unwrap();
+    }
+
+    #[test]
+    fn property_checks_refuse_slo_options_and_need_their_fields() {
+        let property = |extra: &str| {
+            error_of(&format!(
+                "{MINIMAL}\n[[checks]]\nname = \"c\"\nproperty = \"caller_cut_off\"\nwithin = \"1s\"\n{extra}\n"
+            ))
+        };
+        assert!(property("").contains("needs `caller"));
+        assert!(
+            property("caller = \"x\"\nservice = \"gateway\"").contains("\"x\" is not a service")
+        );
+        assert!(
+            property("caller = \"loadgen\"\nservice = \"gateway\"\nphase = \"steady\"")
+                .contains("`phase` applies to SLOs")
+        );
+    }
 }
