@@ -525,4 +525,97 @@ weight = 1
                 .contains("`phase` applies to SLOs")
         );
     }
+
+    /// Every key and enum value the format's serde types accept, read from
+    /// their source: the field names of each `Deserialize` struct (after
+    /// `rename`) and the snake_case variants of each `Deserialize` enum.
+    fn documented_names(source: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut attributes = String::new();
+        let mut inside: Option<bool> = None; // Some(is_enum) inside a serde type
+        let mut rename: Option<String> = None;
+        for line in source.lines().map(str::trim) {
+            if line.starts_with("#[") {
+                attributes.push_str(line);
+                if let Some(at) = line.find("rename = \"") {
+                    let rest = &line[at + 10..];
+                    rename = rest.split('"').next().map(str::to_owned);
+                }
+                continue;
+            }
+            if line.starts_with("///") || line.is_empty() {
+                continue;
+            }
+            let serde_type = attributes.contains("Deserialize");
+            if inside.is_none()
+                && serde_type
+                && line.starts_with("pub struct")
+                && line.ends_with('{')
+            {
+                inside = Some(false);
+            } else if inside.is_none() && serde_type && line.starts_with("pub enum") {
+                inside = Some(true);
+            } else if line == "}" {
+                inside = None;
+            } else if inside == Some(false) && line.starts_with("pub ") {
+                let field = line[4..].split(':').next().unwrap_or("").to_owned();
+                names.push(rename.take().unwrap_or(field));
+            } else if inside == Some(true) && line.starts_with(|c: char| c.is_ascii_uppercase()) {
+                let variant: String = line.chars().take_while(|c| c.is_alphanumeric()).collect();
+                let mut snake = String::new();
+                for (i, c) in variant.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        snake.push('_');
+                    }
+                    snake.push(c.to_ascii_lowercase());
+                }
+                names.push(snake);
+            }
+            rename = None;
+            attributes.clear();
+        }
+        names
+    }
+
+    #[test]
+    fn the_readme_documents_every_key_and_value_of_the_format() {
+        let readme = include_str!("../../README.md");
+        let mentioned = |name: &str| {
+            readme.match_indices(name).any(|(at, _)| {
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                !word(readme[..at].chars().next_back())
+                    && !word(readme[at + name.len()..].chars().next())
+            })
+        };
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("app.rs"),
+            include_str!("workload.rs"),
+            include_str!("faults.rs"),
+            include_str!("phases.rs"),
+            include_str!("checks.rs"),
+            include_str!("mesh.rs"),
+        ];
+        let names: Vec<String> = sources.iter().flat_map(|s| documented_names(s)).collect();
+        assert!(
+            names.len() > 150,
+            "the scan found only {} names",
+            names.len()
+        );
+        for probe in [
+            "abort_on_fail",
+            "link_latency_max",
+            "match",
+            "caller_cut_off",
+            "apply_config",
+        ] {
+            assert!(names.iter().any(|n| n == probe), "the scan missed {probe}");
+        }
+        let missing: Vec<&String> = names.iter().filter(|n| !mentioned(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "scenarios/README.md does not mention {missing:?}"
+        );
+    }
 }
