@@ -196,7 +196,7 @@ impl Scenario {
         let mut end = std::time::Duration::ZERO;
         for phase in &self.workload.phases {
             end += phase.duration.0;
-            if end.as_nanos() % interval != 0 {
+            if !end.as_nanos().is_multiple_of(interval) {
                 return Some(format!("phase \"{}\" ends at {end:?}", phase.name));
             }
         }
