@@ -37,7 +37,7 @@ pub use plan::{
     H2_STREAMS_ASSUMED, LoadPlan, Operation, Overflow, Phase, Protocol, SCHEDULE_MAX, Schedule,
     ScheduledRequest,
 };
-pub use runner::{Completion, IDEMPOTENCY_HEADER, SEQ_HEADER, run};
+pub use runner::{Completion, IDEMPOTENCY_HEADER, SEQ_HEADER, run, run_until};
 pub use stats::{
     HISTOGRAM_SIGFIG, IntervalStats, LATENCY_MAX_US, LoadReport, OpStats, new_histogram,
 };

@@ -80,6 +80,20 @@ pub async fn run(
     seed: Seed,
     observer: Arc<dyn Fn(&Completion) + Send + Sync>,
 ) -> Result<LoadReport, LoadError> {
+    run_until(net, target, plan, seed, observer, None).await
+}
+
+/// Like [`run`], but when `stop` turns `true` the generator sends nothing
+/// more, waits for what is in flight, and reports what ran (with a
+/// warning saying when it stopped): a scenario's `abort_on_fail`.
+pub async fn run_until(
+    net: Arc<dyn Net>,
+    target: Target,
+    plan: LoadPlan,
+    seed: Seed,
+    observer: Arc<dyn Fn(&Completion) + Send + Sync>,
+    mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<LoadReport, LoadError> {
     let schedule = plan.schedule(seed)?;
     let mix = plan
         .mix
@@ -105,10 +119,12 @@ pub async fn run(
     });
     let in_flight = Arc::new(Semaphore::new(plan.in_flight_max));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut stopped_at = None;
     for planned in schedule.iter() {
         let due = shared.start + planned.intended;
-        if Instant::now() < due {
-            tokio::time::sleep_until(due).await;
+        if Instant::now() < due && !wait_until(due, stop.as_mut()).await {
+            stopped_at = Some(shared.start.elapsed());
+            break;
         }
         let Some(permit) = admit(&in_flight, plan.overflow).await else {
             drop_request(&shared, planned, plan.in_flight_max);
@@ -125,9 +141,38 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     let mut report = shared.report.lock().expect("report poisoned").clone();
+    if let Some(at) = stopped_at {
+        report.warnings.push(format!(
+            "stopped early at {:.3}s: {} of {} scheduled requests were sent",
+            at.as_secs_f64(),
+            report.overall.total(),
+            report.scheduled
+        ));
+    }
     report.elapsed = shared.start.elapsed();
     report.warnings.extend(saturation_warnings(&report, &plan));
     Ok(report)
+}
+
+/// Sleeps until `due`; `false` if `stop` turned `true` first.
+async fn wait_until(due: Instant, stop: Option<&mut tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(stop) = stop else {
+        tokio::time::sleep_until(due).await;
+        return true;
+    };
+    if *stop.borrow() {
+        return false;
+    }
+    let stopped = tokio::select! {
+        biased;
+        changed = stop.wait_for(|stopped| *stopped) => changed.is_ok(),
+        () = tokio::time::sleep_until(due) => return true,
+    };
+    if !stopped {
+        // The stop signal is gone, so nothing can stop the run: just wait.
+        tokio::time::sleep_until(due).await;
+    }
+    !stopped
 }
 
 /// A slot for one more request in flight, or `None` to drop it.

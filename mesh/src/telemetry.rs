@@ -11,7 +11,12 @@
 //! * A structured access log (bounded, and emitted through `tracing`).
 //! * Evidence for checks: attempts and original requests per service per
 //!   second (retry amplification), outcomes per endpoint, outlier events, and
-//!   every distinct authorization decision (for the independent oracle).
+//!   every distinct authorization decision (for the independent oracle),
+//!   per caller when it was last admitted and first refused, and the
+//!   config each proxy held at each version (so checks can judge a decision
+//!   by the policy of the version the deciding proxy had).
+//! * Each proxy's config version and staleness (time since the control
+//!   plane last answered), as Prometheus gauges.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -22,6 +27,8 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use seam::Clock;
 use serde::Serialize;
+
+use crate::config::MeshConfig;
 
 /// Access-log entries kept per proxy.
 const ACCESS_LOG_MAX: usize = 1024;
@@ -284,12 +291,36 @@ pub struct AuthzDecision {
     pub verdict: String,
 }
 
+/// How one caller fared at one service's inbound authorization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallerTally {
+    /// Requests the policy allowed.
+    pub allowed: u64,
+    /// Requests it denied (or refused as malformed).
+    pub denied: u64,
+    /// Run time of the last allowed request, µs.
+    pub last_allowed_us: Option<u64>,
+    /// Run time of the first denied request, µs.
+    pub first_denied_us: Option<u64>,
+    /// Run time of the last denied request, µs.
+    pub last_denied_us: Option<u64>,
+}
+
+/// What a proxy knows of its config: the version in force and when the
+/// control plane last answered.
+struct ConfigState {
+    version: u64,
+    last_contact: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
 #[derive(Default)]
 struct ProxyState {
     counters: BTreeMap<CounterKey, u64>,
     latency: BTreeMap<LatencyKey, Histogram<u64>>,
     access_log: VecDeque<AccessLogEntry>,
     spans: VecDeque<Span>,
+    config: Option<ConfigState>,
 }
 
 #[derive(Default)]
@@ -299,6 +330,9 @@ struct HubState {
     endpoints: BTreeMap<(String, u64), EndpointTally>,
     events: Vec<MeshEvent>,
     authz: BTreeMap<AuthzDecision, u64>,
+    callers: BTreeMap<(String, String), CallerTally>,
+    configs: BTreeMap<u64, Arc<MeshConfig>>,
+    versions: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
 /// Run-wide telemetry. Cloning shares it.
@@ -349,6 +383,63 @@ pub struct TelemetryReport {
     pub events: Vec<MeshEvent>,
     /// Distinct authorization decisions and how often each was made.
     pub authz: Vec<(AuthzDecision, u64)>,
+    /// Inbound authorization outcomes by (service, caller principal).
+    pub callers: BTreeMap<(String, String), CallerTally>,
+    /// The config in force at each snapshot version any proxy held.
+    pub configs: BTreeMap<u64, MeshConfig>,
+    /// Each proxy's config versions over time: (run µs, version).
+    pub versions: BTreeMap<String, Vec<(u64, u64)>>,
+    /// Outbound requests by route name, summed over every sidecar.
+    pub routes: BTreeMap<String, RouteStats>,
+}
+
+/// What the calling sidecars saw on one route.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteStats {
+    /// Requests.
+    pub total: u64,
+    /// Answered 5xx (Linkerd's success-rate notion of failure: a 4xx is
+    /// the caller's mistake or a policy decision, not the route failing).
+    pub failed: u64,
+    /// Time in the calling proxy until the response, µs.
+    #[serde(skip)]
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for RouteStats {
+    fn default() -> Self {
+        RouteStats {
+            total: 0,
+            failed: 0,
+            latency_us: new_latency_histogram(),
+        }
+    }
+}
+
+fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+fn route_stats(hub: &HubState) -> BTreeMap<String, RouteStats> {
+    let mut routes: BTreeMap<String, RouteStats> = BTreeMap::new();
+    for proxy in hub.proxies.values() {
+        for (key, count) in &proxy.counters {
+            if key.direction == Direction::Outbound {
+                let stats = routes.entry(key.route.clone()).or_default();
+                stats.total += count;
+                if key.status_class == "5xx" {
+                    stats.failed += count;
+                }
+            }
+        }
+        for (key, histogram) in &proxy.latency {
+            if key.direction == Direction::Outbound {
+                let stats = routes.entry(key.route.clone()).or_default();
+                let _ = stats.latency_us.add(histogram);
+            }
+        }
+    }
+    routes
 }
 
 impl TelemetryReport {
@@ -403,6 +494,14 @@ impl Telemetry {
             endpoints: hub.endpoints.clone(),
             events: hub.events.clone(),
             authz: hub.authz.iter().map(|(d, n)| (d.clone(), *n)).collect(),
+            callers: hub.callers.clone(),
+            configs: hub
+                .configs
+                .iter()
+                .map(|(v, c)| (*v, MeshConfig::clone(c)))
+                .collect(),
+            versions: hub.versions.clone(),
+            routes: route_stats(hub),
         })
     }
 
@@ -536,9 +635,7 @@ impl ProxyTelemetry {
                     service: record.service,
                     route: record.route,
                 })
-                .or_insert_with(|| {
-                    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
-                });
+                .or_insert_with(new_latency_histogram);
             histogram.saturating_record(latency_us.max(1));
             push_bounded(&mut proxy.access_log, entry, ACCESS_LOG_MAX);
             push_bounded(&mut proxy.spans, span, SPANS_MAX);
@@ -605,15 +702,72 @@ impl ProxyTelemetry {
         });
     }
 
-    /// An authorization decision (distinct decisions are kept, with counts).
+    /// An authorization decision (distinct decisions are kept, with counts;
+    /// per caller, when it was last allowed and first and last denied).
     pub fn authz(&self, decision: AuthzDecision) {
+        let at_us = self.now().as_micros() as u64;
         self.hub.with(|hub| {
+            let caller = hub
+                .callers
+                .entry((decision.service.clone(), decision.principal.clone()))
+                .or_default();
+            if decision.verdict == "allow" {
+                caller.allowed += 1;
+                caller.last_allowed_us = Some(at_us);
+            } else {
+                caller.denied += 1;
+                caller.first_denied_us.get_or_insert(at_us);
+                caller.last_denied_us = Some(at_us);
+            }
             if let Some(count) = hub.authz.get_mut(&decision) {
                 *count += 1;
             } else if hub.authz.len() < AUTHZ_DECISIONS_MAX {
                 hub.authz.insert(decision, 1);
             }
         });
+    }
+}
+
+impl ProxyTelemetry {
+    /// The control plane answered a watch: the proxy is current as of now.
+    pub fn control_contact(&self) {
+        let now = self.now();
+        self.hub.with(|hub| {
+            self.config_state(hub).last_contact = Some(now);
+        });
+    }
+
+    /// The proxy now serves from `snapshot_version`, whose config is
+    /// `config`. Called before the proxy uses the snapshot, so every
+    /// version a decision can carry is known.
+    pub fn config_in_force(&self, snapshot_version: u64, config: &MeshConfig) {
+        let at_us = self.now().as_micros() as u64;
+        self.hub.with(|hub| {
+            self.config_state(hub).version = snapshot_version;
+            hub.versions
+                .entry(self.host.to_string())
+                .or_default()
+                .push((at_us, snapshot_version));
+            // Versions are global, so one copy per version serves every proxy.
+            let same_as_before = hub
+                .configs
+                .range(..snapshot_version)
+                .next_back()
+                .filter(|(_, previous)| ***previous == *config)
+                .map(|(_, previous)| previous.clone());
+            hub.configs
+                .entry(snapshot_version)
+                .or_insert_with(|| same_as_before.unwrap_or_else(|| Arc::new(config.clone())));
+        });
+    }
+
+    fn config_state<'a>(&self, hub: &'a mut HubState) -> &'a mut ConfigState {
+        let proxy = hub.proxies.entry(self.host.to_string()).or_default();
+        proxy.config.get_or_insert_with(|| ConfigState {
+            version: 0,
+            last_contact: None,
+            clock: self.clock.clone(),
+        })
     }
 }
 
@@ -672,6 +826,19 @@ fn render_prometheus(proxy: &ProxyState) -> String {
         );
         let _ = writeln!(out, "response_latency_ms_sum{{{labels}}} {sum_ms:.3}");
         let _ = writeln!(out, "response_latency_ms_count{{{labels}}} {total}");
+    }
+    if let Some(config) = &proxy.config {
+        out.push_str(
+            "# HELP config_version The control-plane snapshot version this proxy serves from.\n",
+        );
+        out.push_str("# TYPE config_version gauge\n");
+        let _ = writeln!(out, "config_version {}", config.version);
+        out.push_str("# HELP config_staleness_seconds Time since the control plane last answered this proxy (-1: never).\n");
+        out.push_str("# TYPE config_staleness_seconds gauge\n");
+        let staleness = config.last_contact.map_or(-1.0, |at| {
+            config.clock.run_elapsed().saturating_sub(at).as_secs_f64()
+        });
+        let _ = writeln!(out, "config_staleness_seconds {staleness:.3}");
     }
     out
 }
@@ -766,5 +933,52 @@ mod tests {
         let total =
             report.service_total("registry", Duration::from_secs(2), Duration::from_secs(4));
         assert_eq!((total.requests, total.attempts, total.retries), (2, 4, 2));
+    }
+
+    #[test]
+    fn config_version_staleness_and_callers_are_reported() {
+        struct Shared(Arc<Mutex<Duration>>);
+        impl Clock for Shared {
+            fn wall(&self) -> std::time::SystemTime {
+                std::time::SystemTime::UNIX_EPOCH
+            }
+            fn run_elapsed(&self) -> Duration {
+                *self.0.lock().unwrap()
+            }
+        }
+        let now = Arc::new(Mutex::new(Duration::from_secs(10)));
+        let hub = Telemetry::new();
+        let proxy = hub.proxy("registry-0", Arc::new(Shared(now.clone())));
+        assert!(!hub.prometheus("registry-0").contains("config_version"));
+        let config = MeshConfig::default();
+        proxy.control_contact();
+        proxy.config_in_force(3, &config);
+        proxy.config_in_force(4, &config);
+        *now.lock().unwrap() = Duration::from_millis(12_500);
+        let text = hub.prometheus("registry-0");
+        assert!(text.contains("\nconfig_version 4\n"), "{text}");
+        assert!(
+            text.contains("\nconfig_staleness_seconds 2.500\n"),
+            "{text}"
+        );
+        for verdict in ["allow", "deny", "deny"] {
+            proxy.authz(AuthzDecision {
+                service: "registry".into(),
+                config_version: 4,
+                principal: "p".into(),
+                method: "GET".into(),
+                raw_target: "/".into(),
+                verdict: verdict.into(),
+            });
+        }
+        let report = hub.report();
+        assert_eq!(
+            report.versions["registry-0"],
+            [(10_000_000, 3), (10_000_000, 4)]
+        );
+        assert_eq!(report.configs.keys().copied().collect::<Vec<_>>(), [3, 4]);
+        let caller = report.callers[&("registry".to_owned(), "p".to_owned())];
+        assert_eq!((caller.allowed, caller.denied), (1, 2));
+        assert_eq!(caller.last_allowed_us, Some(12_500_000));
     }
 }

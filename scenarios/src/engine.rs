@@ -103,7 +103,12 @@ async fn drive_load(
     };
     let trace_env = env.clone();
     let observed = evidence.clone();
+    let abort = crate::checks::abort::AbortMonitor::new(scenario);
+    let monitor = abort.clone();
     let observer = Arc::new(move |c: &Completion| {
+        if let Some(monitor) = &monitor {
+            monitor.record(c);
+        }
         if ledger::is_write(&c.op) {
             observed
                 .lock()
@@ -127,18 +132,25 @@ async fn drive_load(
             ),
         );
     });
-    let run = loadgen::run(
+    if let Some(monitor) = &abort {
+        tokio::spawn(monitor.clone().watch(tokio::time::Instant::now()));
+    }
+    let run = loadgen::run_until(
         env.net.clone(),
         target,
         load_plan(scenario),
         install.seed.child("workload"),
         observer,
+        abort.as_ref().map(|m| m.stop_signal()),
     );
     let limit = load_plan(scenario).duration() + DRAIN_MAX;
-    let report = tokio::time::timeout(limit, run)
+    let mut report = tokio::time::timeout(limit, run)
         .await
         .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+    if let Some(verdict) = abort.and_then(|m| m.annotate(&mut report)) {
+        env.record("run.aborted", verdict);
+    }
     *sink.lock().expect("sink poisoned") = Some(report);
     if runs_rec_app(scenario) {
         let read = crate::rec::workload::final_read(&env, &scenario.app).await;
@@ -237,7 +249,7 @@ fn finish(
     wall_seconds: f64,
 ) -> Result<RunOutput, EngineError> {
     let (mut runs, mut evidences): (Vec<VariantRun>, Vec<_>) = runs.into_iter().unzip();
-    let mesh_checks = meshchecks::mesh_checks(scenario, &runs);
+    let mesh_checks = meshchecks::mesh_checks(scenario, &runs, &trace.events());
     let primary = runs
         .pop()
         .ok_or_else(|| EngineError::NoReport("the scenario made no run".into()))?;
@@ -269,6 +281,7 @@ fn simulate(
     trace: &Trace,
 ) -> Result<(VariantRun, Arc<Mutex<Evidence>>, f64), EngineError> {
     let seed = Seed::new(seed);
+    let trace_from_seq = trace.count();
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
     let plan = load_plan(&scenario);
     let config = SimConfig {
@@ -318,6 +331,7 @@ fn simulate(
         telemetry: install.telemetry.report(),
         rogues: install.rogues.attempts(),
         scenario,
+        trace_from_seq,
     };
     Ok((run, evidence, sim_seconds))
 }
@@ -348,6 +362,7 @@ async fn real_once(
     trace: &Trace,
 ) -> Result<(VariantRun, Arc<Mutex<Evidence>>), EngineError> {
     let seed = Seed::new(seed);
+    let trace_from_seq = trace.count();
     let book = AddressBook::ephemeral();
     let clock = SystemClock::new(SkewHandle::default());
     let env_for = |host: &str| HostEnv {
@@ -386,6 +401,7 @@ async fn real_once(
         telemetry: install.telemetry.report(),
         rogues: install.rogues.attempts(),
         scenario,
+        trace_from_seq,
     };
     Ok((run, evidence))
 }

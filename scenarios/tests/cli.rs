@@ -167,3 +167,86 @@ fn an_unknown_field_exits_2_naming_file_and_line() {
         "{stderr}"
     );
 }
+
+/// Runs `scenario` (a path under the workspace) into a fresh directory and
+/// checks its `junit.xml` with a real XML parser: one `<testcase>` per check
+/// of `summary.json`, named after it, and a failed check's detail as its
+/// `<failure>` message. Returns whether the run passed.
+fn junit_matches_summary(scenario: &str, label: &str) -> bool {
+    let dir = temp_dir(label);
+    let out = dir.to_str().unwrap();
+    let output = meshsim(&["run", scenario, "--out", out]);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{scenario}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = summary(&dir);
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let document = roxmltree::Document::parse(&xml)
+        .unwrap_or_else(|e| panic!("{scenario}: junit.xml is not XML: {e}"));
+    let cases: Vec<roxmltree::Node<'_, '_>> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let checks = summary["checks"].as_array().unwrap();
+    assert_eq!(
+        cases.len(),
+        checks.len(),
+        "{scenario}: one testcase per check"
+    );
+    for (case, check) in cases.iter().zip(checks) {
+        assert_eq!(case.attribute("name"), check["name"].as_str(), "{scenario}");
+        let failure = case.children().find(|n| n.has_tag_name("failure"));
+        if check["passed"].as_bool().unwrap() {
+            assert!(failure.is_none(), "{scenario}: {check}");
+        } else {
+            let message = failure.and_then(|f| f.attribute("message"));
+            assert_eq!(message, check["detail"].as_str(), "{scenario}: {check}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    output.status.code() == Some(0)
+}
+
+#[test]
+fn junit_is_xml_with_one_testcase_per_check_and_the_detail_on_failure() {
+    assert!(junit_matches_summary(
+        "scenarios/library/config-rollout.toml",
+        "junit-rollout"
+    ));
+    // A failing run: the abort detail (quotes, angle brackets) must survive.
+    let dir = temp_dir("junit-failing");
+    let text = std::fs::read_to_string(workspace().join("scenarios/library/config-rollout.toml"))
+        .unwrap()
+        .replace(
+            "slo = \"p(99) < 200ms\"",
+            "slo = \"p(99) < 1ms\"\nabort_on_fail = true",
+        );
+    let failing = dir.join("rollout-failing.toml");
+    std::fs::write(&failing, text).unwrap();
+    assert!(!junit_matches_summary(
+        failing.to_str().unwrap(),
+        "junit-failing-out"
+    ));
+}
+
+/// Every library scenario, as CI runs it: it passes and its junit.xml is
+/// XML with one testcase per check. Slow (rec-peak alone is minutes), so CI
+/// runs it in release: `cargo test --release -p scenarios --test cli -- --ignored`.
+#[test]
+#[ignore = "runs every library scenario; minutes in release (CI runs it with --ignored)"]
+fn every_library_scenario_passes_with_parseable_junit() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace().join("scenarios/library"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            junit_matches_summary(file.to_str().unwrap(), &format!("junit-{name}")),
+            "{name} failed"
+        );
+    }
+}

@@ -90,3 +90,75 @@ fn a_config_the_control_plane_refuses_is_a_scenario_error() {
     assert!(error.starts_with("apply.toml:"), "{error}");
     assert!(error.contains("revokedd"), "{error}");
 }
+
+/// A small edge/backend scenario with one SLO that `abort_on_fail` watches.
+fn abortable(slo: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "abort"
+[sim]
+tick = "5ms"
+[[services]]
+name = "gateway"
+app = "edge"
+service_time = {{ distribution = "constant", mean = "1ms" }}
+[[services]]
+name = "registry"
+app = "backend"
+service_time = {{ distribution = "constant", mean = "1ms" }}
+[workload]
+target = "gateway"
+[[workload.phases]]
+name = "warm"
+duration = "3s"
+arrival = {{ kind = "constant", rate = 20 }}
+[[workload.phases]]
+name = "peak"
+duration = "27s"
+arrival = {{ kind = "constant", rate = 20 }}
+[[workload.mix]]
+operation = "quote"
+weight = 1
+[[checks]]
+name = "peak_latency"
+phase = "peak"
+slo = "{slo}"
+abort_on_fail = true
+"#
+    );
+    Scenario::parse(Path::new("abort.toml"), &text).unwrap()
+}
+
+#[test]
+fn abort_on_fail_stops_the_run_one_interval_into_the_failing_phase() {
+    let output = run_sim(&abortable("p(99) < 1ms"), 1, Trace::hash_only()).unwrap();
+    let check = &output.summary.checks[0];
+    assert!(!check.passed);
+    assert!(
+        check
+            .detail
+            .starts_with("aborted by check \"peak_latency\" at 4.000s"),
+        "judged first one interval after the phase began: {}",
+        check.detail
+    );
+    // 3 s of warm-up phase plus one interval of peak, then in-flight only.
+    let scheduled = output.load.scheduled;
+    let sent = output.load.overall.total();
+    assert!(sent < 100 && scheduled == 600, "{sent} of {scheduled}");
+    assert!(
+        output.summary.sim_seconds < 15.0,
+        "{}",
+        output.summary.sim_seconds
+    );
+}
+
+#[test]
+fn abort_on_fail_lets_a_passing_run_finish() {
+    let output = run_sim(&abortable("p(99) < 1s"), 1, Trace::hash_only()).unwrap();
+    assert!(
+        output.summary.checks[0].passed,
+        "{}",
+        output.summary.checks[0].detail
+    );
+    assert_eq!(output.load.overall.total(), 600);
+}

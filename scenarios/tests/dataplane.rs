@@ -175,9 +175,12 @@ fn security_checks_fail_on_a_breach_and_on_a_disagreement() {
         load: empty_load(),
         telemetry: TelemetryReport {
             authz: decisions,
+            // The sidecars held the scenario's own config at v1.
+            configs: [(1, scenario.mesh.to_config(scenario.workload.warmup.0))].into(),
             ..TelemetryReport::default()
         },
         rogues: attempts,
+        trace_from_seq: 0,
     };
     let good_attempts = vec![
         attempt(
@@ -214,7 +217,7 @@ fn security_checks_fail_on_a_breach_and_on_a_disagreement() {
         decision(insider, "/public/status", "allow"),
     ];
     let verdicts = |run: VariantRun| {
-        mesh_checks(&scenario, &[run])
+        mesh_checks(&scenario, &[run], &[])
             .into_iter()
             .map(|c| (c.name, c.passed))
             .collect::<Vec<_>>()

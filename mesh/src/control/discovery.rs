@@ -16,6 +16,7 @@ use crate::config::MeshConfig;
 use crate::http::{Body, body_bytes};
 use crate::proxy::Upstream;
 use crate::proxy::pool::Pool;
+use crate::telemetry::ProxyTelemetry;
 use crate::tls::MeshTls;
 use crate::{MeshError, http as mesh_http};
 
@@ -88,6 +89,20 @@ impl Discovery {
         control: Upstream,
         registration: Option<Registration>,
     ) -> Discovery {
+        Discovery::spawn_reporting(env, tls, control, registration, None)
+    }
+
+    /// Like [`Discovery::spawn`], and reports every snapshot version (with
+    /// its config, before the proxy can use it) and every answer from the
+    /// control plane to `telemetry`: the proxy's config version and
+    /// staleness gauges, and the per-version configs checks judge by.
+    pub fn spawn_reporting(
+        env: HostEnv,
+        tls: Arc<MeshTls>,
+        control: Upstream,
+        registration: Option<Registration>,
+        telemetry: Option<ProxyTelemetry>,
+    ) -> Discovery {
         let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
         let discovery = Discovery {
             snapshot: rx,
@@ -107,6 +122,7 @@ impl Discovery {
             control,
             tx,
             discovery.last_contact.clone(),
+            telemetry,
         ));
         discovery
     }
@@ -143,6 +159,7 @@ async fn watch_loop(
     control: Upstream,
     tx: watch::Sender<Arc<Snapshot>>,
     last_contact: Arc<Mutex<Option<Instant>>>,
+    telemetry: Option<ProxyTelemetry>,
 ) {
     let pool = Pool::default();
     let mut backoff = Backoff::new(&env, "discovery-backoff");
@@ -161,15 +178,30 @@ async fn watch_loop(
         match outcome {
             Ok(Ok(update)) => {
                 backoff.reset();
-                *last_contact.lock().expect("poisoned") = Some(Instant::now());
+                let now = Instant::now();
+                let previous = last_contact.lock().expect("poisoned").replace(now);
+                if let Some(telemetry) = &telemetry {
+                    telemetry.control_contact();
+                }
                 if !connected {
-                    env.record("discovery.connected", format!("v={}", current.version));
+                    // How long the proxy served without hearing from the
+                    // control plane (its staleness when it reconnects).
+                    let stale = previous.map_or("never".to_owned(), |at| {
+                        format!("{}", (now - at).as_millis())
+                    });
+                    env.record(
+                        "discovery.connected",
+                        format!("v={} stale_ms={stale}", current.version),
+                    );
                     connected = true;
                 }
                 let mut next = (*current).clone();
                 update.apply_to(&mut next);
                 if next != *current {
                     env.record("discovery.update", format!("v={}", next.version));
+                    if let Some(telemetry) = &telemetry {
+                        telemetry.config_in_force(next.version, &next.config);
+                    }
                     tx.send_replace(Arc::new(next));
                 }
             }

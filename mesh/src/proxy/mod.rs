@@ -149,11 +149,12 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
         while tls2.leaf().is_none() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let discovery = Discovery::spawn(
+        let discovery = Discovery::spawn_reporting(
             env2.clone(),
             tls2.clone(),
             config.control.clone(),
             registration,
+            Some(telemetry.clone()),
         );
         if config.inbound {
             let inbound = inbound::InboundConfig {

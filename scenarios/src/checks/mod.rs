@@ -4,10 +4,13 @@ use loadgen::{LoadReport, OpStats};
 use reports::{Check, CheckKind, LatencyMs, Mode, RequestCounts, Summary};
 use seam::{Trace, TraceEvent};
 
-mod control;
+pub mod abort;
+pub(crate) mod control;
 
 use crate::slo::{Measured, Threshold};
-use crate::spec::{Operation, Property, Scenario};
+use std::time::Duration;
+
+use crate::spec::{CheckSpec, Operation, Property, Scenario};
 
 fn op_name(op: Operation) -> &'static str {
     op.name()
@@ -21,46 +24,124 @@ fn latency_ms(stats: &OpStats, quantile: Option<f64>) -> f64 {
     }
 }
 
-/// Evaluates the scenario's SLO checks against the load report.
+/// Evaluates the scenario's SLO checks against the load report. SLOs
+/// scoped to a route are measured by the sidecars and evaluated with the
+/// data-plane checks ([`crate::meshchecks`]).
 pub fn slo_checks(scenario: &Scenario, load: &LoadReport) -> Vec<Check> {
     scenario
         .checks
         .iter()
+        .filter(|spec| spec.route.is_none())
         .filter_map(|spec| {
-            Some(slo_check(
-                spec.name.get_ref(),
-                spec.slo.as_ref()?.get_ref(),
-                spec.operation,
-                load,
-            ))
+            let threshold: Threshold = spec
+                .slo
+                .as_ref()?
+                .get_ref()
+                .parse()
+                .expect("validated when the scenario was loaded");
+            let scope = Scope::of(scenario, spec);
+            let (mut passed, mut detail, _) = evaluate_scoped(&threshold, &scope, load);
+            if let Some(abort) = abort::aborted_by(load, spec.name.get_ref()) {
+                passed = false;
+                detail = format!("{abort}; over the whole run: {detail}");
+            }
+            Some(Check {
+                name: spec.name.get_ref().clone(),
+                kind: CheckKind::Slo,
+                passed,
+                detail,
+            })
         })
         .collect()
 }
 
-fn slo_check(name: &str, slo: &str, operation: Option<Operation>, load: &LoadReport) -> Check {
-    let empty = OpStats::default();
-    let threshold: Threshold = slo.parse().expect("validated when the scenario was loaded");
-    let (scope, stats) = match operation {
-        Some(op) => (op_name(op), load.ops.get(op_name(op)).unwrap_or(&empty)),
-        None => ("all", &load.overall),
+/// What part of the load an SLO is about: an operation, a phase, or both.
+pub struct Scope {
+    /// Only this operation.
+    pub operation: Option<Operation>,
+    /// Only requests intended to start in `[from, until)` of workload time,
+    /// and the phase's name.
+    pub phase: Option<(String, Duration, Duration)>,
+}
+
+impl Scope {
+    /// The scope a check declares.
+    pub fn of(scenario: &Scenario, spec: &CheckSpec) -> Scope {
+        Scope {
+            operation: spec.operation,
+            phase: spec
+                .phase
+                .as_ref()
+                .and_then(|name| phase_window(scenario, name.get_ref())),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let op = self.operation.map_or("all", op_name);
+        match &self.phase {
+            Some((name, ..)) => format!("{op} in phase {name}"),
+            None => op.to_owned(),
+        }
+    }
+}
+
+/// `[from, until)` of a workload phase, from the workload start.
+pub fn phase_window(scenario: &Scenario, name: &str) -> Option<(String, Duration, Duration)> {
+    let mut start = Duration::ZERO;
+    for phase in &scenario.workload.phases {
+        let end = start + phase.duration.0;
+        if phase.name == name {
+            return Some((name.to_owned(), start, end));
+        }
+        start = end;
+    }
+    None
+}
+
+/// The statistics in `scope`, and the length of its window in seconds.
+fn scoped_stats(scope: &Scope, load: &LoadReport) -> (OpStats, f64) {
+    let name = scope.operation.map(op_name);
+    let pick = |ops: &std::collections::BTreeMap<String, OpStats>, total: &OpStats| match name {
+        Some(op) => ops.get(op).cloned().unwrap_or_default(),
+        None => total.clone(),
     };
+    match &scope.phase {
+        None => (pick(&load.ops, &load.overall), load.duration.as_secs_f64()),
+        Some((_, from, until)) => {
+            let mut stats = OpStats::default();
+            for interval in load
+                .intervals
+                .iter()
+                .filter(|i| i.start >= *from && i.start < *until)
+            {
+                stats.add(&pick(&interval.ops, &interval.total()));
+            }
+            (stats, (*until - *from).as_secs_f64())
+        }
+    }
+}
+
+/// Evaluates `threshold` on the requests in `scope`: (passed, detail,
+/// requests in scope).
+pub fn evaluate_scoped(
+    threshold: &Threshold,
+    scope: &Scope,
+    load: &LoadReport,
+) -> (bool, String, u64) {
+    let (stats, window_s) = scoped_stats(scope, load);
     let counts = Measured {
         total: stats.total(),
         failed: stats.failed,
-        window_s: load.duration.as_secs_f64(),
+        window_s,
     };
-    let (passed, measured) = threshold.evaluate(counts, |q| latency_ms(stats, q));
+    let (passed, measured) = threshold.evaluate(counts, |q| latency_ms(&stats, q));
     let detail = format!(
-        "{threshold} on {scope}: measured {} over {} requests",
+        "{threshold} on {}: measured {} over {} requests",
+        scope.describe(),
         threshold.format_measured(measured),
         stats.total()
     );
-    Check {
-        name: name.to_owned(),
-        kind: CheckKind::Slo,
-        passed,
-        detail,
-    }
+    (passed, detail, stats.total())
 }
 
 /// Evaluates the property checks from the trace's lifecycle events.
@@ -87,6 +168,8 @@ pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) ->
                     control::reconverged(name, events, heal_us, bound)
                 }
                 Property::ConfigPropagated => control::propagated(name, events, bound),
+                // Needs the sidecars' evidence: see `crate::meshchecks`.
+                Property::CallerCutOff => return None,
             })
         })
         .collect()

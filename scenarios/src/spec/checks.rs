@@ -3,8 +3,11 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Dur;
 use super::workload::Operation;
+use super::{Dur, Locator, Scenario, SpecError};
+
+/// The load generator's host (and service account): a caller checks may name.
+const CLIENT_HOST: &str = "loadgen";
 
 /// A check: either an SLO threshold or a named property with a bound.
 #[derive(Clone, Debug, Deserialize)]
@@ -24,6 +27,24 @@ pub struct CheckSpec {
     /// The bound a property must meet.
     #[serde(default)]
     pub within: Option<Dur>,
+    /// Restrict an SLO to one workload phase (requests whose intended
+    /// start falls in it).
+    #[serde(default)]
+    pub phase: Option<Spanned<String>>,
+    /// Restrict an SLO to one mesh route (`[[mesh.services.*.routes]]`
+    /// name), measured by the calling sidecars.
+    #[serde(default)]
+    pub route: Option<Spanned<String>>,
+    /// Stop the run as soon as this SLO fails (see README: evaluated every
+    /// `workload.interval` of sim time over what has completed so far).
+    #[serde(default)]
+    pub abort_on_fail: bool,
+    /// `caller_cut_off`: the service whose calls the new policy denies.
+    #[serde(default)]
+    pub caller: Option<Spanned<String>>,
+    /// `caller_cut_off`: the service whose inbound policy denies them.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
 }
 
 /// Properties the engine knows how to check from the trace.
@@ -36,11 +57,39 @@ pub enum Property {
     /// SLO: every applied config version reaches every proxy within the
     /// bound (p99 over proxies, per version).
     ConfigPropagated,
+    /// Security: after the first applied config, `service`'s proxies stop
+    /// admitting `caller` within the bound (and `caller` kept trying).
+    CallerCutOff,
 }
 
 impl CheckSpec {
     /// What is wrong with this check, if anything.
     pub(super) fn problem(&self) -> Option<String> {
+        let slo_only = [
+            ("operation", self.operation.is_some()),
+            ("phase", self.phase.is_some()),
+            ("route", self.route.is_some()),
+            ("abort_on_fail", self.abort_on_fail),
+        ];
+        if self.property.is_some()
+            && let Some((field, _)) = slo_only.iter().find(|(_, set)| *set)
+        {
+            return Some(format!(
+                "`{field}` applies to SLOs; a property check cannot take it"
+            ));
+        }
+        let cut_off = self.property == Some(Property::CallerCutOff);
+        if !cut_off && (self.caller.is_some() || self.service.is_some()) {
+            return Some("`caller` and `service` belong to `property = \"caller_cut_off\"`".into());
+        }
+        if cut_off && (self.caller.is_none() || self.service.is_none()) {
+            return Some("`caller_cut_off` needs `caller = \"…\"` and `service = \"…\"`".into());
+        }
+        if self.route.is_some() && (self.operation.is_some() || self.phase.is_some()) {
+            return Some(
+                "a route-scoped SLO is measured by the sidecars, which know neither operations nor phases; drop `operation`/`phase` or `route`".into(),
+            );
+        }
         match (&self.slo, self.property, self.within) {
             (Some(slo), None, None) => slo
                 .get_ref()
@@ -53,5 +102,117 @@ impl CheckSpec {
                 "a check needs either `slo = \"…\"` or `property = \"…\"` with `within`".into(),
             ),
         }
+    }
+}
+
+impl Scenario {
+    /// Checks `[[checks]]` against the rest of the scenario: each check's
+    /// own shape, unique names, and that every scope names something that
+    /// exists (a phase, a mesh route, a service).
+    pub(super) fn validate_checks(&self, locate: &Locator<'_>) -> Result<(), SpecError> {
+        let fail = |span, check: &CheckSpec, message: String| {
+            Err(locate.error(
+                Some(span),
+                format!("check \"{}\": {message}", check.name.get_ref()),
+            ))
+        };
+        for (index, check) in self.checks.iter().enumerate() {
+            if let Some(problem) = check.problem() {
+                let span = check
+                    .slo
+                    .as_ref()
+                    .map_or(check.name.span(), |slo| slo.span());
+                return fail(span, check, problem);
+            }
+            if self.checks[..index]
+                .iter()
+                .any(|c| c.name.get_ref() == check.name.get_ref())
+            {
+                return fail(check.name.span(), check, "is defined twice".into());
+            }
+            if let Some(phase) = &check.phase {
+                if let Some(misaligned) = self.phase_off_interval() {
+                    return fail(
+                        phase.span(),
+                        check,
+                        format!(
+                            "a phase-scoped SLO needs every phase boundary on a multiple of workload.interval ({}), but {misaligned}",
+                            self.workload.interval
+                        ),
+                    );
+                }
+                let phases: Vec<&str> = self
+                    .workload
+                    .phases
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                if !phases.contains(&phase.get_ref().as_str()) {
+                    return fail(
+                        phase.span(),
+                        check,
+                        format!(
+                            "phase \"{}\" is not a workload phase; expected one of {phases:?}",
+                            phase.get_ref()
+                        ),
+                    );
+                }
+            }
+            if let Some(route) = &check.route {
+                let routes = self.route_names();
+                if !routes.contains(&route.get_ref().as_str()) {
+                    return fail(
+                        route.span(),
+                        check,
+                        format!(
+                            "route \"{}\" is not a route of any [mesh.services.*]; expected one of {routes:?}",
+                            route.get_ref()
+                        ),
+                    );
+                }
+            }
+            for named in [&check.caller, &check.service].into_iter().flatten() {
+                let known = self
+                    .services
+                    .iter()
+                    .any(|s| s.name.get_ref() == named.get_ref())
+                    || (check.caller.as_ref() == Some(named) && named.get_ref() == CLIENT_HOST);
+                if !known {
+                    return fail(
+                        named.span(),
+                        check,
+                        format!("\"{}\" is not a service", named.get_ref()),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first phase boundary that is not a multiple of the measuring
+    /// interval (phase-scoped SLOs add up whole intervals), described.
+    fn phase_off_interval(&self) -> Option<String> {
+        let interval = self.workload.interval.0.as_nanos().max(1);
+        let mut end = std::time::Duration::ZERO;
+        for phase in &self.workload.phases {
+            end += phase.duration.0;
+            if !end.as_nanos().is_multiple_of(interval) {
+                return Some(format!("phase \"{}\" ends at {end:?}", phase.name));
+            }
+        }
+        None
+    }
+
+    /// Names of the routes `[mesh.services.*.routes]` declares, sorted.
+    pub fn route_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .mesh
+            .services
+            .values()
+            .flat_map(|policy| policy.routes.iter().map(|r| r.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }

@@ -381,7 +381,19 @@ impl Scenario {
                 "the workload needs at least one [[workload.phases]] entry",
             ));
         }
-        for phase in &self.workload.phases {
+        for (index, phase) in self.workload.phases.iter().enumerate() {
+            if self.workload.phases[..index]
+                .iter()
+                .any(|p| p.name == phase.name)
+            {
+                return Err(locate.error(
+                    Some(phase.arrival.span()),
+                    format!(
+                        "phase \"{}\" is defined twice; phases run back to back and SLOs name them, so names must be unique",
+                        phase.name
+                    ),
+                ));
+            }
             let rate = phase.arrival.get_ref().rate();
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(locate.error(Some(phase.arrival.span()), format!("phase \"{}\" has rate {rate}; expected a positive number of requests per second", phase.name)));
@@ -397,18 +409,7 @@ impl Scenario {
         self.validate_faults(locate)?;
         self.validate_swarm(locate)?;
         self.mesh.validate(self, locate)?;
-        for check in &self.checks {
-            if let Some(problem) = check.problem() {
-                let span = check
-                    .slo
-                    .as_ref()
-                    .map_or(check.name.span(), |slo| slo.span());
-                return Err(locate.error(
-                    Some(span),
-                    format!("check \"{}\": {problem}", check.name.get_ref()),
-                ));
-            }
-        }
+        self.validate_checks(locate)?;
         Ok(())
     }
 
@@ -488,5 +489,133 @@ weight = 1
         assert_eq!("24h".parse::<Dur>().unwrap().0, Duration::from_secs(86_400));
         assert!("5 parsecs".parse::<Dur>().is_err());
         assert!("fast".parse::<Dur>().is_err());
+    }
+
+    #[test]
+    fn scopes_must_name_a_phase_or_route_that_exists() {
+        let scoped = |field: &str| {
+            error_of(&format!(
+                "{MINIMAL}\n[[checks]]\nname = \"c\"\n{field}\nslo = \"p(99) < 1ms\"\n"
+            ))
+        };
+        let message = scoped("phase = \"peak\"");
+        assert!(message.starts_with("x.toml:19:9:"), "{message}");
+        assert!(message.contains("[\"steady\"]"), "{message}");
+        let message = scoped("route = \"orders\"");
+        assert!(message.contains("route \"orders\""), "{message}");
+        let ok = format!(
+            "{MINIMAL}\n[[checks]]\nname = \"c\"\nphase = \"steady\"\nslo = \"p(99) < 1ms\"\nabort_on_fail = true\n"
+        );
+        Scenario::parse(Path::new("x.toml"), &ok).unwrap();
+    }
+
+    #[test]
+    fn property_checks_refuse_slo_options_and_need_their_fields() {
+        let property = |extra: &str| {
+            error_of(&format!(
+                "{MINIMAL}\n[[checks]]\nname = \"c\"\nproperty = \"caller_cut_off\"\nwithin = \"1s\"\n{extra}\n"
+            ))
+        };
+        assert!(property("").contains("needs `caller"));
+        assert!(
+            property("caller = \"x\"\nservice = \"gateway\"").contains("\"x\" is not a service")
+        );
+        assert!(
+            property("caller = \"loadgen\"\nservice = \"gateway\"\nphase = \"steady\"")
+                .contains("`phase` applies to SLOs")
+        );
+    }
+
+    /// Every key and enum value the format's serde types accept, read from
+    /// their source: the field names of each `Deserialize` struct (after
+    /// `rename`) and the snake_case variants of each `Deserialize` enum.
+    fn documented_names(source: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut attributes = String::new();
+        let mut inside: Option<bool> = None; // Some(is_enum) inside a serde type
+        let mut rename: Option<String> = None;
+        for line in source.lines().map(str::trim) {
+            if line.starts_with("#[") {
+                attributes.push_str(line);
+                if let Some(at) = line.find("rename = \"") {
+                    let rest = &line[at + 10..];
+                    rename = rest.split('"').next().map(str::to_owned);
+                }
+                continue;
+            }
+            if line.starts_with("///") || line.is_empty() {
+                continue;
+            }
+            let serde_type = attributes.contains("Deserialize");
+            if inside.is_none()
+                && serde_type
+                && line.starts_with("pub struct")
+                && line.ends_with('{')
+            {
+                inside = Some(false);
+            } else if inside.is_none() && serde_type && line.starts_with("pub enum") {
+                inside = Some(true);
+            } else if line == "}" {
+                inside = None;
+            } else if inside == Some(false) && line.starts_with("pub ") {
+                let field = line[4..].split(':').next().unwrap_or("").to_owned();
+                names.push(rename.take().unwrap_or(field));
+            } else if inside == Some(true) && line.starts_with(|c: char| c.is_ascii_uppercase()) {
+                let variant: String = line.chars().take_while(|c| c.is_alphanumeric()).collect();
+                let mut snake = String::new();
+                for (i, c) in variant.chars().enumerate() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        snake.push('_');
+                    }
+                    snake.push(c.to_ascii_lowercase());
+                }
+                names.push(snake);
+            }
+            rename = None;
+            attributes.clear();
+        }
+        names
+    }
+
+    #[test]
+    fn the_readme_documents_every_key_and_value_of_the_format() {
+        let readme = include_str!("../../README.md");
+        let mentioned = |name: &str| {
+            readme.match_indices(name).any(|(at, _)| {
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                !word(readme[..at].chars().next_back())
+                    && !word(readme[at + name.len()..].chars().next())
+            })
+        };
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("app.rs"),
+            include_str!("workload.rs"),
+            include_str!("faults.rs"),
+            include_str!("phases.rs"),
+            include_str!("checks.rs"),
+            include_str!("mesh.rs"),
+        ];
+        let names: Vec<String> = sources.iter().flat_map(|s| documented_names(s)).collect();
+        assert!(
+            names.len() > 150,
+            "the scan found only {} names",
+            names.len()
+        );
+        for probe in [
+            "abort_on_fail",
+            "link_latency_max",
+            "match",
+            "caller_cut_off",
+            "apply_config",
+        ] {
+            assert!(names.iter().any(|n| n == probe), "the scan missed {probe}");
+        }
+        let missing: Vec<&String> = names.iter().filter(|n| !mentioned(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "scenarios/README.md does not mention {missing:?}"
+        );
     }
 }

@@ -48,7 +48,7 @@ fn default_interval() -> Dur {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhaseSpec {
-    /// Name (SLO scopes, reports).
+    /// Name (SLO scopes, reports); unique in the workload.
     pub name: String,
     /// Length.
     pub duration: Dur,
