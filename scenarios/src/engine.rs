@@ -133,7 +133,7 @@ async fn drive_load(
         );
     });
     if let Some(monitor) = &abort {
-        tokio::spawn(monitor.clone().watch(tokio::time::Instant::now()));
+        seam::task::spawn(monitor.clone().watch(tokio::time::Instant::now()));
     }
     let run = loadgen::run_until(
         env.net.clone(),
