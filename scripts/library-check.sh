@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every library scenario: validate, run (must pass), then replay it against
+# Every library scenario: validate, run (must pass), parse its junit.xml with
+# an XML parser, then replay it against
 # the trace hash the run recorded (determinism). Two scenarios at a time:
 # each simulation is single-threaded. Each scenario's output goes to
 # OUT/<name>.log and is printed when it finishes.
@@ -19,6 +20,7 @@ check_one() {
   if {
     "$meshsim" validate "$scenario" &&
       "$meshsim" run "$scenario" --out "$out/$name" &&
+      python3 -c 'import sys, xml.etree.ElementTree as ET; cases = ET.parse(sys.argv[1]).getroot().iter("testcase"); print("junit.xml parses:", sum(1 for _ in cases), "testcases")' "$out/$name/junit.xml" &&
       "$meshsim" check-determinism "$scenario" --against "$out/$name"
   } > "$out/$name.log" 2>&1; then
     status=ok
