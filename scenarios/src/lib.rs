@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod checks;
+pub mod deploy;
 pub mod engine;
 pub mod explore;
 pub mod ledger;

@@ -3,10 +3,13 @@
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
 mod capacity;
+mod certs;
 mod determinism;
 mod explore;
 mod report;
+mod serve;
 mod shrink;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,6 +124,21 @@ enum Command {
         /// A run's output directory.
         dir: PathBuf,
     },
+    /// Start the scenario's mesh as separate processes on 127.a.b.x until interrupted.
+    Up(up::UpArgs),
+    /// The certificate authority of a mesh `meshsim up` prepared.
+    #[command(subcommand)]
+    Ca(serve::ServeCommand),
+    /// The control plane of a mesh `meshsim up` prepared.
+    #[command(subcommand)]
+    Control(serve::ServeCommand),
+    /// One workload's sidecar (`meshsim proxy SERVICE --replica N --state-dir DIR`).
+    Proxy(serve::WorkloadArgs),
+    /// One workload's app (`meshsim app SERVICE --replica N --state-dir DIR`).
+    App(serve::WorkloadArgs),
+    /// Certificates from a running mesh's CA.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -213,6 +231,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(*args),
         Command::Capacity(args) => capacity::run(args),
         Command::Report { dir } => report::run(&dir),
+        Command::Up(args) => up::run(args),
+        Command::Ca(command) => serve::ca(command),
+        Command::Control(command) => serve::control(command),
+        Command::Proxy(args) => serve::proxy(args),
+        Command::App(args) => serve::app(args),
+        Command::Certs(command) => certs::run(command),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
