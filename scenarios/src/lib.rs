@@ -18,6 +18,7 @@ pub mod meshchecks;
 pub mod operator;
 pub mod oracle;
 pub mod output;
+pub mod realworld;
 pub mod rec;
 pub mod rogue;
 pub mod shrink;

@@ -49,6 +49,10 @@ enum Command {
         /// Run on real loopback sockets instead of the simulator.
         #[arg(long)]
         real: bool,
+        /// With `--real`: multiply every scheduled time (phases, faults,
+        /// check windows) by this factor, e.g. 0.5 to halve a long run.
+        #[arg(long, default_value_t = 1.0, requires = "real")]
+        time_scale: f64,
         /// Output directory (default: results/<scenario>-<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -182,17 +186,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             set,
             seed,
             real,
+            time_scale,
             out,
             trace,
-        } => run(
-            load(&scenario, &set)?,
-            &scenario,
-            &set,
-            seed,
-            real,
-            out,
-            trace,
-        ),
+        } => {
+            if !(time_scale.is_finite() && time_scale > 0.0) {
+                return Err(BadInput(format!("--time-scale must be positive, not {time_scale}")).into());
+            }
+            let mode = if real { Some(time_scale) } else { None };
+            run(load(&scenario, &set)?, &scenario, &set, seed, mode, out, trace)
+        }
         Command::CheckDeterminism {
             scenario,
             set,
@@ -254,13 +257,13 @@ fn run(
     path: &Path,
     set: &[Override],
     seed: Option<u64>,
-    real: bool,
+    real_time_scale: Option<f64>,
     out: Option<PathBuf>,
     trace_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let seed = seed.unwrap_or(scenario.seed);
-    let output = if real {
-        engine::run_real(&scenario, seed)?
+    let output = if let Some(time_scale) = real_time_scale {
+        engine::run_real_scaled(&scenario, seed, time_scale)?
     } else {
         let trace = if trace_file.is_some() {
             Trace::keeping_events()
@@ -271,11 +274,12 @@ fn run(
     };
     let mut summary = output.summary.clone();
     let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();
-    summary.reproduce = format!(
-        "meshsim run {}{sets} --seed {seed}{}",
-        path.display(),
-        if real { " --real" } else { "" }
-    );
+    let mode = match real_time_scale {
+        Some(scale) if scale != 1.0 => format!(" --real --time-scale {scale}"),
+        Some(_) => " --real".to_owned(),
+        None => String::new(),
+    };
+    summary.reproduce = format!("meshsim run {}{sets} --seed {seed}{mode}", path.display());
     let out =
         out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
     let mut data = scenarios::output::run_data(&scenario, &output);
