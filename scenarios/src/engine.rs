@@ -388,7 +388,7 @@ async fn real_once(
         schedule,
         hook,
         started,
-        time_scale,
+        (scenario.workload.warmup.0, time_scale),
     ));
     let sink = Arc::new(Mutex::new(None));
     let evidence = Arc::new(Mutex::new(Evidence::default()));

@@ -247,17 +247,27 @@ impl RealWorld {
     }
 }
 
+/// A scheduled time stretched by `factor` the way [`time_scaled`] stretches
+/// the scenario: warmup keeps its length, everything after it scales.
+pub fn scaled_at(at: Duration, warmup: Duration, factor: f64) -> Duration {
+    match at.checked_sub(warmup) {
+        Some(after_warmup) => warmup + after_warmup.mul_f64(factor),
+        None => at,
+    }
+}
+
 /// Applies `schedule` to `world` at its times (counted from `started`,
-/// stretched by `time_scale`), until every fault is applied.
+/// stretched by `time_scale` after `warmup`), until every fault is applied.
 pub async fn run_schedule(
     world: Arc<Mutex<RealWorld>>,
     schedule: FaultSchedule,
     mut control: Box<dyn ControlHook + Send>,
     started: tokio::time::Instant,
-    time_scale: f64,
+    (warmup, time_scale): (Duration, f64),
 ) {
     for fault in schedule.sorted() {
-        tokio::time::sleep_until(started + fault.at.mul_f64(time_scale)).await;
+        let at = scaled_at(fault.at, warmup, time_scale);
+        tokio::time::sleep_until(started + at).await;
         let world = world.clone();
         let action = fault.action.clone();
         let handed_back = tokio::task::spawn_blocking(move || {
@@ -304,4 +314,18 @@ pub fn time_scaled(scenario: &Scenario, factor: f64) -> Scenario {
         scale(&mut phases.stable_for);
     }
     scaled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_keeps_warmup_and_stretches_the_rest() {
+        let warmup = Duration::from_secs(2);
+        let s = Duration::from_secs;
+        assert_eq!(scaled_at(s(12), warmup, 0.5), s(7));
+        assert_eq!(scaled_at(s(1), warmup, 0.5), s(1));
+        assert_eq!(scaled_at(s(12), warmup, 1.0), s(12));
+    }
 }
