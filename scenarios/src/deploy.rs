@@ -221,7 +221,11 @@ impl MeshState {
     /// The install every process of the mesh agrees on.
     pub fn install(&self) -> Result<Arc<Install>, DeployError> {
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(self.ca_created_unix_s);
-        Ok(Install::new(self.scenario()?, Seed::new(self.seed), created)?)
+        Ok(Install::new(
+            self.scenario()?,
+            Seed::new(self.seed),
+            created,
+        )?)
     }
 
     /// The address book of the mesh (fixed ports).

@@ -353,9 +353,7 @@ pub fn run_real_scaled(
             .map(|(_, v)| v)
             .unwrap_or_else(|| variant.clone());
         let schedule = fault_schedule(&unscaled, Seed::new(seed));
-        runs.push(runtime.block_on(real_once(
-            name, variant, seed, &trace, schedule, time_scale,
-        ))?);
+        runs.push(runtime.block_on(real_once(name, variant, seed, &trace, schedule, time_scale))?);
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();

@@ -178,7 +178,13 @@ impl RealWorld {
         }
     }
 
-    fn links(&self, a: &[String], b: &[String], both: bool, change: impl Fn(&mut seam::faultnet::LinkFaults)) {
+    fn links(
+        &self,
+        a: &[String],
+        b: &[String],
+        both: bool,
+        change: impl Fn(&mut seam::faultnet::LinkFaults),
+    ) {
         for x in a {
             for y in b.iter().filter(|y| *y != x) {
                 self.table.update(x, y, &change);

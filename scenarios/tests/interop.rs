@@ -150,10 +150,7 @@ fn real_clients_against_a_mesh_of_processes() {
     // The full path: gateway → accounts (bearer check) → market → market-db.
     let scenario = Scenario::load(&smoke()).expect("smoke loads");
     let genesis = Genesis::new(&scenario.app);
-    let bearer = format!(
-        "authorization: Bearer {}",
-        genesis.participants[0].token
-    );
+    let bearer = format!("authorization: Bearer {}", genesis.participants[0].token);
     let mut answered = None;
     let mut last = None;
     for _ in 0..50 {
@@ -261,7 +258,9 @@ fn real_clients_against_a_mesh_of_processes() {
     x509.stdin
         .take()
         .unwrap()
-        .write_all(format!("-----BEGIN CERTIFICATE-----{leaf_pem}-----END CERTIFICATE-----\n").as_bytes())
+        .write_all(
+            format!("-----BEGIN CERTIFICATE-----{leaf_pem}-----END CERTIFICATE-----\n").as_bytes(),
+        )
         .unwrap();
     let sans = x509.wait_with_output().expect("x509 finishes");
     let sans = String::from_utf8_lossy(&sans.stdout);

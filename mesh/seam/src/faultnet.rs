@@ -202,7 +202,10 @@ impl Direction {
                         delay += RETRANSMIT_DELAY;
                     }
                 }
-                if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                if tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -265,14 +268,10 @@ mod tests {
         let mut io = client.connect("server", 7).await.expect("connect");
         round_trip(&mut io).await.expect("clear link");
         table.update("server", "client", |l| l.cut = true);
-        let stalled =
-            tokio::time::timeout(Duration::from_millis(100), round_trip(&mut io)).await;
+        let stalled = tokio::time::timeout(Duration::from_millis(100), round_trip(&mut io)).await;
         assert!(stalled.is_err(), "nothing crosses a cut link");
-        let refused = tokio::time::timeout(
-            Duration::from_millis(50),
-            client.connect("server", 7),
-        )
-        .await;
+        let refused =
+            tokio::time::timeout(Duration::from_millis(50), client.connect("server", 7)).await;
         assert!(refused.is_err(), "a new connection waits out the cut");
         table.clear();
         // The stalled echo arrives, then the link works again.
@@ -286,8 +285,12 @@ mod tests {
         let book = AddressBook::ephemeral();
         echo_server(&book).await;
         let table = FaultTable::default();
-        table.update("client", "server", |l| l.latency = Duration::from_millis(30));
-        table.update("server", "client", |l| l.latency = Duration::from_millis(20));
+        table.update("client", "server", |l| {
+            l.latency = Duration::from_millis(30)
+        });
+        table.update("server", "client", |l| {
+            l.latency = Duration::from_millis(20)
+        });
         let client = FaultyNet::new(Arc::new(book.net_for("client")), table, Seed::new(1));
         let mut io = client.connect("server", 7).await.expect("connect");
         let started = Instant::now();
@@ -299,7 +302,11 @@ mod tests {
     async fn the_hosts_own_connections_are_never_faulted() {
         let book = AddressBook::ephemeral();
         let table = FaultTable::default();
-        let net = FaultyNet::new(Arc::new(book.net_for("server")), table.clone(), Seed::new(1));
+        let net = FaultyNet::new(
+            Arc::new(book.net_for("server")),
+            table.clone(),
+            Seed::new(1),
+        );
         echo_server(&book).await;
         table.update("server", "server", |l| l.cut = true);
         let mut io = net.connect(LOCALHOST, 7).await.expect("connect");

@@ -191,10 +191,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             trace,
         } => {
             if !(time_scale.is_finite() && time_scale > 0.0) {
-                return Err(BadInput(format!("--time-scale must be positive, not {time_scale}")).into());
+                return Err(
+                    BadInput(format!("--time-scale must be positive, not {time_scale}")).into(),
+                );
             }
             let mode = if real { Some(time_scale) } else { None };
-            run(load(&scenario, &set)?, &scenario, &set, seed, mode, out, trace)
+            run(
+                load(&scenario, &set)?,
+                &scenario,
+                &set,
+                seed,
+                mode,
+                out,
+                trace,
+            )
         }
         Command::CheckDeterminism {
             scenario,

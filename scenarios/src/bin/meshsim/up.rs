@@ -31,6 +31,11 @@ pub struct UpArgs {
     /// Run seed (default: the scenario's); CA keys and tokens derive from it.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Do not start this service's app: your own app listens on each of
+    /// its replicas' app port (8080 on the replica's address) instead.
+    /// Repeatable.
+    #[arg(long = "external-app", value_name = "SERVICE")]
+    pub external_apps: Vec<String>,
     /// How long to wait for every sidecar to listen.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     pub ready_timeout: u64,
@@ -56,7 +61,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let parts = deploy::parts(&prepared.install);
+    let parts: Vec<Part> = deploy::parts(&prepared.install)
+        .into_iter()
+        .filter(|part| match part {
+            Part::App { host } => !args
+                .external_apps
+                .iter()
+                .any(|service| host.rsplit_once('-').is_some_and(|(s, _)| s == service)),
+            _ => true,
+        })
+        .collect();
     runtime.block_on(async move {
         let mut children = spawn_all(&args.state_dir, &parts)?;
         let ready = tokio::select! {
@@ -227,7 +241,10 @@ async fn stop_all(mut children: Vec<Running>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for running in &mut children {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if tokio::time::timeout(left, running.child.wait()).await.is_err() {
+        if tokio::time::timeout(left, running.child.wait())
+            .await
+            .is_err()
+        {
             let _ = running.child.kill().await;
         }
     }
