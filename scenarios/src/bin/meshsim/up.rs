@@ -222,11 +222,11 @@ async fn watch(children: &mut [Running]) {
             _ = poll.tick() => {}
         }
         for (index, running) in children.iter_mut().enumerate() {
-            if !reported[index] {
-                if let Ok(Some(status)) = running.child.try_wait() {
-                    eprintln!("{} exited ({status})", running.label);
-                    reported[index] = true;
-                }
+            if !reported[index]
+                && let Ok(Some(status)) = running.child.try_wait()
+            {
+                eprintln!("{} exited ({status})", running.label);
+                reported[index] = true;
             }
         }
     }
