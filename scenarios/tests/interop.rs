@@ -271,3 +271,30 @@ fn real_clients_against_a_mesh_of_processes() {
     assert!(sans.contains(&format!("DNS:{server_name}")), "{sans}");
     drop(mesh);
 }
+
+/// `meshsim run --real` applies the scenario's faults on real sockets: the
+/// crashed replica's runtime is dropped (its sockets close), the balancer
+/// ejects it, the restart brings it back, and every check of the
+/// simulation holds. `--time-scale 0.25` keeps it to about 12 s.
+#[test]
+fn a_crash_scenario_passes_on_real_sockets() {
+    let out = std::env::temp_dir().join(format!("meshsim-real-crash-{}", std::process::id()));
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("library/replica-crash.toml");
+    let output = run(Command::new(MESHSIM)
+        .arg("run")
+        .arg(&scenario)
+        .args(["--real", "--time-scale", "0.25", "--out"])
+        .arg(&out));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("mode=Real"), "{text}");
+    assert!(
+        text.contains("[ok] crashed_replica_ejected_within_2s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ok] restarted_replica_restored_within_15s"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
