@@ -7,8 +7,8 @@ use std::time::Duration;
 use loadgen::{Completion, LoadPlan, LoadReport, Phase, Target};
 use mesh::{MeshError, ports};
 use reports::{Mode, Summary};
-use seam::real::{AddressBook, SystemClock};
-use seam::{HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
+use seam::real::SystemClock;
+use seam::{Clock, HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
 use sim::{FaultSchedule, SimConfig, SimWorld};
 
 use crate::checks;
@@ -337,59 +337,81 @@ fn simulate(
 }
 
 /// Runs a scenario on real loopback sockets with the OS clock (once per
-/// variant, like the simulation).
+/// variant, like the simulation), faults included.
 pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError> {
+    run_real_scaled(scenario, seed, 1.0)
+}
+
+/// [`run_real`] with every scheduled time (load phases, faults, check
+/// windows, heal) multiplied by `time_scale`: 0.5 runs a 40 s scenario in
+/// 20 s of wall time. Warmup is not scaled (bootstrap takes what it takes).
+pub fn run_real_scaled(
+    scenario: &Scenario,
+    seed: u64,
+    time_scale: f64,
+) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
+    let scaled = crate::realworld::time_scaled(scenario, time_scale);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let trace = Trace::hash_only();
     let mut runs = Vec::new();
-    for (name, variant) in spec::mesh::variants(scenario) {
-        runs.push(runtime.block_on(real_once(name, variant, seed, &trace))?);
+    for (name, variant) in spec::mesh::variants(&scaled) {
+        // The schedule is drawn from the unscaled scenario (same seed, same
+        // draws as the simulation), then stretched.
+        let unscaled = spec::mesh::variants(scenario)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| variant.clone());
+        let schedule = fault_schedule(&unscaled, Seed::new(seed));
+        runs.push(runtime.block_on(real_once(name, variant, seed, &trace, schedule, time_scale))?);
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();
-    finish(scenario, seed, Mode::Real, runs, trace, seconds, seconds)
+    finish(&scaled, seed, Mode::Real, runs, trace, seconds, seconds)
 }
 
-/// One real run of one variant.
+/// One real run of one variant: every host on its own runtime thread, the
+/// fault schedule applied through the seam's fault layer.
 async fn real_once(
     name: String,
     scenario: Scenario,
     seed: u64,
     trace: &Trace,
+    schedule: FaultSchedule,
+    time_scale: f64,
 ) -> Result<(VariantRun, Arc<Mutex<Evidence>>), EngineError> {
+    use crate::realworld::{RealWorld, run_schedule};
     let seed = Seed::new(seed);
     let trace_from_seq = trace.count();
-    let book = AddressBook::ephemeral();
-    let clock = SystemClock::new(SkewHandle::default());
-    let env_for = |host: &str| HostEnv {
-        name: host.to_owned(),
-        net: Arc::new(book.net_for(host)),
-        clock: Arc::new(clock.sibling(SkewHandle::default())),
-        // In-process real runs keep state in memory; `meshsim up` uses files.
-        disk: Arc::new(seam::MemDisk::default()),
-        seed: seed.child("host").child(host),
-        trace: trace.clone(),
-        slow: seam::SlowHandle::default(),
-    };
-    let install = Install::new(scenario.clone(), seed, env_for("ca").clock.wall())?;
-    let mut hosts = tokio::task::JoinSet::new();
-    for (host, role) in install.hosts() {
-        seam::task::spawn_into(&mut hosts, install.software(&role, env_for(&host)));
-    }
+    let wall_now = SystemClock::new(SkewHandle::default()).wall();
+    let install = Install::new(scenario.clone(), seed, wall_now)?;
+    let faulty = !schedule.faults.is_empty();
+    let mut world = RealWorld::new(install.clone(), seed, trace.clone(), faulty);
+    let loadgen_env = world.env_for("loadgen");
+    let started = tokio::time::Instant::now();
+    world.start_all();
+    let world = Arc::new(Mutex::new(world));
+    let hook = Box::new(crate::operator::OperatorHook::new(install.clone()));
+    let executor = seam::task::spawn(run_schedule(
+        world.clone(),
+        schedule,
+        hook,
+        started,
+        (scenario.workload.warmup.0, time_scale),
+    ));
     let sink = Arc::new(Mutex::new(None));
     let evidence = Arc::new(Mutex::new(Evidence::default()));
-    let outcome = drive_load(
-        install.clone(),
-        env_for("loadgen"),
-        sink.clone(),
-        evidence.clone(),
-    )
+    let outcome = drive_load(install.clone(), loadgen_env, sink.clone(), evidence.clone()).await;
+    executor.abort();
+    let stopping = world.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        stopping.lock().expect("real world poisoned").stop_all()
+    })
     .await;
-    hosts.abort_all();
     outcome?;
     let load =
         sink.lock().expect("sink poisoned").take().ok_or_else(|| {

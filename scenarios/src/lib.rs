@@ -9,6 +9,7 @@
 
 pub mod capacity;
 pub mod checks;
+pub mod deploy;
 pub mod engine;
 pub mod explore;
 pub mod ledger;
@@ -17,6 +18,7 @@ pub mod meshchecks;
 pub mod operator;
 pub mod oracle;
 pub mod output;
+pub mod realworld;
 pub mod rec;
 pub mod rogue;
 pub mod shrink;

@@ -132,7 +132,8 @@ impl Install {
         bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn every_identity(&self) -> Vec<SpiffeId> {
+    /// Every identity the CA holds a bootstrap token for.
+    pub fn every_identity(&self) -> Vec<SpiffeId> {
         let mut ids = vec![
             self.identity(Some(SYSTEM_NAMESPACE), "control"),
             self.operator_identity(),
@@ -170,7 +171,8 @@ impl Install {
         }
     }
 
-    fn ca_upstream(&self) -> Upstream {
+    /// Where the CA is, and the identity it proves.
+    pub fn ca_upstream(&self) -> Upstream {
         Upstream {
             host: "ca".into(),
             port: ports::CA,
@@ -213,6 +215,26 @@ impl Install {
         }
     }
 
+    /// The sidecar half of a workload host (`meshsim proxy` runs only this).
+    pub fn sidecar(&self, service: &ServiceSpec, env: HostEnv) -> mesh::proxy::ProxyHandle {
+        mesh::proxy::start(self.proxy_config(service.name.get_ref(), true), env)
+    }
+
+    /// The app half of a workload host (`meshsim app` runs only this).
+    pub fn app(self: &Arc<Self>, service: &ServiceSpec, env: HostEnv) -> HostFuture {
+        let install = self.clone();
+        let service = service.clone();
+        Box::pin(async move { crate::rec::run_app(env, &service, &install.scenario.app).await })
+    }
+
+    /// The role of the host called `name`, if the scenario has one.
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        self.hosts()
+            .into_iter()
+            .find(|(host, _)| host == name)
+            .map(|(_, role)| role)
+    }
+
     /// The software of one host. Called again after a crash and restart.
     pub fn software(self: &Arc<Self>, role: &Role, env: HostEnv) -> HostFuture {
         let install = self.clone();
@@ -251,11 +273,8 @@ impl Install {
             }),
             Role::Operator => Box::pin(crate::operator::run(install, env)),
             Role::Workload(service) => Box::pin(async move {
-                let _proxy = mesh::proxy::start(
-                    install.proxy_config(service.name.get_ref(), true),
-                    env.clone(),
-                );
-                crate::rec::run_app(env, &service, &install.scenario.app).await
+                let _proxy = install.sidecar(&service, env.clone());
+                install.app(&service, env).await
             }),
             Role::Rogue(spec) => Box::pin(crate::rogue::run(install, *spec, env)),
         }

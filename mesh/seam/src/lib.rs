@@ -17,6 +17,7 @@
 mod clock;
 mod disk;
 mod env;
+pub mod faultnet;
 mod net;
 pub mod real;
 mod seed;

@@ -16,10 +16,21 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::{BoxFuture, BoxIo, Clock, LOCALHOST, Listener, Net, SkewHandle};
 
-#[derive(Default)]
 struct Book {
     hosts: BTreeMap<String, IpAddr>,
     ports: BTreeMap<(String, u16), SocketAddr>,
+    /// The `127.a.b.0` network new hosts are numbered in.
+    base: Ipv4Addr,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            hosts: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            base: Ipv4Addr::new(127, 0, 0, 0),
+        }
+    }
 }
 
 /// Shared map from host names to loopback addresses and bound ports.
@@ -43,24 +54,56 @@ impl AddressBook {
         }
     }
 
-    /// Gives `host` the next free `127.0.0.x` address (idempotent).
+    /// A fixed-port book numbering hosts in `base` (`127.a.b.0`), so that
+    /// several `meshsim up` meshes can run side by side on one machine.
+    pub fn fixed_in(base: Ipv4Addr) -> Self {
+        let book = Self::fixed();
+        book.inner.lock().expect("address book poisoned").base = base;
+        book
+    }
+
+    /// A fixed-port book that already knows every host's address: what each
+    /// process of a multi-process mesh builds from the state directory.
+    /// Every host listens on its logical ports, so `(host, port)` is found
+    /// without the host having bound anything in this process.
+    pub fn fixed_with_hosts(hosts: BTreeMap<String, IpAddr>) -> Self {
+        let book = Self::fixed();
+        book.inner.lock().expect("address book poisoned").hosts = hosts;
+        book
+    }
+
+    /// Every host and its address, in name order.
+    pub fn hosts(&self) -> BTreeMap<String, IpAddr> {
+        self.inner
+            .lock()
+            .expect("address book poisoned")
+            .hosts
+            .clone()
+    }
+
+    /// Gives `host` the next free `127.a.b.x` address (idempotent).
     pub fn add_host(&self, host: &str) -> IpAddr {
         let mut book = self.inner.lock().expect("address book poisoned");
         if let Some(ip) = book.hosts.get(host) {
             return *ip;
         }
         let index = book.hosts.len() as u32 + 2;
-        let ip = IpAddr::V4(Ipv4Addr::from(
-            u32::from(Ipv4Addr::new(127, 0, 0, 0)) + index,
-        ));
+        let ip = IpAddr::V4(Ipv4Addr::from(u32::from(book.base) + index));
         book.hosts.insert(host.to_owned(), ip);
         ip
     }
 
-    /// Where `(host, port)` is listening, if it is.
+    /// Where `(host, port)` is listening, if it is. In a fixed-port book a
+    /// known host listens on the logical port itself.
     pub fn lookup(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let book = self.inner.lock().expect("address book poisoned");
-        book.ports.get(&(host.to_owned(), port)).copied()
+        if let Some(addr) = book.ports.get(&(host.to_owned(), port)) {
+            return Some(*addr);
+        }
+        if self.fixed_ports {
+            return book.hosts.get(host).map(|ip| SocketAddr::new(*ip, port));
+        }
+        None
     }
 
     fn host_ip(&self, host: &str) -> Option<IpAddr> {
@@ -219,5 +262,19 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.is_loopback() && b.is_loopback());
         assert_eq!(book.add_host("a"), a);
+    }
+
+    #[test]
+    fn a_fixed_book_finds_hosts_it_was_given_on_their_logical_ports() {
+        let base = AddressBook::fixed_in(Ipv4Addr::new(127, 9, 8, 0));
+        let ip = base.add_host("ca");
+        assert_eq!(ip, IpAddr::V4(Ipv4Addr::new(127, 9, 8, 2)));
+        let other_process = AddressBook::fixed_with_hosts(base.hosts());
+        assert_eq!(
+            other_process.lookup("ca", 8443),
+            Some(SocketAddr::new(ip, 8443))
+        );
+        assert_eq!(other_process.lookup("nobody", 8443), None);
+        assert_eq!(AddressBook::ephemeral().lookup("ca", 8443), None);
     }
 }

@@ -153,8 +153,21 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     } else {
         Protocol::Http1
     };
-    let (target, path) = target(&args, protocol)?;
-    let plan = plan(&args, path, protocol)?;
+    let (mut target, path) = target(&args, protocol)?;
+    let mut plan = plan(&args, path, protocol)?;
+    // `-H 'Host: x'` names the authority (as with curl) instead of sending
+    // a second Host header: how a sidecar's outbound listener is addressed.
+    if let Some(index) = plan
+        .headers
+        .iter()
+        .position(|(name, _)| name == http::header::HOST)
+    {
+        let (_, value) = plan.headers.remove(index);
+        target.authority = value
+            .to_str()
+            .map_err(|_| crate::BadInput("-H Host: the value is not text".into()))?
+            .to_owned();
+    }
     let out = args
         .out
         .clone()

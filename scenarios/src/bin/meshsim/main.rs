@@ -3,10 +3,13 @@
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
 mod capacity;
+mod certs;
 mod determinism;
 mod explore;
 mod report;
+mod serve;
 mod shrink;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +49,10 @@ enum Command {
         /// Run on real loopback sockets instead of the simulator.
         #[arg(long)]
         real: bool,
+        /// With `--real`: multiply every scheduled time (phases, faults,
+        /// check windows) by this factor, e.g. 0.5 to halve a long run.
+        #[arg(long, default_value_t = 1.0, requires = "real")]
+        time_scale: f64,
         /// Output directory (default: results/<scenario>-<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -125,6 +132,21 @@ enum Command {
         /// A run's output directory.
         dir: PathBuf,
     },
+    /// Start the scenario's mesh as separate processes on 127.a.b.x until interrupted.
+    Up(up::UpArgs),
+    /// The certificate authority of a mesh `meshsim up` prepared.
+    #[command(subcommand)]
+    Ca(serve::ServeCommand),
+    /// The control plane of a mesh `meshsim up` prepared.
+    #[command(subcommand)]
+    Control(serve::ServeCommand),
+    /// One workload's sidecar (`meshsim proxy SERVICE --replica N --state-dir DIR`).
+    Proxy(serve::WorkloadArgs),
+    /// One workload's app (`meshsim app SERVICE --replica N --state-dir DIR`).
+    App(serve::WorkloadArgs),
+    /// Certificates from a running mesh's CA.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -168,17 +190,26 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             set,
             seed,
             real,
+            time_scale,
             out,
             trace,
-        } => run(
-            load(&scenario, &set)?,
-            &scenario,
-            &set,
-            seed,
-            real,
-            out,
-            trace,
-        ),
+        } => {
+            if !(time_scale.is_finite() && time_scale > 0.0) {
+                return Err(
+                    BadInput(format!("--time-scale must be positive, not {time_scale}")).into(),
+                );
+            }
+            let mode = if real { Some(time_scale) } else { None };
+            run(
+                load(&scenario, &set)?,
+                &scenario,
+                &set,
+                seed,
+                mode,
+                out,
+                trace,
+            )
+        }
         Command::CheckDeterminism {
             scenario,
             set,
@@ -218,6 +249,12 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(*args),
         Command::Capacity(args) => capacity::run(args),
         Command::Report { dir } => report::run(&dir),
+        Command::Up(args) => up::run(args),
+        Command::Ca(command) => serve::ca(command),
+        Command::Control(command) => serve::control(command),
+        Command::Proxy(args) => serve::proxy(args),
+        Command::App(args) => serve::app(args),
+        Command::Certs(command) => certs::run(command),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
@@ -235,13 +272,13 @@ fn run(
     path: &Path,
     set: &[Override],
     seed: Option<u64>,
-    real: bool,
+    real_time_scale: Option<f64>,
     out: Option<PathBuf>,
     trace_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let seed = seed.unwrap_or(scenario.seed);
-    let output = if real {
-        engine::run_real(&scenario, seed)?
+    let output = if let Some(time_scale) = real_time_scale {
+        engine::run_real_scaled(&scenario, seed, time_scale)?
     } else {
         let trace = if trace_file.is_some() {
             Trace::keeping_events()
@@ -252,11 +289,12 @@ fn run(
     };
     let mut summary = output.summary.clone();
     let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();
-    summary.reproduce = format!(
-        "meshsim run {}{sets} --seed {seed}{}",
-        path.display(),
-        if real { " --real" } else { "" }
-    );
+    let mode = match real_time_scale {
+        Some(scale) if scale != 1.0 => format!(" --real --time-scale {scale}"),
+        Some(_) => " --real".to_owned(),
+        None => String::new(),
+    };
+    summary.reproduce = format!("meshsim run {}{sets} --seed {seed}{mode}", path.display());
     let out =
         out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
     let mut data = scenarios::output::run_data(&scenario, &output);

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The same upstream (nginx, static 200) behind three TLS reverse-proxy pairs:
+# meshsim sidecars (mTLS, HTTP/2 between them), nginx (mTLS, HTTP/1.1
+# keep-alive) and haproxy (mTLS, HTTP/1.1 keep-alive). Each proxy gets one
+# worker/thread. Measures the latency a pair adds over going straight to the
+# upstream (p50/p99 at 1k and 5k rps, constant rate, `meshsim load`), the
+# maximum throughput (wrk, 1 thread, 32 connections), and the proxies' RSS
+# idle and during the 1k rps run. Prints one table with ratios to nginx.
+#
+# Usage: benches/compare-proxy.sh [DURATION_S]   (needs a release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+MESHSIM=${MESHSIM:-target/release/meshsim}
+WORK=$(mktemp -d /tmp/compare-proxy.XXXXXX)
+PIDS=()
+
+need() { command -v "$1" >/dev/null 2>&1; }
+install_missing() {
+  local missing=()
+  need nginx || missing+=(nginx)
+  need haproxy || missing+=(haproxy)
+  need wrk || missing+=(wrk)
+  [ ${#missing[@]} -eq 0 ] && return
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && { sudo -n true 2>/dev/null && sudo="sudo -n" || { echo "need root or sudo to install ${missing[*]}" >&2; exit 2; }; }
+  $sudo apt-get install -y "${missing[@]}" >/dev/null
+}
+install_missing
+[ -x "$MESHSIM" ] || cargo build --release -p scenarios
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for conf in "$WORK"/nginx-*.conf; do [ -f "$conf" ] && nginx -p "$WORK" -c "$conf" -s quit 2>/dev/null || true; done
+  [ -f "$WORK/haproxy-a.pid" ] && kill "$(cat "$WORK/haproxy-a.pid")" 2>/dev/null || true
+  [ -f "$WORK/haproxy-b.pid" ] && kill "$(cat "$WORK/haproxy-b.pid")" 2>/dev/null || true
+  sleep 1
+}
+trap cleanup EXIT
+
+# 1. The meshsim pair: CA, control plane, client-0 and backend-0 sidecars.
+"$MESHSIM" up benches/compare/proxy-pair.toml --state-dir "$WORK/mesh" \
+  --external-app client --external-app backend >"$WORK/up.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do [ -f "$WORK/mesh/addresses.json" ] && break; sleep 0.1; done
+[ -f "$WORK/mesh/addresses.json" ] || { cat "$WORK/up.log"; exit 1; }
+field() { python3 -c "import json,sys;print(json.load(open('$WORK/mesh/addresses.json'))['$1']['$2'])"; }
+BACKEND_IP=$(field backend-0 inbound | cut -d: -f1)
+CLIENT_IP=$(field client-0 inbound | cut -d: -f1)
+SERVER_NAME=$(field backend-0 server_name)
+"$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity client --out "$WORK/client" >/dev/null
+"$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity backend --out "$WORK/server" >/dev/null
+cat "$WORK/client/cert.pem" "$WORK/client/key.pem" >"$WORK/client/haproxy.pem"
+cat "$WORK/server/cert.pem" "$WORK/server/key.pem" >"$WORK/server/haproxy.pem"
+UPSTREAM="$BACKEND_IP:8080"
+
+nginx_conf() { # name, server block
+  cat >"$WORK/nginx-$1.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx-$1.pid;
+error_log $WORK/nginx-$1.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  $2
+}
+CONF
+  nginx -p "$WORK" -c "$WORK/nginx-$1.conf"
+}
+# The shared upstream: a static 200 on backend-0's app port.
+nginx_conf upstream "server { listen $UPSTREAM; keepalive_requests 100000; location / { return 200 'ok\n'; } }"
+# nginx pair: A (plain in) -> mTLS -> B -> upstream.
+nginx_conf b "upstream app { server $UPSTREAM; keepalive 64; }
+  server { listen 127.0.0.1:18443 ssl; ssl_protocols TLSv1.3;
+    ssl_certificate $WORK/server/cert.pem; ssl_certificate_key $WORK/server/key.pem;
+    ssl_client_certificate $WORK/mesh/ca.pem; ssl_verify_client on; ssl_verify_depth 2;
+    keepalive_requests 100000;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx_conf a "upstream b { server 127.0.0.1:18443; keepalive 64; }
+  server { listen 127.0.0.1:18080; keepalive_requests 100000;
+    location / { proxy_pass https://b; proxy_http_version 1.1; proxy_set_header Connection \"\";
+      proxy_ssl_certificate $WORK/client/cert.pem; proxy_ssl_certificate_key $WORK/client/key.pem;
+      proxy_ssl_trusted_certificate $WORK/mesh/ca.pem; proxy_ssl_verify on; proxy_ssl_verify_depth 2;
+      proxy_ssl_name $SERVER_NAME; proxy_ssl_server_name on; proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_session_reuse on; } }"
+# haproxy pair: A (plain in) -> mTLS -> B -> upstream.
+cat >"$WORK/haproxy-b.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend in
+  bind 127.0.0.1:28443 ssl crt $WORK/server/haproxy.pem ca-file $WORK/mesh/ca.pem verify required ssl-min-ver TLSv1.3
+  default_backend app
+backend app
+  server up $UPSTREAM
+CONF
+cat >"$WORK/haproxy-a.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend in
+  bind 127.0.0.1:28080
+  default_backend b
+backend b
+  server b 127.0.0.1:28443 ssl crt $WORK/client/haproxy.pem ca-file $WORK/mesh/ca.pem verify required sni str($SERVER_NAME) verifyhost $SERVER_NAME ssl-min-ver TLSv1.3
+CONF
+haproxy -f "$WORK/haproxy-b.cfg" -D -p "$WORK/haproxy-b.pid"
+haproxy -f "$WORK/haproxy-a.cfg" -D -p "$WORK/haproxy-a.pid"
+sleep 1
+
+# Targets: name url host-header pids-of-the-pair
+nginx_pids() { echo "$(pgrep -P "$(cat "$WORK/nginx-a.pid")") $(pgrep -P "$(cat "$WORK/nginx-b.pid")")"; }
+mesh_pids() { pgrep -f -- "meshsim proxy (client|backend) --replica 0 --state-dir $WORK/mesh" | tr '\n' ' '; }
+haproxy_pids() { echo "$(cat "$WORK/haproxy-a.pid") $(cat "$WORK/haproxy-b.pid")"; }
+rss_kb() { local total=0; for pid in $*; do total=$((total + $(awk '/VmRSS/{print $2}' /proc/"$pid"/status))); done; echo $total; }
+
+check() { # url host
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "host: $2" "$1")
+  [ "$code" = 200 ] || { echo "$1 (Host: $2) answered $code" >&2; exit 1; }
+}
+check "http://$UPSTREAM/" upstream
+check "http://$CLIENT_IP:4140/" backend
+check "http://127.0.0.1:18080/" upstream
+check "http://127.0.0.1:28080/" upstream
+
+load() { # url host rate -> "p50 p99 ok total"
+  "$MESHSIM" load "$1" -H "host: $2" --rate "$3" --duration "${DURATION}s" --connections 64 --out "$WORK/load" >/dev/null 2>&1 || true
+  python3 -c "import json;d=json.load(open('$WORK/load/summary.json'));l=d['latency_ms'];r=d['requests'];print(l['p50'],l['p99'],r['ok'],r['total'])"
+}
+maxrate() { # url host -> requests/s
+  wrk -t1 -c32 -d"${DURATION}s" -H "Host: $2" "$1" | awk '/Requests\/sec/{print $2}'
+}
+
+declare -A P50_1K P99_1K P50_5K P99_5K MAX RSS_IDLE RSS_1K OK
+run_target() { # name url host pids-fn
+  local name=$1 url=$2 host=$3 pids=""
+  [ -n "$4" ] && pids=$($4)
+  RSS_IDLE[$name]=$( [ -n "$pids" ] && rss_kb $pids || echo 0)
+  ( sleep $((DURATION / 2)); if [ -n "$pids" ]; then rss_kb $pids >"$WORK/rss-$name"; fi ) &
+  local sampler=$!
+  read -r P50_1K[$name] P99_1K[$name] ok total < <(load "$url" "$host" 1000)
+  wait "$sampler" || true
+  RSS_1K[$name]=$(cat "$WORK/rss-$name" 2>/dev/null || echo 0)
+  OK[$name]="$ok/$total"
+  read -r P50_5K[$name] P99_5K[$name] ok total < <(load "$url" "$host" 5000)
+  OK[$name]="${OK[$name]} $ok/$total"
+  MAX[$name]=$(maxrate "$url" "$host")
+}
+run_target direct "http://$UPSTREAM/" upstream ""
+run_target meshsim "http://$CLIENT_IP:4140/" backend mesh_pids
+run_target nginx "http://127.0.0.1:18080/" upstream nginx_pids
+run_target haproxy "http://127.0.0.1:28080/" upstream haproxy_pids
+
+added() { python3 -c "print(f'{max($1 - $2, 0):.3f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}' if $2 else 'n/a')"; }
+echo
+echo "one run, ${DURATION}s per measurement, $(nproc) cores shared by all processes; latency from intended start (constant rate, meshsim load); added = pair - direct"
+printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-9s | %-9s | %-14s |\n" target "add p50 1k" "add p99 1k" "add p50 5k" "add p99 5k" "max req/s" "RSS idle" "RSS 1k" "ok 1k / 5k"
+echo "|---|---|---|---|---|---|---|---|---|"
+for t in direct meshsim nginx haproxy; do
+  printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-9s | %-9s | %-14s |\n" "$t" \
+    "$(added "${P50_1K[$t]}" "${P50_1K[direct]}")ms" "$(added "${P99_1K[$t]}" "${P99_1K[direct]}")ms" \
+    "$(added "${P50_5K[$t]}" "${P50_5K[direct]}")ms" "$(added "${P99_5K[$t]}" "${P99_5K[direct]}")ms" \
+    "${MAX[$t]}" "$((RSS_IDLE[$t] / 1024)) MB" "$((RSS_1K[$t] / 1024)) MB" "${OK[$t]}"
+done
+echo
+echo "raw p50/p99 (ms) at 1k: direct ${P50_1K[direct]}/${P99_1K[direct]}, meshsim ${P50_1K[meshsim]}/${P99_1K[meshsim]}, nginx ${P50_1K[nginx]}/${P99_1K[nginx]}, haproxy ${P50_1K[haproxy]}/${P99_1K[haproxy]}"
+echo "raw p50/p99 (ms) at 5k: direct ${P50_5K[direct]}/${P99_5K[direct]}, meshsim ${P50_5K[meshsim]}/${P99_5K[meshsim]}, nginx ${P50_5K[nginx]}/${P99_5K[nginx]}, haproxy ${P50_5K[haproxy]}/${P99_5K[haproxy]}"
+for t in meshsim haproxy; do
+  echo "ratio $t/nginx: added p99 at 1k $(ratio "$(added "${P99_1K[$t]}" "${P99_1K[direct]}")" "$(added "${P99_1K[nginx]}" "${P99_1K[direct]}")"), max throughput $(ratio "${MAX[$t]}" "${MAX[nginx]}"), RSS at 1k $(ratio "${RSS_1K[$t]}" "${RSS_1K[nginx]}")"
+done
