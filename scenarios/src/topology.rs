@@ -69,8 +69,12 @@ impl Install {
         seed: Seed,
         ca_created: SystemTime,
     ) -> Result<Arc<Install>, MeshError> {
-        let material =
-            CaMaterial::generate(&scenario.mesh.trust_domain, seed.child("ca"), ca_created)?;
+        let material = CaMaterial::generate_with(
+            scenario.mesh.key_algorithm,
+            &scenario.mesh.trust_domain,
+            seed.child("ca"),
+            ca_created,
+        )?;
         let trust_roots = material.trust_bundle();
         Ok(Arc::new(Install {
             scenario,
@@ -170,7 +174,8 @@ impl Install {
         }
     }
 
-    fn ca_upstream(&self) -> Upstream {
+    /// Where the CA is.
+    pub fn ca_upstream(&self) -> Upstream {
         Upstream {
             host: "ca".into(),
             port: ports::CA,
@@ -185,6 +190,7 @@ impl Install {
             identity,
             ca: self.ca_upstream(),
             renew_fraction: self.scenario.mesh.renew_fraction,
+            key_algorithm: self.scenario.mesh.key_algorithm,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
         }
@@ -218,7 +224,8 @@ impl Install {
         let install = self.clone();
         match role.clone() {
             Role::Ca => Box::pin(async move {
-                let material = CaMaterial::generate(
+                let material = CaMaterial::generate_with(
+                    install.scenario.mesh.key_algorithm,
                     &install.scenario.mesh.trust_domain,
                     install.seed.child("ca"),
                     install.ca_created,
@@ -233,6 +240,7 @@ impl Install {
                     CaConfig {
                         identity: install.ca_upstream().identity,
                         authority,
+                        operators: vec![install.operator_identity()],
                     },
                     env,
                     Shutdown::never(),

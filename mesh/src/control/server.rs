@@ -58,7 +58,7 @@ pub async fn run(
         "control.recovered",
         format!("v={}", store.snapshot().version),
     );
-    let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots));
+    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots));
     tokio::spawn(certify::run(env.clone(), tls.clone(), config.certify));
     while tls.leaf().is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -121,7 +121,7 @@ pub fn strip_hop_headers(headers: &mut HeaderMap) {
 
 /// Starts every sidecar task on the current runtime and returns at once.
 pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
-    let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots.clone()));
+    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots.clone()));
     tokio::spawn(certify::run(
         env.clone(),
         tls.clone(),
