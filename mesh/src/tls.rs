@@ -246,6 +246,30 @@ impl MeshTls {
         *self.roots.write().expect("roots poisoned") = roots;
     }
 
+    /// Applies what the control plane publishes: the revocation list and,
+    /// if the config names one, the trust bundle (otherwise `installed`).
+    /// An unreadable bundle is ignored: the current one stays.
+    pub fn apply_published(
+        &self,
+        config: &crate::config::MeshConfig,
+        installed: &[CertificateDer<'static>],
+    ) {
+        self.revoked.replace(config.revoked.clone());
+        let roots = if config.trust_bundle.is_empty() {
+            Ok(installed.to_vec())
+        } else {
+            bundle_from_pem(&config.trust_bundle)
+        };
+        if let Ok(roots) = roots
+            && roots != self.roots()
+        {
+            if let Some(env) = &self.env {
+                env.record("cert.bundle", format!("roots={}", roots.len()));
+            }
+            self.set_roots(roots);
+        }
+    }
+
     /// The revocation list inbound handshakes consult.
     pub fn revocations(&self) -> &Arc<Revocations> {
         &self.revoked
@@ -435,6 +459,21 @@ impl AsyncWrite for TranscriptTap {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Parses a published trust bundle (PEM roots); empty is an error.
+pub fn bundle_from_pem(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, MeshError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = Vec::new();
+    for pem in pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.push(cert.map_err(MeshError::cert)?);
+        }
+    }
+    if roots.is_empty() {
+        return Err(MeshError::Cert("empty trust bundle".into()));
+    }
+    Ok(roots)
 }
 
 /// The SPIFFE ID of a verified peer chain (the leaf comes first).

@@ -70,6 +70,19 @@ pub async fn run(
         config.endpoint_ttl,
     ));
     tokio::spawn(server.clone().sweep());
+    // The control plane trusts the bundle it publishes (root rotation).
+    let (published, installed) = (server.clone(), tls.roots());
+    let tls_for_bundle = tls.clone();
+    tokio::spawn(async move {
+        let mut changes = published.changed.subscribe();
+        loop {
+            let config = published.store.lock().expect("store poisoned").snapshot().config.clone();
+            tls_for_bundle.apply_published(&config, &installed);
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut listener = env.net.bind(ports::CONTROL).await?;
     env.record("control.listen", format!("port={}", ports::CONTROL));
     loop {

@@ -5,6 +5,7 @@ use reports::{Check, CheckKind, LatencyMs, Mode, RequestCounts, Summary};
 use seam::{Trace, TraceEvent};
 
 mod control;
+pub mod identity;
 
 use crate::slo::{Measured, Threshold};
 use crate::spec::{Operation, Property, Scenario};
@@ -87,6 +88,7 @@ pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) ->
                     control::reconverged(name, events, heal_us, bound)
                 }
                 Property::ConfigPropagated => control::propagated(name, events, bound),
+                _ => return None, // identity::checks
             })
         })
         .collect()
@@ -106,6 +108,7 @@ pub fn summarize(
     checks.extend(crate::liveness::check(scenario, load));
     let events = trace.events();
     checks.extend(property_checks(scenario, seed, &events));
+    checks.extend(identity::checks(scenario, seed, load, &events));
     let overall = &load.overall;
     let at = |q: f64| {
         if overall.total() == 0 {

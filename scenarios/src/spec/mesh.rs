@@ -774,6 +774,7 @@ impl MeshSpec {
                 .map(|(name, policy)| (name.get_ref().clone(), policy.to_config()))
                 .collect(),
             revoked: Default::default(),
+            trust_bundle: Vec::new(),
             endpoint_faults: self
                 .endpoint_faults
                 .iter()
