@@ -147,18 +147,17 @@ pub async fn serve_with(
                 _ => Protocol::Http1,
             };
             let peer = Arc::new(peer);
-            let peer_not_after = peer_leaf.not_after;
             let handler = move |request| {
                 let (inbound, peer) = (inbound.clone(), peer.clone());
                 let tls = tls_for_requests.clone();
                 async move {
-                    // Fail closed on a connection that outlived a certificate:
-                    // ours (we can no longer prove who we are) or the peer's.
+                    // Fail closed once our own certificate has lapsed: we
+                    // can no longer prove who we are, even on a connection
+                    // opened while we could. (A peer's certificate is
+                    // checked at the handshake; its renewal reaches us on
+                    // its next connection, as in Linkerd and Envoy.)
                     if !tls.has_valid_leaf() {
                         return refusal(StatusCode::SERVICE_UNAVAILABLE);
-                    }
-                    if inbound.env.clock.wall() >= peer_not_after {
-                        return refusal(StatusCode::FORBIDDEN);
                     }
                     inbound.handle(request, &peer).await
                 }

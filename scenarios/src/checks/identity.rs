@@ -512,3 +512,96 @@ impl Run<'_> {
         (CheckKind::Security, effect && contained, detail)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const SCENARIO: &str = r#"
+name = "t"
+[[services]]
+name = "gateway"
+app = "edge"
+service_time = { distribution = "constant", mean = "1ms" }
+[workload]
+target = "gateway"
+[[workload.phases]]
+name = "p"
+duration = "10s"
+arrival = { kind = "poisson", rate = 1 }
+[[workload.mix]]
+operation = "quote"
+weight = 1
+[[checks]]
+name = "expired"
+property = "no_expired_cert_accepted"
+[[checks]]
+name = "plaintext"
+property = "no_plaintext_accepted"
+"#;
+
+    fn event(host: &str, kind: &str, detail: &str) -> TraceEvent {
+        TraceEvent {
+            seq: 0,
+            at_us: 1_000_000,
+            host: host.into(),
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn evaluate(events: &[TraceEvent]) -> Vec<Check> {
+        let scenario = Scenario::parse(Path::new("t.toml"), SCENARIO).unwrap();
+        let load = LoadReport::new(Duration::from_secs(1), Duration::from_secs(10));
+        checks(&scenario, 1, &load, events)
+    }
+
+    fn clean() -> Vec<TraceEvent> {
+        vec![
+            event("gateway-0", "cert.peer_accepted", "peer=x serial=01 age_ms=5 left_ms=100"),
+            event("operator", "cert.audit", "probe=expired host=gateway-0 outcome=refused"),
+            event("operator", "cert.audit", "probe=plaintext host=gateway-0 outcome=refused"),
+        ]
+    }
+
+    #[test]
+    fn refused_probes_and_valid_acceptances_pass() {
+        assert!(evaluate(&clean()).iter().all(|c| c.passed));
+    }
+
+    #[test]
+    fn an_accepted_expired_certificate_fails() {
+        let mut events = clean();
+        events.push(event(
+            "gateway-0",
+            "cert.peer_accepted",
+            "peer=x serial=02 age_ms=70000 left_ms=-10",
+        ));
+        let checks = evaluate(&events);
+        assert!(!checks[0].passed, "{}", checks[0].detail);
+        assert!(checks[1].passed);
+    }
+
+    #[test]
+    fn an_answered_probe_fails() {
+        let mut events = clean();
+        events.push(event(
+            "operator",
+            "cert.audit",
+            "probe=plaintext host=gateway-0 outcome=answered:200",
+        ));
+        events.push(event(
+            "operator",
+            "cert.audit",
+            "probe=expired host=gateway-0 outcome=answered:200",
+        ));
+        assert!(evaluate(&events).iter().all(|c| !c.passed));
+    }
+
+    #[test]
+    fn no_probes_is_not_a_pass() {
+        assert!(evaluate(&[]).iter().all(|c| !c.passed));
+    }
+}
