@@ -792,7 +792,8 @@ impl CaServer {
     /// bundle as it now stands, for the operator to publish.
     fn rotate(&self, step: &str, peer: Option<&SpiffeId>) -> Response<Body> {
         if !peer.is_some_and(|p| self.operators.contains(p)) {
-            self.env.record("ca.refuse", format!("rotate/{step} by {peer:?}"));
+            self.env
+                .record("ca.refuse", format!("rotate/{step} by {peer:?}"));
             return text(StatusCode::FORBIDDEN, "rotation is for operators");
         }
         let now = self.env.clock.wall();
@@ -916,7 +917,10 @@ mod tests {
         let mut ca = authority(KeyAlgorithm::Ed25519);
         let csr = csr_with_uris(&[id("gateway").to_string()]);
         let refused = ca.sign(&csr, &id("registry"), now()).unwrap_err();
-        assert!(refused.to_string().contains("but the caller is"), "{refused}");
+        assert!(
+            refused.to_string().contains("but the caller is"),
+            "{refused}"
+        );
         // The same CSR for the identity the caller proves is signed.
         assert!(ca.sign(&csr, &id("gateway"), now()).is_ok());
     }
@@ -940,9 +944,12 @@ mod tests {
         drop(first);
 
         // A "restart" provisions fresh state from another seed: the disk wins.
-        let material =
-            CaMaterial::generate("test.meshsim", Seed::new(77), now() + Duration::from_secs(5))
-                .unwrap();
+        let material = CaMaterial::generate(
+            "test.meshsim",
+            Seed::new(77),
+            now() + Duration::from_secs(5),
+        )
+        .unwrap();
         let mut second = Authority::new(material, Duration::from_secs(60), BTreeMap::new());
         assert!(second.persist_on(disk, Seed::new(2)).unwrap());
         assert_eq!(second.trust_bundle(), bundle, "same roots, same keys");
@@ -960,7 +967,11 @@ mod tests {
         let old_root = ca.trust_bundle()[0].clone();
         assert_eq!(ca.prepare_root(now()).unwrap(), 2);
         assert_eq!(ca.trust_bundle().len(), 2);
-        assert_eq!(ca.generations(), (2, 1), "old issuer signs until activation");
+        assert_eq!(
+            ca.generations(),
+            (2, 1),
+            "old issuer signs until activation"
+        );
         ca.activate_newest().unwrap();
         assert_eq!(ca.retire_old_roots().unwrap(), 1);
         assert_eq!(ca.trust_bundle().len(), 1);
@@ -975,7 +986,10 @@ mod tests {
             let mut ca = authority(KeyAlgorithm::EcdsaP256);
             let (key, _) = derive_key(KeyAlgorithm::EcdsaP256, Seed::new(4)).unwrap();
             let csr = certificate_request(&id("registry"), &key).unwrap();
-            (ca.trust_bundle(), ca.sign(&csr, &id("registry"), now()).unwrap())
+            (
+                ca.trust_bundle(),
+                ca.sign(&csr, &id("registry"), now()).unwrap(),
+            )
         };
         assert_eq!(chain(), chain());
     }

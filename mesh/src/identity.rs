@@ -306,6 +306,10 @@ mod tests {
         assert_eq!(a.public_key_raw(), b.public_key_raw());
         assert_eq!(a.public_key_raw().len(), 65, "uncompressed P-256 point");
         let id: SpiffeId = "spiffe://t/ns/a/sa/b".parse().unwrap();
-        assert!(certificate_request(&id, &a).unwrap().contains("CERTIFICATE REQUEST"));
+        assert!(
+            certificate_request(&id, &a)
+                .unwrap()
+                .contains("CERTIFICATE REQUEST")
+        );
     }
 }

@@ -360,12 +360,7 @@ impl MeshTls {
             .connect(name, io)
             .await
             .map_err(|e| MeshError::Tls(e.to_string()));
-        self.record_transcript(
-            transcript,
-            "client",
-            &expected.to_string(),
-            outcome.is_ok(),
-        );
+        self.record_transcript(transcript, "client", &expected.to_string(), outcome.is_ok());
         outcome
     }
 
@@ -716,10 +711,7 @@ mod tests {
                 tokio::time::timeout(deadline, client),
                 tokio::time::timeout(deadline, server)
             );
-            (
-                matches!(c, Ok(Some(()))),
-                matches!(s, Ok(Some(()))),
-            )
+            (matches!(c, Ok(Some(()))), matches!(s, Ok(Some(()))))
         })
     }
 
@@ -748,7 +740,10 @@ mod tests {
         // Only the server's clock is past the client's expiry: the server
         // refuses the client; the client, whose clock is fine, would not.
         let pair = pair(KeyAlgorithm::Ed25519);
-        set(&pair.server_clock, pair.client_leaf.not_after + Duration::from_secs(1));
+        set(
+            &pair.server_clock,
+            pair.client_leaf.not_after + Duration::from_secs(1),
+        );
         let (_, server_ok) = handshake(&pair);
         assert!(!server_ok);
     }

@@ -190,10 +190,7 @@ async fn credentials(
     env: &HostEnv,
 ) -> Result<(MeshTls, Option<String>), MeshError> {
     match spec.kind {
-        RogueKind::NoCertificate => Ok((
-            MeshTls::for_host(env, install.trust_roots.clone()),
-            None,
-        )),
+        RogueKind::NoCertificate => Ok((MeshTls::for_host(env, install.trust_roots.clone()), None)),
         RogueKind::ForeignCa => {
             let mesh = &install.scenario.mesh;
             let material = CaMaterial::generate(

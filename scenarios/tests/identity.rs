@@ -88,16 +88,17 @@ within = "10s"
 {SECURITY_CHECKS}"#
     );
     let output = run(&scenario("rotation", 130, &extra));
-    for name in ["rotation", "no_expired_cert_accepted", "no_plaintext_accepted"] {
+    for name in [
+        "rotation",
+        "no_expired_cert_accepted",
+        "no_plaintext_accepted",
+    ] {
         let check = check(&output, name);
         assert!(check.passed, "{name}: {}", check.detail);
     }
     // Every workload now trusts only the new root.
     let events = output.trace.events();
-    let bundles: Vec<_> = events
-        .iter()
-        .filter(|e| e.kind == "cert.bundle")
-        .collect();
+    let bundles: Vec<_> = events.iter().filter(|e| e.kind == "cert.bundle").collect();
     assert!(bundles.iter().any(|e| e.detail == "roots=2"));
     assert!(bundles.iter().any(|e| e.detail == "roots=1"));
 }
@@ -137,7 +138,11 @@ within = "90s"
         .filter(|e| e.kind == "ca.start")
         .nth(1)
         .expect("the CA started twice");
-    assert!(restart.detail.starts_with("recovered=true"), "{}", restart.detail);
+    assert!(
+        restart.detail.starts_with("recovered=true"),
+        "{}",
+        restart.detail
+    );
     let next_serial: u64 = restart
         .detail
         .split(' ')

@@ -76,7 +76,13 @@ pub async fn run(
     tokio::spawn(async move {
         let mut changes = published.changed.subscribe();
         loop {
-            let config = published.store.lock().expect("store poisoned").snapshot().config.clone();
+            let config = published
+                .store
+                .lock()
+                .expect("store poisoned")
+                .snapshot()
+                .config
+                .clone();
             tls_for_bundle.apply_published(&config, &installed);
             if changes.changed().await.is_err() {
                 return;

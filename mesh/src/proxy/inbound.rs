@@ -26,6 +26,7 @@ use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
+use crate::identity::CertInfo;
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::pool::{Pool, RESPONSE_BYTES_MAX};
@@ -35,7 +36,6 @@ use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_h
 use crate::telemetry::{
     self, AuthzDecision, Direction, ProxyTelemetry, RequestRecord, Telemetry, TraceContext,
 };
-use crate::identity::CertInfo;
 use crate::tls::{ClientAuth, MeshTls};
 use crate::{MeshError, SpiffeId, http as mesh_http, ports};
 
@@ -178,8 +178,7 @@ fn rejection_reason(error: &str) -> &'static str {
         "revoked"
     } else if error.contains("UnknownIssuer") {
         "unknown_issuer"
-    } else if error.contains("CertificateRequired") || error.contains("NoCertificatesPresented")
-    {
+    } else if error.contains("CertificateRequired") || error.contains("NoCertificatesPresented") {
         "no_certificate"
     } else {
         "other"

@@ -223,11 +223,20 @@ impl Run<'_> {
         let mut min_left_ms = i64::MAX;
         for e in self.of_kind("cert.peer_accepted") {
             accepted += 1;
-            let age: i64 = field(e, "age_ms").and_then(|v| v.parse().ok()).unwrap_or(-1);
-            let left: i64 = field(e, "left_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let age: i64 = field(e, "age_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            let left: i64 = field(e, "left_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             min_left_ms = min_left_ms.min(left);
             if age < 0 || left <= 0 {
-                violations.push(format!("{} accepted {} at {}", e.host, e.detail, seconds(e.at_us)));
+                violations.push(format!(
+                    "{} accepted {} at {}",
+                    e.host,
+                    e.detail,
+                    seconds(e.at_us)
+                ));
             }
         }
         let (probes, answered) = self.probes("expired");
@@ -322,7 +331,9 @@ impl Run<'_> {
             .map(|h| self.expired_windows(h))
             .collect();
         let covers = |windows: &[(u64, u64)], a: u64, b: u64| {
-            windows.iter().any(|(from, until)| a >= *from && b <= *until)
+            windows
+                .iter()
+                .any(|(from, until)| a >= *from && b <= *until)
         };
         let (mut dead_intervals, mut ok, mut failed) = (0u64, 0u64, 0u64);
         let mut first_breach = None;
@@ -351,7 +362,11 @@ impl Run<'_> {
                 .map(|(a, b)| format!(
                     "{}..{}",
                     seconds(*a),
-                    if *b == u64::MAX { "end".into() } else { seconds(*b) }
+                    if *b == u64::MAX {
+                        "end".into()
+                    } else {
+                        seconds(*b)
+                    }
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -503,7 +518,11 @@ impl Run<'_> {
             "{:?} {skew_ms:+} ms from {} to {}: effect {} (the skewed host failed to renew {skewed_failed} times, renewed {skewed_renewed} times: every certificate, the CA's included, looks expired to it); contained {} ({}/{} other workloads renewed, {others_failed} other renewal failures, {others_refused_time} time-based refusals elsewhere)",
             skewed,
             seconds(from),
-            if until == u64::MAX { "end".into() } else { seconds(until) },
+            if until == u64::MAX {
+                "end".into()
+            } else {
+                seconds(until)
+            },
             if effect { "shown" } else { "NOT shown" },
             if contained { "yes" } else { "NO" },
             renewed_others.len(),
@@ -560,9 +579,21 @@ property = "no_plaintext_accepted"
 
     fn clean() -> Vec<TraceEvent> {
         vec![
-            event("gateway-0", "cert.peer_accepted", "peer=x serial=01 age_ms=5 left_ms=100"),
-            event("operator", "cert.audit", "probe=expired host=gateway-0 outcome=refused"),
-            event("operator", "cert.audit", "probe=plaintext host=gateway-0 outcome=refused"),
+            event(
+                "gateway-0",
+                "cert.peer_accepted",
+                "peer=x serial=01 age_ms=5 left_ms=100",
+            ),
+            event(
+                "operator",
+                "cert.audit",
+                "probe=expired host=gateway-0 outcome=refused",
+            ),
+            event(
+                "operator",
+                "cert.audit",
+                "probe=plaintext host=gateway-0 outcome=refused",
+            ),
         ]
     }
 
