@@ -756,14 +756,14 @@ mod tests {
             &pair.server_clock,
             pair.client_leaf.not_before - Duration::from_secs(1),
         );
-        assert_eq!(handshake(&pair).1, false);
+        assert!(!handshake(&pair).1);
         // The client's clock is behind the server's notBefore.
         let pair = super::tests::pair(KeyAlgorithm::Ed25519);
         set(
             &pair.client_clock,
             pair.client_leaf.not_before - Duration::from_secs(1),
         );
-        assert_eq!(handshake(&pair).0, false);
+        assert!(!handshake(&pair).0);
     }
 
     #[test]
@@ -772,11 +772,11 @@ mod tests {
         pair.server
             .revocations()
             .replace(BTreeSet::from([id("gateway").to_string()]));
-        assert_eq!(handshake(&pair).1, false, "revoked by identity");
+        assert!(!handshake(&pair).1, "revoked by identity");
         pair.server
             .revocations()
             .replace(BTreeSet::from([pair.client_leaf.serial_hex.clone()]));
-        assert_eq!(handshake(&pair).1, false, "revoked by serial");
+        assert!(!handshake(&pair).1, "revoked by serial");
         pair.server.revocations().replace(BTreeSet::new());
         assert_eq!(handshake(&pair), (true, true), "lifted");
     }
@@ -790,6 +790,6 @@ mod tests {
         pair.server.set_roots(both);
         assert_eq!(handshake(&pair), (true, true));
         pair.server.set_roots(other.trust_bundle());
-        assert_eq!(handshake(&pair).1, false, "old root removed");
+        assert!(!handshake(&pair).1, "old root removed");
     }
 }
