@@ -194,7 +194,10 @@ pub fn derive_key(
 }
 
 /// A CSR for `id`, signed by `key`. The private key is not in it.
-pub fn certificate_request(id: &SpiffeId, key: &KeyPair) -> Result<String, MeshError> {
+pub fn certificate_request(
+    id: &SpiffeId,
+    key: &impl rcgen::SigningKey,
+) -> Result<String, MeshError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params

@@ -51,8 +51,11 @@ pub async fn certify_once(
     attempt: u64,
 ) -> Result<CertInfo, MeshError> {
     let key_seed = env.seed.child("identity-key").child(&attempt.to_string());
-    let (key, pkcs8) = derive_key(config.key_algorithm, key_seed)?;
-    let csr = certificate_request(&config.identity, &key)?;
+    let (_, pkcs8) = derive_key(config.key_algorithm, key_seed)?;
+    // Sign the CSR deterministically (RFC 6979 for P-256), so its bytes,
+    // which the CA's handshake transcript may include, replay exactly.
+    let (signer, _) = crate::ca::CaKey::derive(config.key_algorithm, key_seed)?;
+    let csr = certificate_request(&config.identity, &signer)?;
     let io = env
         .net
         .connect(&config.ca.host, config.ca.port)
