@@ -21,6 +21,10 @@ pub struct MeshConfig {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Revoked SPIFFE IDs and certificate serials (hex).
     pub revoked: BTreeSet<String>,
+    /// The trust bundle (PEM roots) every workload must use; empty: the
+    /// bundle each was installed with. Root rotation publishes the old and
+    /// new roots here, then only the new one.
+    pub trust_bundle: Vec<String>,
     /// Faults the sidecars of named hosts inject into their own inbound
     /// traffic: a sick replica, as its callers see it.
     pub endpoint_faults: Vec<EndpointFault>,

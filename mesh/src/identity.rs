@@ -143,8 +143,61 @@ pub fn ed25519_key(seed: Seed) -> Result<(KeyPair, PrivatePkcs8KeyDer<'static>),
     Ok((key, pkcs8))
 }
 
+/// The signature algorithm of CA and workload keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAlgorithm {
+    /// Ed25519 (the default: small, fast, deterministic signatures).
+    #[default]
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256 (what most enterprise PKI requires).
+    EcdsaP256,
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::Ed25519 => "ed25519",
+            KeyAlgorithm::EcdsaP256 => "ecdsa_p256",
+        })
+    }
+}
+
+/// A P-256 secret scalar derived from a seed node: the first candidate
+/// `seed/p256/<i>` that is a valid scalar (all but ~2^-32 of them are).
+fn p256_secret(seed: &Seed) -> p256::SecretKey {
+    (0u32..)
+        .find_map(|i| {
+            let bytes = seed.child("p256").child(&i.to_string()).bytes32();
+            p256::SecretKey::from_bytes(&bytes.into()).ok()
+        })
+        .expect("a valid scalar within a few draws")
+}
+
+/// A key of `algorithm` derived from a seed node (PKCS#8 v1 for Ed25519,
+/// with the public key for P-256, as ring wants it).
+pub fn derive_key(
+    algorithm: KeyAlgorithm,
+    seed: Seed,
+) -> Result<(KeyPair, PrivatePkcs8KeyDer<'static>), MeshError> {
+    match algorithm {
+        KeyAlgorithm::Ed25519 => ed25519_key(seed),
+        KeyAlgorithm::EcdsaP256 => {
+            use p256::pkcs8::EncodePrivateKey;
+            let der = p256_secret(&seed).to_pkcs8_der().map_err(MeshError::cert)?;
+            let pkcs8 = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
+            let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(MeshError::cert)?;
+            Ok((key, pkcs8))
+        }
+    }
+}
+
 /// A CSR for `id`, signed by `key`. The private key is not in it.
-pub fn certificate_request(id: &SpiffeId, key: &KeyPair) -> Result<String, MeshError> {
+pub fn certificate_request(
+    id: &SpiffeId,
+    key: &impl rcgen::SigningKey,
+) -> Result<String, MeshError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params
@@ -247,5 +300,19 @@ mod tests {
         let (c, _) = ed25519_key(Seed::new(4)).unwrap();
         assert_eq!(a.public_key_raw(), b.public_key_raw());
         assert_ne!(a.public_key_raw(), c.public_key_raw());
+    }
+
+    #[test]
+    fn p256_keys_are_a_function_of_the_seed_and_make_csrs() {
+        let (a, _) = derive_key(KeyAlgorithm::EcdsaP256, Seed::new(3)).unwrap();
+        let (b, _) = derive_key(KeyAlgorithm::EcdsaP256, Seed::new(3)).unwrap();
+        assert_eq!(a.public_key_raw(), b.public_key_raw());
+        assert_eq!(a.public_key_raw().len(), 65, "uncompressed P-256 point");
+        let id: SpiffeId = "spiffe://t/ns/a/sa/b".parse().unwrap();
+        assert!(
+            certificate_request(&id, &a)
+                .unwrap()
+                .contains("CERTIFICATE REQUEST")
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod http;
 pub mod identity;
 pub mod ports;
 pub mod proxy;
+pub mod simcrypto;
 pub mod telemetry;
 pub mod tls;
 

@@ -13,7 +13,9 @@
 //!   certificate checks, which would let an expired or revoked peer back in.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
@@ -28,7 +30,9 @@ use rustls::{
     ServerConfig, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use seam::{BoxIo, Clock};
+use seam::{BoxIo, Clock, HostEnv};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::MeshError;
 use crate::identity::{CertInfo, SpiffeId};
@@ -131,10 +135,13 @@ pub struct MeshTls {
     slot: Arc<CertSlot>,
     roots: RwLock<Vec<CertificateDer<'static>>>,
     revoked: Arc<Revocations>,
+    /// Where handshake transcript hashes go (hosts built with `for_host`).
+    env: Option<HostEnv>,
 }
 
 impl MeshTls {
-    /// TLS state trusting `roots`, with no certificate yet.
+    /// TLS state trusting `roots`, with no certificate yet, on the stock
+    /// provider and without transcript records.
     pub fn new(clock: Arc<dyn Clock>, roots: Vec<CertificateDer<'static>>) -> Self {
         MeshTls {
             provider: Arc::new(rustls::crypto::ring::default_provider()),
@@ -142,7 +149,67 @@ impl MeshTls {
             slot: Arc::new(CertSlot::default()),
             roots: RwLock::new(roots),
             revoked: Arc::new(Revocations::default()),
+            env: None,
         }
+    }
+
+    /// TLS state for a host. On a simulated clock it uses the seeded
+    /// provider ([`crate::simcrypto`]) and records a hash of the bytes of
+    /// every handshake in the trace (`tls.transcript`), so a replay that
+    /// sends one different byte shows up in `check-determinism`. On a real
+    /// clock it is [`MeshTls::new`]: stock provider, OS randomness.
+    pub fn for_host(env: &HostEnv, roots: Vec<CertificateDer<'static>>) -> Self {
+        let mut tls = Self::new(env.clock.clone(), roots);
+        if env.clock.simulated() {
+            tls.provider = Arc::new(crate::simcrypto::provider(env.seed.child("tls")));
+            tls.env = Some(env.clone());
+        }
+        tls
+    }
+
+    /// The trust bundle in force.
+    pub fn roots(&self) -> Vec<CertificateDer<'static>> {
+        self.roots.read().expect("roots poisoned").clone()
+    }
+
+    /// Wraps `io` so the handshake's bytes are hashed (when recording).
+    fn tap(&self, io: BoxIo) -> (BoxIo, Option<Arc<Mutex<Transcript>>>) {
+        if self.env.is_none() {
+            return (io, None);
+        }
+        let transcript = Arc::new(Mutex::new(Transcript::default()));
+        let tapped = TranscriptTap {
+            inner: io,
+            transcript: transcript.clone(),
+        };
+        (Box::new(tapped), Some(transcript))
+    }
+
+    /// Stops hashing and records what this side sent and saw.
+    fn record_transcript(
+        &self,
+        transcript: Option<Arc<Mutex<Transcript>>>,
+        side: &str,
+        peer: &str,
+        ok: bool,
+    ) {
+        let (Some(env), Some(transcript)) = (&self.env, transcript) else {
+            return;
+        };
+        let mut t = transcript.lock().expect("transcript poisoned");
+        t.done = true;
+        let sent = std::mem::take(&mut t.sent).finalize();
+        let seen = std::mem::take(&mut t.seen).finalize();
+        env.record(
+            "tls.transcript",
+            format!(
+                "side={side} peer={peer} ok={ok} sent={}B:{} seen={}B:{}",
+                t.sent_bytes,
+                &hex::encode(sent)[..16],
+                t.seen_bytes,
+                &hex::encode(seen)[..16]
+            ),
+        );
     }
 
     /// Installs a new leaf (hot reload: only new handshakes see it).
@@ -177,6 +244,30 @@ impl MeshTls {
     /// Replaces the trust bundle (root rotation).
     pub fn set_roots(&self, roots: Vec<CertificateDer<'static>>) {
         *self.roots.write().expect("roots poisoned") = roots;
+    }
+
+    /// Applies what the control plane publishes: the revocation list and,
+    /// if the config names one, the trust bundle (otherwise `installed`).
+    /// An unreadable bundle is ignored: the current one stays.
+    pub fn apply_published(
+        &self,
+        config: &crate::config::MeshConfig,
+        installed: &[CertificateDer<'static>],
+    ) {
+        self.revoked.replace(config.revoked.clone());
+        let roots = if config.trust_bundle.is_empty() {
+            Ok(installed.to_vec())
+        } else {
+            bundle_from_pem(&config.trust_bundle)
+        };
+        if let Ok(roots) = roots
+            && roots != self.roots()
+        {
+            if let Some(env) = &self.env {
+                env.record("cert.bundle", format!("roots={}", roots.len()));
+            }
+            self.set_roots(roots);
+        }
     }
 
     /// The revocation list inbound handshakes consult.
@@ -264,10 +355,13 @@ impl MeshTls {
         let name = ServerName::try_from(expected.dns_name())
             .map_err(|e| MeshError::BadIdentity(e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(self.client_config(alpn, present_leaf)?);
-        connector
+        let (io, transcript) = self.tap(io);
+        let outcome = connector
             .connect(name, io)
             .await
-            .map_err(|e| MeshError::Tls(e.to_string()))
+            .map_err(|e| MeshError::Tls(e.to_string()));
+        self.record_transcript(transcript, "client", &expected.to_string(), outcome.is_ok());
+        outcome
     }
 
     /// Accepts TLS; returns the stream and the verified peer identity (if
@@ -279,13 +373,102 @@ impl MeshTls {
         alpn: &[&[u8]],
     ) -> Result<(ServerStream, Option<SpiffeId>), MeshError> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.server_config(auth, alpn)?);
-        let stream = acceptor
-            .accept(io)
-            .await
-            .map_err(|e| MeshError::Tls(e.to_string()))?;
+        let (io, transcript) = self.tap(io);
+        let outcome = acceptor.accept(io).await;
+        let peer = match &outcome {
+            Ok(stream) => peer_identity(stream.get_ref().1.peer_certificates())
+                .map(|p| p.map_or_else(|| "anonymous".to_owned(), |p| p.to_string()))
+                .unwrap_or_else(|_| "unreadable".to_owned()),
+            Err(_) => "refused".to_owned(),
+        };
+        self.record_transcript(transcript, "server", &peer, outcome.is_ok());
+        let stream = outcome.map_err(|e| MeshError::Tls(e.to_string()))?;
         let peer = peer_identity(stream.get_ref().1.peer_certificates())?;
         Ok((stream, peer))
     }
+}
+
+/// Running hashes of the bytes one side wrote and read during a handshake.
+#[derive(Default)]
+struct Transcript {
+    sent: Sha256,
+    seen: Sha256,
+    sent_bytes: u64,
+    seen_bytes: u64,
+    /// Set when the handshake finished: application data is not hashed.
+    done: bool,
+}
+
+/// A stream that feeds every handshake byte to a [`Transcript`].
+///
+/// rustls exposes no transcript hash, so this is the honest substitute: the
+/// TLS records this side put on and took off the wire until the handshake
+/// completed (if the peer's first application record arrived in the same
+/// read, it is included; in the simulation that is deterministic too).
+struct TranscriptTap {
+    inner: BoxIo,
+    transcript: Arc<Mutex<Transcript>>,
+}
+
+impl AsyncRead for TranscriptTap {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let mut t = self.transcript.lock().expect("transcript poisoned");
+            if !t.done {
+                let fresh = &buf.filled()[before..];
+                t.seen.update(fresh);
+                t.seen_bytes += fresh.len() as u64;
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for TranscriptTap {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = polled {
+            let mut t = self.transcript.lock().expect("transcript poisoned");
+            if !t.done {
+                t.sent.update(&buf[..written]);
+                t.sent_bytes += written as u64;
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Parses a published trust bundle (PEM roots); empty is an error.
+pub fn bundle_from_pem(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, MeshError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = Vec::new();
+    for pem in pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.push(cert.map_err(MeshError::cert)?);
+        }
+    }
+    if roots.is_empty() {
+        return Err(MeshError::Cert("empty trust bundle".into()));
+    }
+    Ok(roots)
 }
 
 /// The SPIFFE ID of a verified peer chain (the leaf comes first).
@@ -410,5 +593,203 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The certificate checks of a real handshake, on a clock the test sets.
+
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::ca::{Authority, CaMaterial};
+    use crate::identity::{KeyAlgorithm, certificate_request, derive_key};
+    use seam::Seed;
+
+    /// A wall clock the test moves by hand.
+    struct TestClock(Mutex<SystemTime>);
+
+    impl Clock for TestClock {
+        fn wall(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+        fn run_elapsed(&self) -> Duration {
+            Duration::ZERO
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn issued_at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    }
+
+    fn id(sa: &str) -> SpiffeId {
+        SpiffeId::new("test.meshsim", "rec", sa).unwrap()
+    }
+
+    struct Pair {
+        client: MeshTls,
+        server: MeshTls,
+        client_clock: Arc<TestClock>,
+        server_clock: Arc<TestClock>,
+        client_leaf: CertInfo,
+    }
+
+    /// A client (`gateway`) and a server (`registry`), both issued at
+    /// `issued_at()` for `TTL`, both clocks at `issued_at()`.
+    fn pair(algorithm: KeyAlgorithm) -> Pair {
+        let material =
+            CaMaterial::generate_with(algorithm, "test.meshsim", Seed::new(1), issued_at())
+                .unwrap();
+        let roots = material.trust_bundle();
+        let mut ca = Authority::new(material, TTL, BTreeMap::new());
+        let mut make = |sa: &str, seed: u64| {
+            let clock = Arc::new(TestClock(Mutex::new(issued_at())));
+            let tls = MeshTls::new(clock.clone(), roots.clone());
+            let (key, pkcs8) = derive_key(algorithm, Seed::new(seed)).unwrap();
+            let csr = certificate_request(&id(sa), &key).unwrap();
+            let chain = ca.sign(&csr, &id(sa), issued_at()).unwrap();
+            let info = tls.install(chain, pkcs8.into()).unwrap();
+            (tls, clock, info)
+        };
+        let (client, client_clock, client_leaf) = make("gateway", 2);
+        let (server, server_clock, _) = make("registry", 3);
+        Pair {
+            client,
+            server,
+            client_clock,
+            server_clock,
+            client_leaf,
+        }
+    }
+
+    fn set(clock: &TestClock, at: SystemTime) {
+        *clock.0.lock().unwrap() = at;
+    }
+
+    /// Runs one mTLS handshake and one byte each way; returns whether the
+    /// client's side and the server's side each succeeded.
+    fn handshake(pair: &Pair) -> (bool, bool) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let client = async {
+                let mut stream = pair
+                    .client
+                    .connect(Box::new(a), &id("registry"), &[b"h2"], true)
+                    .await
+                    .ok()?;
+                // TLS 1.3: a refused client certificate shows on first use.
+                stream.write_all(b"x").await.ok()?;
+                stream.flush().await.ok()?;
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.ok()?;
+                Some(())
+            };
+            let server = async {
+                let (mut stream, peer) = pair
+                    .server
+                    .accept(Box::new(b), ClientAuth::Required, &[b"h2"])
+                    .await
+                    .ok()?;
+                assert_eq!(peer, Some(id("gateway")));
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.ok()?;
+                stream.write_all(b"y").await.ok()?;
+                stream.flush().await.ok()?;
+                Some(())
+            };
+            let deadline = Duration::from_secs(5);
+            let (c, s) = tokio::join!(
+                tokio::time::timeout(deadline, client),
+                tokio::time::timeout(deadline, server)
+            );
+            (matches!(c, Ok(Some(()))), matches!(s, Ok(Some(()))))
+        })
+    }
+
+    #[test]
+    fn a_fresh_pair_handshakes_with_either_algorithm() {
+        assert_eq!(handshake(&pair(KeyAlgorithm::Ed25519)), (true, true));
+        assert_eq!(handshake(&pair(KeyAlgorithm::EcdsaP256)), (true, true));
+    }
+
+    #[test]
+    fn a_handshake_at_ttl_plus_one_second_is_refused() {
+        let pair = pair(KeyAlgorithm::Ed25519);
+        let late = issued_at() + TTL + Duration::from_secs(1);
+        set(&pair.client_clock, late);
+        set(&pair.server_clock, late);
+        assert_eq!(handshake(&pair), (false, false));
+        // One second earlier both certificates are still good.
+        let just_in = issued_at() + TTL - Duration::from_secs(1);
+        set(&pair.client_clock, just_in);
+        set(&pair.server_clock, just_in);
+        assert_eq!(handshake(&pair), (true, true));
+    }
+
+    #[test]
+    fn an_expired_client_is_refused_by_the_server_alone() {
+        // Only the server's clock is past the client's expiry: the server
+        // refuses the client; the client, whose clock is fine, would not.
+        let pair = pair(KeyAlgorithm::Ed25519);
+        set(
+            &pair.server_clock,
+            pair.client_leaf.not_after + Duration::from_secs(1),
+        );
+        let (_, server_ok) = handshake(&pair);
+        assert!(!server_ok);
+    }
+
+    #[test]
+    fn a_not_yet_valid_certificate_is_refused() {
+        let pair = pair(KeyAlgorithm::Ed25519);
+        // The server's clock is behind the client's notBefore.
+        set(
+            &pair.server_clock,
+            pair.client_leaf.not_before - Duration::from_secs(1),
+        );
+        assert!(!handshake(&pair).1);
+        // The client's clock is behind the server's notBefore.
+        let pair = super::tests::pair(KeyAlgorithm::Ed25519);
+        set(
+            &pair.client_clock,
+            pair.client_leaf.not_before - Duration::from_secs(1),
+        );
+        assert!(!handshake(&pair).0);
+    }
+
+    #[test]
+    fn a_revoked_identity_or_serial_is_refused() {
+        let pair = pair(KeyAlgorithm::Ed25519);
+        pair.server
+            .revocations()
+            .replace(BTreeSet::from([id("gateway").to_string()]));
+        assert!(!handshake(&pair).1, "revoked by identity");
+        pair.server
+            .revocations()
+            .replace(BTreeSet::from([pair.client_leaf.serial_hex.clone()]));
+        assert!(!handshake(&pair).1, "revoked by serial");
+        pair.server.revocations().replace(BTreeSet::new());
+        assert_eq!(handshake(&pair), (true, true), "lifted");
+    }
+
+    #[test]
+    fn a_second_root_in_the_bundle_is_trusted_too() {
+        let pair = pair(KeyAlgorithm::Ed25519);
+        let other = CaMaterial::generate("test.meshsim", Seed::new(50), issued_at()).unwrap();
+        let mut both = other.trust_bundle();
+        both.extend(pair.server.roots());
+        pair.server.set_roots(both);
+        assert_eq!(handshake(&pair), (true, true));
+        pair.server.set_roots(other.trust_bundle());
+        assert!(!handshake(&pair).1, "old root removed");
     }
 }

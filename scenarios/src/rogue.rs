@@ -190,10 +190,7 @@ async fn credentials(
     env: &HostEnv,
 ) -> Result<(MeshTls, Option<String>), MeshError> {
     match spec.kind {
-        RogueKind::NoCertificate => Ok((
-            MeshTls::new(env.clock.clone(), install.trust_roots.clone()),
-            None,
-        )),
+        RogueKind::NoCertificate => Ok((MeshTls::for_host(env, install.trust_roots.clone()), None)),
         RogueKind::ForeignCa => {
             let mesh = &install.scenario.mesh;
             let material = CaMaterial::generate(
@@ -207,14 +204,14 @@ async fn credentials(
             let (key, pkcs8) = ed25519_key(env.seed.child("foreign-key"))?;
             let csr = certificate_request(&impersonated, &key)?;
             let chain = authority.sign(&csr, &impersonated, env.clock.wall())?;
-            let tls = MeshTls::new(env.clock.clone(), foreign_roots);
+            let tls = MeshTls::for_host(env, foreign_roots);
             tls.install(chain, pkcs8.into())?;
             tls.set_roots(install.trust_roots.clone());
             Ok((tls, Some(impersonated.to_string())))
         }
         RogueKind::DisallowedIdentity => {
             let identity = rogue_identity(install, spec.name.get_ref());
-            let tls = MeshTls::new(env.clock.clone(), install.trust_roots.clone());
+            let tls = MeshTls::for_host(env, install.trust_roots.clone());
             let config = install.certify(identity.clone());
             for attempt in 0u64.. {
                 let issued = tokio::time::timeout(

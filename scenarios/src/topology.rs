@@ -69,8 +69,12 @@ impl Install {
         seed: Seed,
         ca_created: SystemTime,
     ) -> Result<Arc<Install>, MeshError> {
-        let material =
-            CaMaterial::generate(&scenario.mesh.trust_domain, seed.child("ca"), ca_created)?;
+        let material = CaMaterial::generate_with(
+            scenario.mesh.key_algorithm,
+            &scenario.mesh.trust_domain,
+            seed.child("ca"),
+            ca_created,
+        )?;
         let trust_roots = material.trust_bundle();
         Ok(Arc::new(Install {
             scenario,
@@ -187,6 +191,7 @@ impl Install {
             identity,
             ca: self.ca_upstream(),
             renew_fraction: self.scenario.mesh.renew_fraction,
+            key_algorithm: self.scenario.mesh.key_algorithm,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
         }
@@ -240,7 +245,8 @@ impl Install {
         let install = self.clone();
         match role.clone() {
             Role::Ca => Box::pin(async move {
-                let material = CaMaterial::generate(
+                let material = CaMaterial::generate_with(
+                    install.scenario.mesh.key_algorithm,
                     &install.scenario.mesh.trust_domain,
                     install.seed.child("ca"),
                     install.ca_created,
@@ -255,6 +261,7 @@ impl Install {
                     CaConfig {
                         identity: install.ca_upstream().identity,
                         authority,
+                        operators: vec![install.operator_identity()],
                     },
                     env,
                     Shutdown::never(),

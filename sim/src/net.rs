@@ -81,4 +81,8 @@ impl Clock for SimClock {
     fn run_elapsed(&self) -> Duration {
         turmoil::sim_elapsed().unwrap_or_default()
     }
+
+    fn simulated(&self) -> bool {
+        true
+    }
 }

@@ -16,6 +16,11 @@ pub trait Clock: Send + Sync + 'static {
     /// Time since the run started, identical on every host. Trace timestamps
     /// and SLO windows use it.
     fn run_elapsed(&self) -> Duration;
+    /// Whether this clock is simulated time. Only then may a component use
+    /// seeded (replayable, hence insecure) TLS randomness.
+    fn simulated(&self) -> bool {
+        false
+    }
 }
 
 /// A shared, adjustable clock skew in milliseconds (positive = ahead).

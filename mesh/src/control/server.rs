@@ -58,7 +58,7 @@ pub async fn run(
         "control.recovered",
         format!("v={}", store.snapshot().version),
     );
-    let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots));
+    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots));
     seam::task::spawn(certify::run(env.clone(), tls.clone(), config.certify));
     while tls.leaf().is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -70,6 +70,25 @@ pub async fn run(
         config.endpoint_ttl,
     ));
     seam::task::spawn(server.clone().sweep());
+    // The control plane trusts the bundle it publishes (root rotation).
+    let (published, installed) = (server.clone(), tls.roots());
+    let tls_for_bundle = tls.clone();
+    seam::task::spawn(async move {
+        let mut changes = published.changed.subscribe();
+        loop {
+            let config = published
+                .store
+                .lock()
+                .expect("store poisoned")
+                .snapshot()
+                .config
+                .clone();
+            tls_for_bundle.apply_published(&config, &installed);
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     let mut listener = env.net.bind(ports::CONTROL).await?;
     env.record("control.listen", format!("port={}", ports::CONTROL));
     loop {

@@ -16,7 +16,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use seam::HostEnv;
 
-use crate::identity::{CertInfo, SpiffeId, certificate_request, ed25519_key};
+use crate::identity::{CertInfo, KeyAlgorithm, SpiffeId, certificate_request, derive_key};
 use crate::proxy::Upstream;
 use crate::tls::MeshTls;
 use crate::{MeshError, http};
@@ -32,6 +32,8 @@ pub struct CertifyConfig {
     pub ca: Upstream,
     /// Renew at this fraction of the lifetime (Linkerd: 0.7).
     pub renew_fraction: f64,
+    /// The algorithm of the workload's key.
+    pub key_algorithm: KeyAlgorithm,
     /// First retry delay after a failed request.
     pub backoff_min: Duration,
     /// Largest retry delay.
@@ -49,8 +51,11 @@ pub async fn certify_once(
     attempt: u64,
 ) -> Result<CertInfo, MeshError> {
     let key_seed = env.seed.child("identity-key").child(&attempt.to_string());
-    let (key, pkcs8) = ed25519_key(key_seed)?;
-    let csr = certificate_request(&config.identity, &key)?;
+    let (_, pkcs8) = derive_key(config.key_algorithm, key_seed)?;
+    // Sign the CSR deterministically (RFC 6979 for P-256), so its bytes,
+    // which the CA's handshake transcript may include, replay exactly.
+    let (signer, _) = crate::ca::CaKey::derive(config.key_algorithm, key_seed)?;
+    let csr = certificate_request(&config.identity, &signer)?;
     let io = env
         .net
         .connect(&config.ca.host, config.ca.port)
@@ -104,9 +109,17 @@ pub async fn run(env: HostEnv, tls: Arc<MeshTls>, config: CertifyConfig) {
             tokio::time::timeout(CERTIFY_TIMEOUT, certify_once(&env, &tls, &config, attempt)).await;
         let wait = match outcome {
             Ok(Ok(info)) => {
+                let valid_ms = info
+                    .not_after
+                    .duration_since(env.clock.wall())
+                    .unwrap_or_default()
+                    .as_millis();
                 env.record(
                     "cert.renewed",
-                    format!("id={} serial={}", config.identity, info.serial_hex),
+                    format!(
+                        "id={} serial={} valid_ms={valid_ms}",
+                        config.identity, info.serial_hex
+                    ),
                 );
                 backoff = config.backoff_min;
                 renewal_delay(

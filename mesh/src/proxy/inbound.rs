@@ -26,6 +26,7 @@ use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
+use crate::identity::CertInfo;
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::pool::{Pool, RESPONSE_BYTES_MAX};
@@ -109,6 +110,14 @@ pub async fn serve_with(
                         "inbound.tls_reject",
                         format!("from={} err={error}", peer_addr.ip()),
                     );
+                    inbound.env.record(
+                        "cert.peer_rejected",
+                        format!(
+                            "from={} reason={}",
+                            peer_addr.ip(),
+                            rejection_reason(&error.to_string())
+                        ),
+                    );
                     return;
                 }
                 Err(_) => {
@@ -122,6 +131,17 @@ pub async fn serve_with(
             inbound
                 .env
                 .record("inbound.tls_accept", format!("peer={peer}"));
+            let peer_leaf = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| CertInfo::parse(leaf).ok());
+            let Some(peer_leaf) = peer_leaf else {
+                return;
+            };
+            inbound.record_acceptance(&peer, &peer_leaf);
+            let tls_for_requests = tls.clone();
             let protocol = match stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
@@ -129,10 +149,47 @@ pub async fn serve_with(
             let peer = Arc::new(peer);
             let handler = move |request| {
                 let (inbound, peer) = (inbound.clone(), peer.clone());
-                async move { inbound.handle(request, &peer).await }
+                let tls = tls_for_requests.clone();
+                async move {
+                    // Fail closed once our own certificate has lapsed: we
+                    // can no longer prove who we are, even on a connection
+                    // opened while we could. (A peer's certificate is
+                    // checked at the handshake; its renewal reaches us on
+                    // its next connection, as in Linkerd and Envoy.)
+                    if !tls.has_valid_leaf() {
+                        return refusal(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                    inbound.handle(request, &peer).await
+                }
             };
             let _ = limits::serve(stream, protocol, &limits, handler).await;
         });
+    }
+}
+
+/// The class of a refused handshake, for the trace (the identity checks
+/// count expiry refusals separately).
+fn rejection_reason(error: &str) -> &'static str {
+    if error.contains("Expired") || error.contains("expired") {
+        "expired"
+    } else if error.contains("NotValidYet") {
+        "not_yet_valid"
+    } else if error.contains("Revoked") || error.contains("revoked") {
+        "revoked"
+    } else if error.contains("UnknownIssuer") {
+        "unknown_issuer"
+    } else if error.contains("CertificateRequired") || error.contains("NoCertificatesPresented") {
+        "no_certificate"
+    } else {
+        "other"
+    }
+}
+
+/// Milliseconds from `from` to `to`, negative if `to` is earlier.
+fn signed_ms(from: std::time::SystemTime, to: std::time::SystemTime) -> i128 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_millis() as i128,
+        Err(e) => -(e.duration().as_millis() as i128),
     }
 }
 
@@ -144,6 +201,24 @@ fn refusal(status: StatusCode) -> Response<Body> {
 }
 
 impl Inbound {
+    /// Records the accepted peer certificate's validity as this host's
+    /// clock saw it at the handshake: `age_ms` since notBefore and
+    /// `left_ms` until notAfter. The identity checks recompute from these,
+    /// independently of webpki, that no expired or not-yet-valid
+    /// certificate was ever accepted.
+    fn record_acceptance(&self, peer: &SpiffeId, leaf: &CertInfo) {
+        let now = self.env.clock.wall();
+        self.env.record(
+            "cert.peer_accepted",
+            format!(
+                "peer={peer} serial={} age_ms={} left_ms={}",
+                leaf.serial_hex,
+                signed_ms(leaf.not_before, now),
+                signed_ms(now, leaf.not_after)
+            ),
+        );
+    }
+
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
         let discovery = self.config.discovery.as_ref()?;
         Some(discovery.snapshot_changes().borrow().clone())

@@ -121,7 +121,7 @@ pub fn strip_hop_headers(headers: &mut HeaderMap) {
 
 /// Starts every sidecar task on the current runtime and returns at once.
 pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
-    let tls = Arc::new(MeshTls::new(env.clock.clone(), config.trust_roots.clone()));
+    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots.clone()));
     seam::task::spawn(certify::run(
         env.clone(),
         tls.clone(),
@@ -179,6 +179,7 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
         seam::task::spawn(apply_revocations(
             tls2.clone(),
             discovery.snapshot_changes(),
+            config.trust_roots.clone(),
         ));
         let mut versions = discovery.snapshot_changes();
         while discovery.version() == 0 {
@@ -192,15 +193,16 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
     ProxyHandle { ready, tls }
 }
 
-/// Keeps the inbound handshake's revocation list equal to the control
+/// Keeps the revocation list and trust bundle equal to the control
 /// plane's, from the first snapshot on.
 async fn apply_revocations(
     tls: Arc<MeshTls>,
     mut snapshots: watch::Receiver<Arc<crate::control::Snapshot>>,
+    installed: Vec<CertificateDer<'static>>,
 ) {
     loop {
-        let revoked = snapshots.borrow_and_update().config.revoked.clone();
-        tls.revocations().replace(revoked);
+        let snapshot = snapshots.borrow_and_update().clone();
+        tls.apply_published(&snapshot.config, &installed);
         if snapshots.changed().await.is_err() {
             return;
         }

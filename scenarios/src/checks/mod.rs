@@ -6,6 +6,7 @@ use seam::{Trace, TraceEvent};
 
 pub mod abort;
 pub(crate) mod control;
+pub mod identity;
 
 use crate::slo::{Measured, Threshold};
 use std::time::Duration;
@@ -170,6 +171,7 @@ pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) ->
                 Property::ConfigPropagated => control::propagated(name, events, bound),
                 // Needs the sidecars' evidence: see `crate::meshchecks`.
                 Property::CallerCutOff => return None,
+                _ => return None, // identity::checks
             })
         })
         .collect()
@@ -189,6 +191,7 @@ pub fn summarize(
     checks.extend(crate::liveness::check(scenario, load));
     let events = trace.events();
     checks.extend(property_checks(scenario, seed, &events));
+    checks.extend(identity::checks(scenario, seed, load, &events));
     let overall = &load.overall;
     let at = |q: f64| {
         if overall.total() == 0 {

@@ -60,6 +60,34 @@ pub enum Property {
     /// Security: after the first applied config, `service`'s proxies stop
     /// admitting `caller` within the bound (and `caller` kept trying).
     CallerCutOff,
+    /// SLO: a root rotation completes, re-issues every identity, and no
+    /// request fails from its start until `within` (optional) after the
+    /// old root is removed. See `checks::identity` for these six.
+    RotationNoFailedRequests,
+    /// Security: no expired or not-yet-valid certificate is ever accepted.
+    NoExpiredCertAccepted,
+    /// Security: no plaintext connection gets an answer.
+    NoPlaintextAccepted,
+    /// Security: with expired certificates, requests fail (closed).
+    FailsClosedWhenExpired,
+    /// Liveness: after the CA returns, proxies renew and serve within the bound.
+    IdentityRecovered,
+    /// Security: a skewed clock breaks only the skewed host.
+    SkewContained,
+}
+
+impl Property {
+    /// Whether the property needs `within = "…"`.
+    pub fn needs_bound(self) -> bool {
+        !matches!(
+            self,
+            Property::RotationNoFailedRequests
+                | Property::NoExpiredCertAccepted
+                | Property::NoPlaintextAccepted
+                | Property::FailsClosedWhenExpired
+                | Property::SkewContained
+        )
+    }
 }
 
 impl CheckSpec {
@@ -97,6 +125,7 @@ impl CheckSpec {
                 .err()
                 .map(|e| e.to_string()),
             (None, Some(_), Some(_)) => None,
+            (None, Some(p), None) if !p.needs_bound() => None,
             (None, Some(_), None) => Some("a property check needs `within = \"…\"`".into()),
             _ => Some(
                 "a check needs either `slo = \"…\"` or `property = \"…\"` with `within`".into(),

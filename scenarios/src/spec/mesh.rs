@@ -58,6 +58,9 @@ pub struct MeshSpec {
     pub leaf_ttl: Dur,
     /// Renew at this fraction of the lifetime (Linkerd: 0.7).
     pub renew_fraction: f64,
+    /// Key algorithm of the CA and every workload: `ed25519` (default) or
+    /// `ecdsa_p256`.
+    pub key_algorithm: mesh::identity::KeyAlgorithm,
     /// Outbound per-request deadline when a route sets none.
     pub request_timeout: Dur,
     /// Policy per destination service.
@@ -79,6 +82,7 @@ impl Default for MeshSpec {
             namespace: "rec".into(),
             leaf_ttl: Dur(Duration::from_secs(24 * 3600)),
             renew_fraction: 0.7,
+            key_algorithm: mesh::identity::KeyAlgorithm::Ed25519,
             request_timeout: Dur(Duration::from_secs(10)),
             services: BTreeMap::new(),
             endpoint_faults: Vec::new(),
@@ -770,6 +774,7 @@ impl MeshSpec {
                 .map(|(name, policy)| (name.get_ref().clone(), policy.to_config()))
                 .collect(),
             revoked: Default::default(),
+            trust_bundle: Vec::new(),
             endpoint_faults: self
                 .endpoint_faults
                 .iter()
