@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::client::conn::http1::SendRequest;
+use tokio::time::Instant;
 
 use crate::MeshError;
 use crate::http::{Body, buffer_response};
@@ -16,22 +18,39 @@ use crate::http::{Body, buffer_response};
 /// Idle connections kept per endpoint.
 const IDLE_PER_ENDPOINT_MAX: usize = 64;
 
+/// A pooled connection idle this long is dropped instead of reused. It must
+/// stay below the servers' keep-alive cut (`Limits::header_read_timeout`,
+/// 10 s): otherwise the pool can write a request onto a connection at the
+/// instant the server closes it, and the request fails with "connection
+/// closed before message completed" after it may have been sent — the
+/// classic keep-alive race (Envoy and Go's transport avoid it the same way).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest response body a hop buffers.
 pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Idle senders, keyed by endpoint.
+/// An idle sender and when it became idle.
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Idle senders, keyed by endpoint, most recently used last.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<BTreeMap<String, Vec<SendRequest<Body>>>>,
+    idle: Mutex<BTreeMap<String, Vec<Idle>>>,
 }
 
 impl Pool {
     fn checkout(&self, key: &str) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().expect("pool poisoned");
         let senders = idle.get_mut(key)?;
-        while let Some(sender) = senders.pop() {
-            if sender.is_ready() {
-                return Some(sender);
+        // The oldest sit first: drop every one past the idle timeout.
+        let fresh_from = Instant::now().checked_sub(POOL_IDLE_TIMEOUT);
+        senders.retain(|idle| fresh_from.is_none_or(|cut| idle.since > cut));
+        while let Some(idle) = senders.pop() {
+            if idle.sender.is_ready() {
+                return Some(idle.sender);
             }
         }
         None
@@ -44,7 +63,10 @@ impl Pool {
         let mut idle = self.idle.lock().expect("pool poisoned");
         let senders = idle.entry(key.to_owned()).or_default();
         if senders.len() < IDLE_PER_ENDPOINT_MAX {
-            senders.push(sender);
+            senders.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -96,4 +118,15 @@ pub fn clone_request(request: &Request<Body>) -> Request<Body> {
     *copy.version_mut() = request.version();
     *copy.headers_mut() = request.headers().clone();
     copy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::limits::Limits;
+
+    #[test]
+    fn the_pool_gives_up_a_connection_before_a_server_would_close_it() {
+        assert!(POOL_IDLE_TIMEOUT < Limits::default().header_read_timeout);
+    }
 }
