@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && { sudo -n true 2>/dev/null && sudo="sudo -n" || { echo "need root or sudo to install ${missing[*]}" >&2; exit 2; }; }
   $sudo apt-get install -y "${missing[@]}" >/dev/null
 fi
-[ -x "$MESHSIM" ] || cargo build --release -p scenarios
+[ -x "$MESHSIM" ] || cargo build --release -p cli
 
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes 1;

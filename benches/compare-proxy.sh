@@ -27,7 +27,7 @@ install_missing() {
   $sudo apt-get install -y "${missing[@]}" >/dev/null
 }
 install_missing
-[ -x "$MESHSIM" ] || cargo build --release -p scenarios
+[ -x "$MESHSIM" ] || cargo build --release -p cli
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

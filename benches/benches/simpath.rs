@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scenarios::engine::run_sim;
-use scenarios::spec::Scenario;
+use engine::run_sim;
 use seam::Trace;
+use spec::Scenario;
 
 const SCENARIO: &str = r#"
 name = "simpath-bench"

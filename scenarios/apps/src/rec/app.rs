@@ -1,0 +1,152 @@
+//! What every REC service shares: an HTTP server with a capacity model.
+//!
+//! Each request waits for one of `concurrency` slots, then holds it for a
+//! service time drawn from the host's seeded stream. That gives every
+//! service a real, saturable capacity (an M/M/c or M/D/c server).
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mesh::http::{Body, read_body, serve_connection, text};
+use rand::Rng;
+use rand_chacha::ChaCha12Rng;
+use seam::{BoxFuture, HostEnv};
+use tokio::sync::Semaphore;
+
+use spec::{Distribution, ServiceSpec};
+
+/// Largest request body an app reads.
+const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+/// A buffered request as apps see it.
+pub struct AppRequest {
+    /// Method.
+    pub method: http::Method,
+    /// Path without query.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Caller identity, as asserted by the inbound sidecar.
+    pub peer: Option<String>,
+    /// The bearer token of `Authorization: Bearer …`, if any.
+    pub bearer: Option<String>,
+    /// The client's `idempotency-key` header, else its `x-request-seq`.
+    pub idempotency_key: Option<String>,
+    /// Body.
+    pub body: bytes::Bytes,
+}
+
+/// An application's request handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: AppRequest) -> BoxFuture<'_, Response<Body>>;
+}
+
+/// Service time per request and concurrency.
+pub struct ServiceTimeModel {
+    distribution: Distribution,
+    mean: Duration,
+    concurrency: usize,
+}
+
+impl ServiceTimeModel {
+    /// From a scenario's service spec.
+    pub fn from_spec(spec: &ServiceSpec) -> Self {
+        ServiceTimeModel {
+            distribution: spec.service_time.distribution,
+            mean: spec.service_time.mean.0,
+            concurrency: spec.concurrency as usize,
+        }
+    }
+
+    fn draw(&self, rng: &mut ChaCha12Rng) -> Duration {
+        match self.distribution {
+            Distribution::Constant => self.mean,
+            Distribution::Exponential => {
+                // Inverse CDF; 1 - u is in (0, 1], so ln is finite.
+                let u: f64 = rng.random();
+                self.mean.mul_f64(-(1.0 - u).ln())
+            }
+        }
+    }
+}
+
+struct Server {
+    handler: Arc<dyn Handler>,
+    model: ServiceTimeModel,
+    slots: Semaphore,
+    rng: Mutex<ChaCha12Rng>,
+    /// The host's "slow host" factor, read per request.
+    slow: seam::SlowHandle,
+}
+
+/// Serves `handler` on `port` until the host stops.
+pub async fn serve(
+    env: HostEnv,
+    port: u16,
+    handler: Arc<dyn Handler>,
+    model: ServiceTimeModel,
+) -> Result<(), mesh::MeshError> {
+    let mut listener = env.net.bind(port).await?;
+    let slots = Semaphore::new(model.concurrency.max(1));
+    let server = Arc::new(Server {
+        handler,
+        model,
+        slots,
+        rng: Mutex::new(env.seed.child("service-time").rng()),
+        slow: env.slow.clone(),
+    });
+    loop {
+        let (io, _) = listener.accept().await?;
+        let server = server.clone();
+        seam::task::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req).await) }
+            });
+            let _ = serve_connection(io, service).await;
+        });
+    }
+}
+
+impl Server {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let Ok(body) = read_body(body, REQUEST_BYTES_MAX).await else {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        };
+        let _slot = self.slots.acquire().await.expect("never closed");
+        // Drawn after the slot is taken, so the draw order is the service order.
+        let drawn = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
+        let service_time = self.slow.stretch(drawn);
+        tokio::time::sleep(service_time).await;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let bearer = header(http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
+        let idempotency_key = header(super::gateway::IDEMPOTENCY_KEY_HEADER)
+            .or_else(|| header(super::gateway::REQUEST_SEQ_HEADER).map(|s| format!("seq-{s}")));
+        let request = AppRequest {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            peer: parts
+                .headers
+                .get(mesh::proxy::PEER_IDENTITY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            bearer,
+            idempotency_key,
+            body,
+        };
+        self.handler.handle(request).await
+    }
+}

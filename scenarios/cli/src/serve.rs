@@ -1,0 +1,132 @@
+//! `meshsim ca serve`, `meshsim control serve`, `meshsim proxy`, `meshsim app`:
+//! one mesh component per process, reading the state directory `meshsim up`
+//! wrote. Each runs until SIGINT or SIGTERM (or, under `up`, until its
+//! parent closes the pipe on its stdin, so no child outlives `up`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use engine::deploy::{self, Part};
+
+/// What every component process needs.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// The state directory `meshsim up` wrote (mesh.json, ca.pem, …).
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Exit when stdin closes (set by `meshsim up` for its children).
+    #[arg(long, hide = true)]
+    pub parent_pipe: bool,
+}
+
+/// `meshsim ca …` and `meshsim control …`.
+#[derive(Subcommand, Clone, Debug)]
+pub enum ServeCommand {
+    /// Serve until stopped.
+    Serve(ServeArgs),
+}
+
+/// One workload replica: `<service>` and `--replica`.
+#[derive(Args, Clone, Debug)]
+pub struct WorkloadArgs {
+    /// The service (a `[[services]]` name of the scenario).
+    pub service: String,
+    /// Which replica (host `<service>-<replica>`).
+    #[arg(long, default_value_t = 0)]
+    pub replica: u32,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl WorkloadArgs {
+    fn host(&self) -> String {
+        format!("{}-{}", self.service, self.replica)
+    }
+}
+
+/// Runs the CA.
+pub fn ca(command: ServeCommand) -> anyhow::Result<ExitCode> {
+    let ServeCommand::Serve(args) = command;
+    run_part(&args, Part::Ca)
+}
+
+/// Runs the control plane.
+pub fn control(command: ServeCommand) -> anyhow::Result<ExitCode> {
+    let ServeCommand::Serve(args) = command;
+    run_part(&args, Part::Control)
+}
+
+/// Runs one sidecar.
+pub fn proxy(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
+    run_part(&args.serve, Part::Proxy { host: args.host() })
+}
+
+/// Runs one app.
+pub fn app(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
+    run_part(&args.serve, Part::App { host: args.host() })
+}
+
+/// One component on a single-threaded runtime (a sidecar is one core's
+/// worth of work, like Linkerd's proxy by default).
+fn run_part(args: &ServeArgs, part: Part) -> anyhow::Result<ExitCode> {
+    let software = deploy::part_software(&args.state_dir, &part)
+        .map_err(|e| crate::BadInput(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let parent_pipe = args.parent_pipe;
+    let label = part.label();
+    runtime.block_on(async move {
+        tokio::select! {
+            biased;
+            _ = stop_requested(parent_pipe) => Ok(ExitCode::SUCCESS),
+            outcome = software => {
+                outcome.with_context(|| format!("{label} stopped"))?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT, SIGTERM, or (with `parent_pipe`) end of stdin.
+pub async fn stop_requested(parent_pipe: bool) {
+    let parent_gone = async {
+        if parent_pipe {
+            use tokio::io::AsyncReadExt as _;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = terminated() => {}
+        _ = parent_gone => {}
+    }
+}
+
+/// SIGINT or SIGTERM.
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

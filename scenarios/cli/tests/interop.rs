@@ -1,0 +1,300 @@
+//! Real clients against a mesh that `meshsim up` started as separate
+//! processes: curl with a certificate from `meshsim certs issue` reaches the
+//! app; without a certificate, with a foreign CA's certificate and in
+//! plaintext it is refused; `openssl s_client` sees TLS 1.3 and the
+//! server's SPIFFE ID. Needs `curl` and `openssl` on the PATH.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use apps::rec::genesis::Genesis;
+use spec::Scenario;
+
+const MESHSIM: &str = env!("CARGO_BIN_EXE_meshsim");
+
+fn smoke() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/smoke.toml")
+}
+
+/// A running `meshsim up`; dropping it stops the mesh (SIGTERM, then kill).
+struct Mesh {
+    up: Child,
+    dir: PathBuf,
+}
+
+impl Mesh {
+    fn start(name: &str) -> Mesh {
+        let dir = std::env::temp_dir().join(format!("meshsim-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let up = Command::new(MESHSIM)
+            .arg("up")
+            .arg(smoke())
+            .arg("--state-dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("meshsim up starts");
+        let mut mesh = Mesh { up, dir };
+        mesh.wait_ready(Duration::from_secs(120));
+        mesh
+    }
+
+    /// Polls for addresses.json, which `up` publishes only once every
+    /// sidecar's inbound listener accepts connections.
+    fn wait_ready(&mut self, limit: Duration) {
+        let step = Duration::from_millis(200);
+        let mut waited = Duration::ZERO;
+        while !self.dir.join("addresses.json").exists() {
+            if let Some(status) = self.up.try_wait().expect("poll up") {
+                panic!("meshsim up exited before it was ready: {status}");
+            }
+            assert!(waited < limit, "the mesh was not ready within {limit:?}");
+            std::thread::sleep(step);
+            waited += step;
+        }
+    }
+
+    fn addresses(&self) -> BTreeMap<String, serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.join("addresses.json")).expect("addresses");
+        serde_json::from_str(&text).expect("addresses.json is JSON")
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.up.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.up.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Its children exit on their own when its stdin pipes close.
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("the command runs")
+}
+
+/// `curl` against one replica's inbound listener, naming it by the DNS name
+/// in its certificate.
+fn curl(entry: &serde_json::Value, extra: &[&str], path: &str) -> Output {
+    let inbound = entry["inbound"].as_str().expect("inbound");
+    let (ip, port) = inbound.rsplit_once(':').expect("host:port");
+    let name = entry["server_name"].as_str().expect("server_name");
+    run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["--resolve", &format!("{name}:{port}:{ip}")])
+        .args(extra)
+        .arg(format!("https://{name}:{port}{path}")))
+}
+
+fn status_of(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines().last().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn real_clients_against_a_mesh_of_processes() {
+    let mesh = Mesh::start("interop");
+    let dir = mesh.dir.clone();
+    let ca = dir.join("ca.pem");
+    assert!(
+        std::fs::read_to_string(&ca)
+            .expect("ca.pem")
+            .contains("BEGIN CERTIFICATE")
+    );
+    let addresses = mesh.addresses();
+    let gateway = &addresses["gateway-0"];
+    assert_eq!(
+        gateway["identity"],
+        "spiffe://rec.meshsim/ns/rec/sa/gateway"
+    );
+    assert!(addresses.contains_key("registry-1"));
+
+    // A certificate for the load generator's identity, the one the gateway serves.
+    let client = dir.join("client");
+    let issued = run(Command::new(MESHSIM)
+        .args(["certs", "issue", "--identity", "loadgen"])
+        .arg("--state-dir")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&client));
+    assert!(issued.status.success(), "certs issue: {issued:?}");
+    let (cert, key) = (client.join("cert.pem"), client.join("key.pem"));
+    let (cert, key, ca) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    );
+
+    // An identity without a bootstrap token gets nothing.
+    let refused = run(Command::new(MESHSIM)
+        .args(["certs", "issue", "--identity", "nobody"])
+        .arg("--state-dir")
+        .arg(&dir)
+        .arg("--out")
+        .arg(dir.join("nobody")));
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+
+    // The full path: gateway → accounts (bearer check) → market → market-db.
+    let scenario = Scenario::load(&smoke()).expect("smoke loads");
+    let genesis = Genesis::new(&scenario.app);
+    let bearer = format!("authorization: Bearer {}", genesis.participants[0].token);
+    let mut answered = None;
+    let mut last = None;
+    for _ in 0..50 {
+        let output = curl(
+            gateway,
+            &["--cacert", ca, "--cert", cert, "--key", key, "-H", &bearer],
+            "/quote?product=solar-2025",
+        );
+        if status_of(&output) == "200" {
+            answered = Some(output);
+            break;
+        }
+        last = Some(output);
+        // Discovery may still be converging on a cold mesh.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answered = answered.unwrap_or_else(|| {
+        panic!("curl with a mesh certificate never got 200 from the gateway: {last:?}")
+    });
+    assert!(answered.status.success());
+
+    // The app itself answers (not the proxy): no bearer token is its 401.
+    let no_bearer = curl(
+        gateway,
+        &["--cacert", ca, "--cert", cert, "--key", key],
+        "/quote",
+    );
+    assert_eq!(status_of(&no_bearer), "401", "{no_bearer:?}");
+    assert!(String::from_utf8_lossy(&no_bearer.stdout).contains("bearer"));
+
+    // Refused: no client certificate.
+    let anonymous = curl(gateway, &["--cacert", ca], "/quote");
+    assert!(!anonymous.status.success(), "{anonymous:?}");
+    assert_eq!(status_of(&anonymous), "000");
+
+    // Refused: a self-signed certificate claiming the same SPIFFE ID.
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    let made = run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=loadgen"])
+        .args([
+            "-addext",
+            "subjectAltName=URI:spiffe://rec.meshsim/ns/rec/sa/loadgen",
+        ])
+        .arg("-keyout")
+        .arg(foreign.join("key.pem"))
+        .arg("-out")
+        .arg(foreign.join("cert.pem")));
+    assert!(made.status.success(), "{made:?}");
+    let foreign_cert = foreign.join("cert.pem");
+    let foreign_key = foreign.join("key.pem");
+    let forged = curl(
+        gateway,
+        &[
+            "--cacert",
+            ca,
+            "--cert",
+            foreign_cert.to_str().unwrap(),
+            "--key",
+            foreign_key.to_str().unwrap(),
+            "-H",
+            &bearer,
+        ],
+        "/quote?product=solar-2025",
+    );
+    assert!(!forged.status.success(), "{forged:?}");
+    assert_eq!(status_of(&forged), "000");
+
+    // Refused: plaintext HTTP to the mTLS port.
+    let inbound = gateway["inbound"].as_str().unwrap();
+    let plaintext = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .arg(format!("http://{inbound}/quote")));
+    assert!(!plaintext.status.success(), "{plaintext:?}");
+    assert_eq!(status_of(&plaintext), "000");
+
+    // openssl sees TLS 1.3 and the server's SPIFFE ID.
+    let server_name = gateway["server_name"].as_str().unwrap();
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-connect", inbound, "-servername", server_name])
+        .args(["-CAfile", ca, "-cert", cert, "-key", key, "-showcerts"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    drop(s_client.stdin.take());
+    let shown = s_client.wait_with_output().expect("openssl finishes");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("TLSv1.3"), "{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    let leaf_pem = text
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .expect("the server sent a certificate");
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl x509 runs");
+    use std::io::Write as _;
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            format!("-----BEGIN CERTIFICATE-----{leaf_pem}-----END CERTIFICATE-----\n").as_bytes(),
+        )
+        .unwrap();
+    let sans = x509.wait_with_output().expect("x509 finishes");
+    let sans = String::from_utf8_lossy(&sans.stdout);
+    assert!(
+        sans.contains("URI:spiffe://rec.meshsim/ns/rec/sa/gateway"),
+        "{sans}"
+    );
+    assert!(sans.contains(&format!("DNS:{server_name}")), "{sans}");
+    drop(mesh);
+}
+
+/// `meshsim run --real` applies the scenario's faults on real sockets: the
+/// crashed replica's runtime is dropped (its sockets close), the balancer
+/// ejects it, the restart brings it back, and every check of the
+/// simulation holds. `--time-scale 0.25` keeps it to about 12 s.
+#[test]
+fn a_crash_scenario_passes_on_real_sockets() {
+    let out = std::env::temp_dir().join(format!("meshsim-real-crash-{}", std::process::id()));
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/replica-crash.toml");
+    let output = run(Command::new(MESHSIM)
+        .arg("run")
+        .arg(&scenario)
+        .args(["--real", "--time-scale", "0.25", "--out"])
+        .arg(&out));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("mode=Real"), "{text}");
+    assert!(
+        text.contains("[ok] crashed_replica_ejected_within_2s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ok] restarted_replica_restored_within_15s"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,0 +1,337 @@
+//! The real-sockets counterpart of `sim::SimWorld`: every host of a run on
+//! its own thread and single-threaded tokio runtime over loopback, with the
+//! scenario's faults applied at their times through the seam's fault layer
+//! ([`seam::faultnet`]).
+//!
+//! A crash drops the host's runtime, which cancels every task the host
+//! spawned and closes its sockets (peers see resets, as after `kill -9`);
+//! a restart runs the host's software again with the same disk, skew and
+//! slowness handles, as turmoil's bounce does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use seam::faultnet::{FaultTable, FaultyNet};
+use seam::real::{AddressBook, SystemClock};
+use seam::{Clock, HostEnv, MemDisk, Net, Seed, SkewHandle, SlowHandle, Trace};
+use sim::{ControlHook, FaultAction, FaultSchedule};
+use tokio::sync::oneshot;
+
+use crate::install::{Install, Role};
+use spec::Scenario;
+
+/// One running host: a thread that owns its runtime.
+struct HostThread {
+    stop: oneshot::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// The hosts of one real run and the faults in force.
+pub struct RealWorld {
+    install: Arc<Install>,
+    book: AddressBook,
+    table: FaultTable,
+    clock: SystemClock,
+    seed: Seed,
+    trace: Trace,
+    faulty: bool,
+    roles: BTreeMap<String, Role>,
+    skews: BTreeMap<String, SkewHandle>,
+    slows: BTreeMap<String, SlowHandle>,
+    disks: BTreeMap<String, Arc<MemDisk>>,
+    running: BTreeMap<String, HostThread>,
+    crashed: BTreeSet<String>,
+}
+
+impl RealWorld {
+    /// A world for `install`; `faulty` puts the fault layer under every
+    /// host (a run without faults skips its relay copies).
+    pub fn new(install: Arc<Install>, seed: Seed, trace: Trace, faulty: bool) -> Self {
+        RealWorld {
+            install,
+            book: AddressBook::ephemeral(),
+            table: FaultTable::default(),
+            clock: SystemClock::new(SkewHandle::default()),
+            seed,
+            trace,
+            faulty,
+            roles: BTreeMap::new(),
+            skews: BTreeMap::new(),
+            slows: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            running: BTreeMap::new(),
+            crashed: BTreeSet::new(),
+        }
+    }
+
+    /// The environment of `host` (its handles survive crash and restart).
+    pub fn env_for(&mut self, host: &str) -> HostEnv {
+        let skew = self.skews.entry(host.to_owned()).or_default().clone();
+        let slow = self.slows.entry(host.to_owned()).or_default().clone();
+        let disk = self.disks.entry(host.to_owned()).or_default().clone();
+        let real: Arc<dyn Net> = Arc::new(self.book.net_for(host));
+        let net: Arc<dyn Net> = if self.faulty {
+            Arc::new(FaultyNet::new(
+                real,
+                self.table.clone(),
+                self.seed.child("faultnet").child(host),
+            ))
+        } else {
+            real
+        };
+        HostEnv {
+            name: host.to_owned(),
+            net,
+            clock: Arc::new(self.clock.sibling(skew)),
+            disk,
+            seed: self.seed.child("host").child(host),
+            trace: self.trace.clone(),
+            slow,
+        }
+    }
+
+    /// Starts every host of the install.
+    pub fn start_all(&mut self) {
+        for (host, role) in self.install.hosts() {
+            self.roles.insert(host.clone(), role);
+            self.start(&host);
+        }
+    }
+
+    fn start(&mut self, host: &str) {
+        let Some(role) = self.roles.get(host).cloned() else {
+            return;
+        };
+        if self.running.contains_key(host) {
+            return;
+        }
+        let env = self.env_for(host);
+        let software = self.install.software(&role, env);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(host.to_owned())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        biased;
+                        _ = stopped => {}
+                        _ = software => {}
+                    }
+                });
+                // Dropping the runtime cancels every task the host spawned.
+            })
+            .expect("spawning a host thread");
+        self.running
+            .insert(host.to_owned(), HostThread { stop, thread });
+    }
+
+    fn crash(&mut self, host: &str) {
+        if let Some(running) = self.running.remove(host) {
+            let _ = running.stop.send(());
+            let _ = running.thread.join();
+            self.crashed.insert(host.to_owned());
+        }
+    }
+
+    fn restart(&mut self, host: &str) {
+        self.crash(host);
+        self.crashed.remove(host);
+        self.start(host);
+    }
+
+    /// Stops every host.
+    pub fn stop_all(&mut self) {
+        let hosts: Vec<String> = self.running.keys().cloned().collect();
+        for host in hosts {
+            self.crash(&host);
+        }
+    }
+
+    fn record(&self, detail: String) {
+        let at_us = self.clock.run_elapsed().as_micros() as u64;
+        self.trace.record(at_us, "real", "fault", detail);
+    }
+
+    /// Applies one action now.
+    pub fn apply(&mut self, action: &FaultAction, control: &mut dyn ControlHook) {
+        match action {
+            FaultAction::Control(control_action) => {
+                let outcome = control.apply(self.clock.run_elapsed(), control_action);
+                self.record(format!("{action} => {outcome}"));
+            }
+            FaultAction::Heal => {
+                self.heal();
+                self.record("heal".into());
+            }
+            _ => {
+                self.record(action.to_string());
+                self.apply_network_or_host(action);
+            }
+        }
+    }
+
+    fn links(
+        &self,
+        a: &[String],
+        b: &[String],
+        both: bool,
+        change: impl Fn(&mut seam::faultnet::LinkFaults),
+    ) {
+        for x in a {
+            for y in b.iter().filter(|y| *y != x) {
+                self.table.update(x, y, &change);
+                if both {
+                    self.table.update(y, x, &change);
+                }
+            }
+        }
+    }
+
+    fn apply_network_or_host(&mut self, action: &FaultAction) {
+        match action {
+            FaultAction::Partition { a, b } | FaultAction::Hold { a, b } => {
+                self.links(a, b, true, |l| l.cut = true)
+            }
+            FaultAction::PartitionOneway { from, to } => {
+                self.links(from, to, false, |l| l.cut = true)
+            }
+            FaultAction::Repair { a, b } | FaultAction::Release { a, b } => {
+                self.links(a, b, true, |l| l.cut = false)
+            }
+            FaultAction::RepairOneway { from, to } => {
+                self.links(from, to, false, |l| l.cut = false)
+            }
+            FaultAction::LinkLatency {
+                a,
+                b,
+                latency,
+                jitter,
+            } => self.links(a, b, true, |l| {
+                l.latency = *latency;
+                l.jitter = *jitter;
+            }),
+            FaultAction::LinkLatencyReset { a, b } => self.links(a, b, true, |l| {
+                l.latency = Duration::ZERO;
+                l.jitter = Duration::ZERO;
+            }),
+            FaultAction::LinkLoss { a, b, loss } => self.links(a, b, true, |l| l.loss = *loss),
+            FaultAction::Crash { hosts } => hosts.iter().for_each(|h| self.crash(h)),
+            FaultAction::Restart { hosts } => hosts.iter().for_each(|h| self.restart(h)),
+            FaultAction::ClockSkew { hosts, skew_ms } => {
+                for host in hosts {
+                    self.skews.entry(host.clone()).or_default().set_ms(*skew_ms);
+                }
+            }
+            FaultAction::SlowHost { hosts, factor } => {
+                for host in hosts {
+                    self.slows
+                        .entry(host.clone())
+                        .or_default()
+                        .set_factor(*factor);
+                }
+            }
+            FaultAction::Control(_) | FaultAction::Heal => {}
+        }
+    }
+
+    fn heal(&mut self) {
+        self.table.clear();
+        let crashed: Vec<String> = self.crashed.iter().cloned().collect();
+        for host in crashed {
+            self.restart(&host);
+        }
+        self.skews.values().for_each(|s| s.set_ms(0));
+        self.slows.values().for_each(|s| s.set_factor(1.0));
+    }
+}
+
+/// A scheduled time stretched by `factor` the way [`time_scaled`] stretches
+/// the scenario: warmup keeps its length, everything after it scales.
+pub fn scaled_at(at: Duration, warmup: Duration, factor: f64) -> Duration {
+    match at.checked_sub(warmup) {
+        Some(after_warmup) => warmup + after_warmup.mul_f64(factor),
+        None => at,
+    }
+}
+
+/// Applies `schedule` to `world` at its times (counted from `started`,
+/// stretched by `time_scale` after `warmup`), until every fault is applied.
+pub async fn run_schedule(
+    world: Arc<Mutex<RealWorld>>,
+    schedule: FaultSchedule,
+    mut control: Box<dyn ControlHook + Send>,
+    started: tokio::time::Instant,
+    (warmup, time_scale): (Duration, f64),
+) {
+    for fault in schedule.sorted() {
+        let at = scaled_at(fault.at, warmup, time_scale);
+        tokio::time::sleep_until(started + at).await;
+        let world = world.clone();
+        let action = fault.action.clone();
+        let handed_back = tokio::task::spawn_blocking(move || {
+            // Crashes join host threads: keep them off the async workers.
+            world
+                .lock()
+                .expect("real world poisoned")
+                .apply(&action, control.as_mut());
+            control
+        })
+        .await;
+        match handed_back {
+            Ok(hook) => control = hook,
+            Err(_) => return,
+        }
+    }
+}
+
+/// The scenario with every scheduled time multiplied by `factor`: load
+/// phases, mesh-check windows, heal time and liveness windows. Fault times
+/// are scaled by [`run_schedule`]. Warmup is not: bootstrap on real
+/// sockets takes what it takes.
+pub fn time_scaled(scenario: &Scenario, factor: f64) -> Scenario {
+    let mut scaled = scenario.clone();
+    if factor == 1.0 || !factor.is_finite() || factor <= 0.0 {
+        return scaled;
+    }
+    let scale = |d: &mut spec::Dur| d.0 = d.0.mul_f64(factor);
+    for phase in &mut scaled.workload.phases {
+        scale(&mut phase.duration);
+    }
+    for check in &mut scaled.mesh.checks {
+        if let Some(after) = &mut check.after {
+            scale(after);
+        }
+        if let Some(window) = &mut check.window {
+            scale(&mut window.from);
+            scale(&mut window.until);
+        }
+    }
+    if let Some(phases) = &mut scaled.phases {
+        scale(phases.heal_at.get_mut());
+        scale(&mut phases.converge_within);
+        scale(&mut phases.stable_for);
+    }
+    scaled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_keeps_warmup_and_stretches_the_rest() {
+        let warmup = Duration::from_secs(2);
+        let s = Duration::from_secs;
+        assert_eq!(scaled_at(s(12), warmup, 0.5), s(7));
+        assert_eq!(scaled_at(s(1), warmup, 0.5), s(1));
+        assert_eq!(scaled_at(s(12), warmup, 1.0), s(12));
+    }
+}
