@@ -6,12 +6,20 @@
 //! taking its config and a [`seam::HostEnv`]; only the composition root (the
 //! `scenarios` crate) decides whether that env is tokio on loopback or turmoil.
 //!
-//! Layout, following one request: the load generator's app calls the
-//! [`proxy::outbound`] listener on its own host, which resolves the service
-//! through [`control::Discovery`], picks an endpoint, and sends the request
-//! over a pooled ([`proxy::pool`]) mTLS connection to the peer's
-//! [`proxy::inbound`] listener. That checks the caller's certificate
-//! ([`tls`]), and forwards to the local app with the caller's identity.
+//! Layout, following one request: an app sends plain HTTP through its
+//! [`client::Sidecar`] to the [`proxy::outbound`] listener on its own host,
+//! which resolves the service through [`control::Discovery`], picks an
+//! endpoint, and sends the request over a multiplexed ([`proxy::h2pool`])
+//! mTLS connection to the peer's [`proxy::inbound`] listener. That checks
+//! the caller's certificate ([`tls`]; a refusal is a typed [`TlsFailure`]),
+//! and forwards to the local app with the caller's identity.
+//!
+//! Layers, lowest first: [`identity`], [`config`], [`tls`], [`http`] and
+//! [`ca`]; then [`client`] (how a workload reaches the mesh: [`client::Upstream`],
+//! the identity client [`client::certify`], the HTTP/1.1 [`client::pool`]
+//! and the app's [`client::Sidecar`]); then [`control`]; then [`proxy`].
+//! [`telemetry`] records every hop. A module imports only modules before it
+//! in that list (`control` never imports `proxy`).
 //!
 //! It must never import turmoil or read the OS clock or OS randomness: time
 //! comes from tokio and [`seam::Clock`], randomness from [`seam::Seed`].
@@ -20,6 +28,7 @@
 
 pub mod authz;
 pub mod ca;
+pub mod client;
 pub mod config;
 pub mod control;
 mod error;
@@ -31,5 +40,5 @@ pub mod simcrypto;
 pub mod telemetry;
 pub mod tls;
 
-pub use error::{ErrorSide, MeshError};
+pub use error::{MeshError, TlsFailure};
 pub use identity::SpiffeId;

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::MeshError;
+use crate::error::TlsFailure;
 use crate::identity::{CertInfo, SpiffeId};
 
 /// A client-side TLS stream.
@@ -223,7 +224,7 @@ impl MeshTls {
             .ok_or_else(|| MeshError::Cert("empty chain".into()))?;
         let info = CertInfo::parse(leaf)?;
         let certified = CertifiedKey::from_der(chain, key, &self.provider)
-            .map_err(|e| MeshError::Tls(e.to_string()))?;
+            .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?;
         *self.slot.0.write().expect("cert slot poisoned") =
             Some((Arc::new(certified), info.clone()));
         Ok(info)
@@ -280,7 +281,7 @@ impl MeshTls {
         for root in self.roots.read().expect("roots poisoned").iter() {
             store
                 .add(root.clone())
-                .map_err(|e| MeshError::Tls(e.to_string()))?;
+                .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?;
         }
         Ok(Arc::new(store))
     }
@@ -302,14 +303,16 @@ impl MeshTls {
         } else {
             builder
         };
-        let inner = builder.build().map_err(|e| MeshError::Tls(e.to_string()))?;
+        let inner = builder
+            .build()
+            .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?;
         let verifier = Arc::new(SpiffeClientVerifier {
             inner,
             revoked: self.revoked.clone(),
         });
         let mut config = ServerConfig::builder_with_details(self.provider.clone(), self.time())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| MeshError::Tls(e.to_string()))?
+            .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.slot.clone());
         config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -329,10 +332,10 @@ impl MeshTls {
         let inner =
             WebPkiServerVerifier::builder_with_provider(self.root_store()?, self.provider.clone())
                 .build()
-                .map_err(|e| MeshError::Tls(e.to_string()))?;
+                .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?;
         let builder = ClientConfig::builder_with_details(self.provider.clone(), self.time())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| MeshError::Tls(e.to_string()))?
+            .map_err(|e| MeshError::Tls(TlsFailure::setup(e)))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier { inner }));
         let mut config = if present_leaf {
@@ -359,7 +362,7 @@ impl MeshTls {
         let outcome = connector
             .connect(name, io)
             .await
-            .map_err(|e| MeshError::Tls(e.to_string()));
+            .map_err(|e| MeshError::Tls(TlsFailure::handshake(&e)));
         self.record_transcript(transcript, "client", &expected.to_string(), outcome.is_ok());
         outcome
     }
@@ -382,7 +385,7 @@ impl MeshTls {
             Err(_) => "refused".to_owned(),
         };
         self.record_transcript(transcript, "server", &peer, outcome.is_ok());
-        let stream = outcome.map_err(|e| MeshError::Tls(e.to_string()))?;
+        let stream = outcome.map_err(|e| MeshError::Tls(TlsFailure::handshake(&e)))?;
         let peer = peer_identity(stream.get_ref().1.peer_certificates())?;
         Ok((stream, peer))
     }

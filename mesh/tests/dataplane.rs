@@ -14,6 +14,7 @@ use bytes::Bytes;
 use common::{TestCa, id};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use mesh::client::PROXY_ERROR_HEADER;
 use mesh::config::{
     AbortFault, AppProtocol, AuthorizationPolicy, AuthzRule, CircuitBreaker, DelayFault,
     EndpointFault, FaultInjection, LoadBalancer, MeshConfig, Rate, RateLimit, RetryOn, RetryPolicy,
@@ -23,7 +24,6 @@ use mesh::control::{Discovery, Endpoint, Snapshot};
 use mesh::http::{Body, body_bytes, buffer_response, handshake};
 use mesh::ports;
 use mesh::proxy::limits::{self, Limits, Protocol};
-use mesh::proxy::outbound::PROXY_ERROR_HEADER;
 use mesh::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, admin, inbound, outbound};
 use mesh::telemetry::{Telemetry, TraceContext};
 use seam::{HostEnv, LOCALHOST, Seed, Trace};

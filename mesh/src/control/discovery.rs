@@ -12,13 +12,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Endpoint, Registration, Snapshot, WATCH_HOLD, WatchUpdate};
+use crate::MeshError;
+use crate::client::Upstream;
+use crate::client::pool::Pool;
 use crate::config::MeshConfig;
 use crate::http::{Body, body_bytes};
-use crate::proxy::Upstream;
-use crate::proxy::pool::Pool;
 use crate::telemetry::ProxyTelemetry;
 use crate::tls::MeshTls;
-use crate::{MeshError, http as mesh_http};
 
 /// Deadline of one watch request: the server's hold plus a round trip or
 /// two. Longer only delays noticing a dead connection.
@@ -26,8 +26,6 @@ const WATCH_TIMEOUT: Duration = WATCH_HOLD.saturating_add(Duration::from_secs(2)
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Deadline for opening a connection to the control plane.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a workload refreshes its registration.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -306,31 +304,4 @@ fn post_json<T: Serialize>(path: &str, host: &str, value: &T) -> Result<Request<
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Body::from(Bytes::from(bytes)))
         .map_err(|e| MeshError::BadRequest(e.to_string()))
-}
-
-impl Upstream {
-    /// Opens an mTLS HTTP/1.1 connection to this upstream.
-    pub async fn open(
-        &self,
-        env: &HostEnv,
-        tls: &MeshTls,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Body>, MeshError> {
-        let target = format!("{}:{}", self.host, self.port);
-        // A SYN into a partition is never answered (turmoil, like a real
-        // black hole); give up quickly so backoff, not a hang, sets the pace.
-        let connect =
-            tokio::time::timeout(CONNECT_TIMEOUT, env.net.connect(&self.host, self.port)).await;
-        let io = connect
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            })
-            .map_err(|source| MeshError::Connect { target, source })?;
-        let stream = tls
-            .connect(io, &self.identity, &[b"http/1.1"], true)
-            .await?;
-        mesh_http::handshake(stream).await
-    }
 }

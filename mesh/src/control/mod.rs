@@ -37,9 +37,9 @@ pub(crate) const WATCH_HOLD: Duration = Duration::from_secs(5);
 /// One reachable endpoint of a service.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Endpoint {
-    /// Host name.
+    /// Host name, as the [`seam::Net`] resolves it.
     pub host: String,
-    /// Inbound port.
+    /// The port of the endpoint's inbound sidecar, where mTLS is required.
     pub port: u16,
     /// The identity the endpoint must prove.
     pub identity: SpiffeId,
@@ -48,7 +48,7 @@ pub struct Endpoint {
 /// A workload announcing (or refreshing) itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
-    /// Service name.
+    /// The service whose endpoint list it joins.
     pub service: String,
     /// Where and who it is.
     pub endpoint: Endpoint,

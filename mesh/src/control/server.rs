@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use super::store::Store;
 use super::{Delta, Registration, WATCH_HOLD};
+use crate::client::certify::{self, CertifyConfig};
 use crate::config::MeshConfig;
 use crate::http::{Body, json, read_body, serve_connection, text};
-use crate::proxy::certify::{self, CertifyConfig};
 use crate::tls::{ClientAuth, MeshTls};
 use crate::{MeshError, SpiffeId, ports};
 
@@ -23,7 +23,7 @@ use crate::{MeshError, SpiffeId, ports};
 pub struct ControlConfig {
     /// Its own certificate.
     pub certify: CertifyConfig,
-    /// Trust bundle.
+    /// Trust bundle as installed; a published one replaces it.
     pub trust_roots: Vec<CertificateDer<'static>>,
     /// The configuration in force when the log is empty.
     pub initial: MeshConfig,

@@ -23,13 +23,13 @@ use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
 use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
+use crate::client::pool::{Pool, RESPONSE_BYTES_MAX};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
 use crate::identity::CertInfo;
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
-use crate::proxy::pool::{Pool, RESPONSE_BYTES_MAX};
 use crate::proxy::ratelimit::Limiter;
 use crate::proxy::routes::{self, RequestView, canonical_host};
 use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
@@ -55,7 +55,7 @@ pub struct InboundConfig {
     pub discovery: Option<Discovery>,
     /// Where metrics, logs and spans go.
     pub telemetry: ProxyTelemetry,
-    /// Listener limits.
+    /// Header, stream and idle limits of the mesh-facing listener.
     pub limits: Limits,
 }
 
@@ -115,7 +115,7 @@ pub async fn serve_with(
                         format!(
                             "from={} reason={}",
                             peer_addr.ip(),
-                            rejection_reason(&error.to_string())
+                            rejection_reason(&error)
                         ),
                     );
                     return;
@@ -169,19 +169,10 @@ pub async fn serve_with(
 
 /// The class of a refused handshake, for the trace (the identity checks
 /// count expiry refusals separately).
-fn rejection_reason(error: &str) -> &'static str {
-    if error.contains("Expired") || error.contains("expired") {
-        "expired"
-    } else if error.contains("NotValidYet") {
-        "not_yet_valid"
-    } else if error.contains("Revoked") || error.contains("revoked") {
-        "revoked"
-    } else if error.contains("UnknownIssuer") {
-        "unknown_issuer"
-    } else if error.contains("CertificateRequired") || error.contains("NoCertificatesPresented") {
-        "no_certificate"
-    } else {
-        "other"
+fn rejection_reason(error: &MeshError) -> &'static str {
+    match error {
+        MeshError::Tls(failure) => failure.trace_reason(),
+        _ => "other",
     }
 }
 

@@ -234,3 +234,14 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::pool::POOL_IDLE_TIMEOUT;
+
+    #[test]
+    fn the_pool_gives_up_a_connection_before_a_server_would_close_it() {
+        assert!(POOL_IDLE_TIMEOUT < Limits::default().header_read_timeout);
+    }
+}

@@ -10,14 +10,12 @@
 
 pub mod admin;
 pub mod balance;
-pub mod certify;
 pub mod faults;
 pub mod h2pool;
 pub mod inbound;
 pub mod limits;
 pub mod outbound;
 pub mod outlier;
-pub mod pool;
 pub mod ratelimit;
 pub mod retry;
 pub mod routes;
@@ -30,10 +28,11 @@ use rustls_pki_types::CertificateDer;
 use seam::HostEnv;
 use tokio::sync::watch;
 
+use crate::client::{Upstream, certify};
 use crate::control::{Discovery, Endpoint, Registration};
+use crate::ports;
 use crate::telemetry::Telemetry;
 use crate::tls::MeshTls;
-use crate::{SpiffeId, ports};
 
 pub use limits::Limits;
 
@@ -44,18 +43,8 @@ pub const PEER_IDENTITY_HEADER: &str = "x-meshsim-peer-identity";
 /// The W3C trace-context header.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// A mesh service the proxy talks to directly (CA, control plane).
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    /// Host name.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Identity it must prove.
-    pub identity: SpiffeId,
-}
-
-/// Sidecar configuration.
+/// What one sidecar needs to start: who it is, where the CA and control
+/// plane are, and whom to trust.
 #[derive(Clone)]
 pub struct ProxyConfig {
     /// The service this workload belongs to.
@@ -64,7 +53,7 @@ pub struct ProxyConfig {
     pub certify: certify::CertifyConfig,
     /// Where the control plane is.
     pub control: Upstream,
-    /// Trust bundle.
+    /// Trust bundle as installed; the control plane may publish a newer one.
     pub trust_roots: Vec<CertificateDer<'static>>,
     /// Whether a local app serves traffic (false: outbound only, e.g. the
     /// load generator's sidecar).
@@ -73,7 +62,7 @@ pub struct ProxyConfig {
     pub request_timeout: Duration,
     /// Where metrics, spans and evidence go (shared by a run's proxies).
     pub telemetry: Telemetry,
-    /// Listener limits.
+    /// Header, stream and idle limits of both listeners.
     pub limits: Limits,
     /// Whether to serve the admin port (it only ever binds a loopback
     /// address, so in the simulation it declines to start).

@@ -16,7 +16,8 @@
 //!    retry budget and the request timeout;
 //! 7. records metrics, the access log and a span, propagating `traceparent`.
 //!
-//! Responses the proxy makes itself carry [`PROXY_ERROR_HEADER`].
+//! Responses the proxy makes itself carry [`PROXY_ERROR_HEADER`], which
+//! [`crate::client::Sidecar::is_proxy_error`] reads.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -28,6 +29,8 @@ use rand_chacha::ChaCha12Rng;
 use seam::HostEnv;
 
 use crate::authz::normalize_target;
+use crate::client::PROXY_ERROR_HEADER;
+use crate::client::pool::{RESPONSE_BYTES_MAX, clone_request};
 use crate::config::{RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Endpoint, Snapshot};
 use crate::http::{Body, read_body, text};
@@ -35,16 +38,12 @@ use crate::proxy::balance::{Balancer, OutlierChange, Refusal};
 use crate::proxy::h2pool::{self, H2Pool, PoolError};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::outlier::{Health, Transition};
-use crate::proxy::pool::{RESPONSE_BYTES_MAX, clone_request};
 use crate::proxy::retry::{self, AttemptOutcome, BudgetWindow};
 use crate::proxy::routes::{self, RequestView, canonical_host};
 use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
 use crate::telemetry::{self, Direction, ProxyTelemetry, RequestRecord, TraceContext};
 use crate::tls::MeshTls;
 use crate::{MeshError, ports};
-
-/// Header on proxy-generated errors saying why (never on app responses).
-pub const PROXY_ERROR_HEADER: &str = "x-meshsim-proxy-error";
 
 /// TCP connect, TLS handshake and HTTP/2 preface together (Linkerd's
 /// outbound connect timeout is 1 s).
@@ -60,7 +59,7 @@ pub struct OutboundConfig {
     pub request_timeout: Duration,
     /// Where metrics, logs and spans go.
     pub telemetry: ProxyTelemetry,
-    /// Listener limits.
+    /// Header, stream and idle limits of the app-facing listener.
     pub limits: Limits,
 }
 
@@ -592,10 +591,11 @@ impl Finished {
 /// (Connecting has its own deadline and fails as `Connect`, so `Timeout`
 /// only ever comes from the per-try timeout.)
 fn classify(error: &MeshError) -> AttemptOutcome {
-    match error {
-        MeshError::Connect { .. } | MeshError::Tls(_) => AttemptOutcome::ConnectFailure,
-        MeshError::Timeout(_) => AttemptOutcome::Timeout,
-        MeshError::Http(e) if e.is_canceled() => AttemptOutcome::ConnectFailure,
-        _ => AttemptOutcome::Reset,
+    if error.never_sent() {
+        AttemptOutcome::ConnectFailure
+    } else if matches!(error, MeshError::Timeout(_)) {
+        AttemptOutcome::Timeout
+    } else {
+        AttemptOutcome::Reset
     }
 }

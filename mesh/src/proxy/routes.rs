@@ -19,11 +19,11 @@ static DEFAULT_ROUTE: LazyLock<RouteConfig> = LazyLock::new(RouteConfig::default
 pub struct RequestView<'a> {
     /// Host, lower case, without port.
     pub host: &'a str,
-    /// Method.
+    /// HTTP method, which route matches may require.
     pub method: &'a Method,
-    /// Normalized path.
+    /// The normalized path: matching a raw path would let `/a/../b` dodge a route.
     pub path: &'a str,
-    /// Headers.
+    /// Request headers, which route matches may require.
     pub headers: &'a HeaderMap,
 }
 

@@ -16,8 +16,8 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use seam::HostEnv;
 
+use crate::client::Upstream;
 use crate::identity::{CertInfo, KeyAlgorithm, SpiffeId, certificate_request, derive_key};
-use crate::proxy::Upstream;
 use crate::tls::MeshTls;
 use crate::{MeshError, http};
 

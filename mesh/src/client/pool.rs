@@ -119,14 +119,3 @@ pub fn clone_request(request: &Request<Body>) -> Request<Body> {
     *copy.headers_mut() = request.headers().clone();
     copy
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::limits::Limits;
-
-    #[test]
-    fn the_pool_gives_up_a_connection_before_a_server_would_close_it() {
-        assert!(POOL_IDLE_TIMEOUT < Limits::default().header_read_timeout);
-    }
-}

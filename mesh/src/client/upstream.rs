@@ -1,0 +1,49 @@
+//! A mesh service that a workload talks to directly over mTLS HTTP/1.1
+//! (the CA, the control plane), without going through a sidecar.
+
+use std::time::Duration;
+
+use hyper::client::conn::http1::SendRequest;
+use seam::HostEnv;
+
+use crate::http::{self as mesh_http, Body};
+use crate::tls::MeshTls;
+use crate::{MeshError, SpiffeId};
+
+/// Deadline for opening a connection to an upstream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where a mesh service is and which identity it must prove: the TLS
+/// client refuses a server whose SPIFFE ID is not `identity`.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Host name, as the [`seam::Net`] resolves it.
+    pub host: String,
+    /// Logical port (see [`crate::ports`]).
+    pub port: u16,
+    /// The SPIFFE ID the server's certificate must carry.
+    pub identity: SpiffeId,
+}
+
+impl Upstream {
+    /// Opens an mTLS HTTP/1.1 connection to this upstream.
+    pub async fn open(&self, env: &HostEnv, tls: &MeshTls) -> Result<SendRequest<Body>, MeshError> {
+        let target = format!("{}:{}", self.host, self.port);
+        // A SYN into a partition is never answered (turmoil, like a real
+        // black hole); give up quickly so backoff, not a hang, sets the pace.
+        let connect =
+            tokio::time::timeout(CONNECT_TIMEOUT, env.net.connect(&self.host, self.port)).await;
+        let io = connect
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })
+            .map_err(|source| MeshError::Connect { target, source })?;
+        let stream = tls
+            .connect(io, &self.identity, &[b"http/1.1"], true)
+            .await?;
+        mesh_http::handshake(stream).await
+    }
+}

@@ -1,0 +1,160 @@
+//! W3C trace context (`traceparent`) and the spans each hop records.
+
+use std::fmt::Write as _;
+
+use rand::Rng;
+use serde::Serialize;
+
+/// A span: one hop of one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The caller's span, if any.
+    pub parent_id: Option<String>,
+    /// `outbound registry` or `inbound registry`.
+    pub name: String,
+    /// Host that recorded it.
+    pub host: String,
+    /// Run time at start, µs.
+    pub start_us: u64,
+    /// Run time at end, µs.
+    pub end_us: u64,
+    /// Status the hop answered, so a span shows where a failure began.
+    pub status: u16,
+}
+
+/// A W3C trace context (`traceparent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// Trace id (never all zero).
+    pub trace_id: [u8; 16],
+    /// The caller's span id (never all zero).
+    pub parent_id: [u8; 8],
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (index, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header (version 00; ids lower-case hex and not
+    /// all zero). Anything else is ignored, as the spec asks.
+    pub fn parse(value: &str) -> Option<TraceContext> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version != "00" || parts.next().is_some() {
+            return None;
+        }
+        let trace_id = unhex::<16>(trace)?;
+        let parent_id = unhex::<8>(parent)?;
+        let [flags] = unhex::<1>(flags)?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The header value naming `span_id` as the parent of the next hop.
+    pub fn header_for(&self, span_id: [u8; 8]) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&span_id),
+            self.flags
+        )
+    }
+
+    /// Trace id as hex.
+    pub fn trace_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+}
+
+/// Draws a non-zero span id.
+pub fn new_span_id(rng: &mut impl Rng) -> [u8; 8] {
+    loop {
+        let id: [u8; 8] = rng.random();
+        if id != [0; 8] {
+            return id;
+        }
+    }
+}
+
+/// The context of a request that arrives without one (sampled).
+pub fn new_trace(rng: &mut impl Rng) -> TraceContext {
+    loop {
+        let trace_id: [u8; 16] = rng.random();
+        if trace_id != [0; 16] {
+            return TraceContext {
+                trace_id,
+                parent_id: [0; 8],
+                flags: 1,
+            };
+        }
+    }
+}
+
+/// Hex form of a span id.
+pub fn span_hex(id: [u8; 8]) -> String {
+    hex(&id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parses_and_refuses_what_the_spec_refuses() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = TraceContext::parse(good).unwrap();
+        assert_eq!(context.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.flags, 1);
+        assert_eq!(context.header_for(context.parent_id), good);
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+        }
+        let mut rng = seam::Seed::new(7).rng();
+        let fresh = new_trace(&mut rng);
+        let header = fresh.header_for(new_span_id(&mut rng));
+        assert_eq!(
+            TraceContext::parse(&header).map(|c| c.trace_id),
+            Some(fresh.trace_id)
+        );
+    }
+}
