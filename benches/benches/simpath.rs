@@ -58,7 +58,7 @@ fn bench_simpath(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1_000));
     group.bench_function("edge_backend_1000_requests", |b| {
         b.iter(|| {
-            let output = run_sim(&scenario, 7, Trace::hash_only()).expect("runs");
+            let output = run_sim(&scenario, seam::Seed::new(7), Trace::hash_only()).expect("runs");
             assert_eq!(output.summary.requests.total, 1_000);
             output
         })

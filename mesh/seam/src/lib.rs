@@ -18,6 +18,7 @@ mod clock;
 mod disk;
 mod env;
 pub mod faultnet;
+pub mod hosts;
 mod net;
 pub mod real;
 mod seed;

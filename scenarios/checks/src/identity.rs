@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use loadgen::LoadReport;
 use reports::{Check, CheckKind};
-use seam::{Seed, TraceEvent};
+use seam::TraceEvent;
 use sim::FaultAction;
 
-use spec::{Property, Scenario};
+use spec::{FaultPlan, Property, Scenario};
 
 /// Whether `property` needs the operator host's audit probes.
 pub fn needs_audit(property: Property) -> bool {
@@ -54,13 +54,13 @@ pub fn handles(property: Property) -> bool {
 /// Evaluates every identity check the scenario declares.
 pub fn checks(
     scenario: &Scenario,
-    seed: u64,
+    faults: &FaultPlan,
     load: &LoadReport,
     events: &[TraceEvent],
 ) -> Vec<Check> {
     let run = Run {
         scenario,
-        faults: scenario.fault_schedule(Seed::new(seed)).faults,
+        faults: faults.schedule().faults,
         load,
         events,
     };
@@ -574,7 +574,12 @@ property = "no_plaintext_accepted"
     fn evaluate(events: &[TraceEvent]) -> Vec<Check> {
         let scenario = Scenario::parse(Path::new("t.toml"), SCENARIO).unwrap();
         let load = LoadReport::new(Duration::from_secs(1), Duration::from_secs(10));
-        checks(&scenario, 1, &load, events)
+        checks(
+            &scenario,
+            &scenario.fault_plan(seam::Seed::new(1)),
+            &load,
+            events,
+        )
     }
 
     fn clean() -> Vec<TraceEvent> {

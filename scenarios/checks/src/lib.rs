@@ -12,11 +12,15 @@
 
 use loadgen::{LoadReport, OpStats};
 use reports::{Check, CheckKind, LatencyMs, Mode, RequestCounts, Summary};
-use seam::{Trace, TraceEvent};
+use seam::TraceEvent;
+use spec::FaultPlan;
+
+pub use evidence::{RunEvidence, judge};
 
 pub mod abort;
 pub(crate) mod control;
 pub mod dataplane;
+pub mod evidence;
 pub mod identity;
 pub mod liveness;
 pub mod oracle;
@@ -160,9 +164,13 @@ pub fn evaluate_scoped(
 }
 
 /// Evaluates the property checks from the trace's lifecycle events.
-pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) -> Vec<Check> {
+pub fn property_checks(
+    scenario: &Scenario,
+    faults: &FaultPlan,
+    events: &[TraceEvent],
+) -> Vec<Check> {
     // The last repair (or the phases' heal): what "after the heal" means.
-    let schedule = scenario.fault_schedule(seam::Seed::new(seed));
+    let schedule = faults.schedule();
     let last_repair = schedule
         .faults
         .iter()
@@ -170,7 +178,7 @@ pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) ->
         .map(|f| f.at)
         .max();
     let heal_us = last_repair
-        .or(scenario.heal_time())
+        .or(faults.heal_at)
         .map(|at| at.as_micros() as u64);
     scenario
         .checks
@@ -191,21 +199,23 @@ pub fn property_checks(scenario: &Scenario, seed: u64, events: &[TraceEvent]) ->
         .collect()
 }
 
-/// The run summary (summary.json).
-pub fn summarize(
-    scenario: &Scenario,
-    seed: u64,
-    mode: Mode,
-    load: &LoadReport,
-    trace: &Trace,
-    sim_seconds: f64,
-    wall_seconds: f64,
-) -> Summary {
+/// The run summary (summary.json) with every check but the data-plane
+/// ones (see [`evidence::judge`]).
+fn summarize(evidence: &RunEvidence, events: &[TraceEvent]) -> Summary {
+    let RunEvidence {
+        scenario,
+        mode,
+        trace,
+        sim_seconds,
+        wall_seconds,
+        ..
+    } = evidence;
+    let (seed, mode) = (evidence.seed.value(), *mode);
+    let load = &evidence.primary().load;
     let mut checks = slo_checks(scenario, load);
     checks.extend(crate::liveness::check(scenario, load));
-    let events = trace.events();
-    checks.extend(property_checks(scenario, seed, &events));
-    checks.extend(identity::checks(scenario, seed, load, &events));
+    checks.extend(property_checks(scenario, &evidence.faults, events));
+    checks.extend(identity::checks(scenario, &evidence.faults, load, events));
     let overall = &load.overall;
     let at = |q: f64| {
         if overall.total() == 0 {
@@ -221,8 +231,8 @@ pub fn summarize(
         mode,
         verdict: Summary::verdict_of(&checks),
         trace_hash: (mode == Mode::Sim).then(|| trace.hash_hex()),
-        sim_seconds,
-        wall_seconds,
+        sim_seconds: *sim_seconds,
+        wall_seconds: *wall_seconds,
         requests: RequestCounts {
             total: overall.total(),
             ok: overall.ok,
@@ -242,7 +252,7 @@ pub fn summarize(
         ),
         generator_late: load.late,
         generator_dropped: load.dropped,
-        config_versions: control::version_timeline(&events),
+        config_versions: control::version_timeline(events),
     }
 }
 

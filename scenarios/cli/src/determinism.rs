@@ -35,7 +35,7 @@ pub(crate) fn check(
             let Some(a) = recorded.trace_hash else {
                 anyhow::bail!("{} records no trace hash", dir.display());
             };
-            let replay = engine::run_sim(&scenario, seed, Trace::hash_only())?;
+            let replay = engine::run_sim(&scenario, seam::Seed::new(seed), Trace::hash_only())?;
             (seed, a, replay.trace.hash_hex(), replay.trace.count())
         }
         None => {
@@ -56,8 +56,8 @@ pub(crate) fn check(
         scenario.name
     );
     println!("  re-running both, keeping every event, to find the first divergence…");
-    let first = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
-    let second = engine::run_sim(&scenario, seed, Trace::keeping_events())?;
+    let first = engine::run_sim(&scenario, seam::Seed::new(seed), Trace::keeping_events())?;
+    let second = engine::run_sim(&scenario, seam::Seed::new(seed), Trace::keeping_events())?;
     match compare(
         &first.trace.hash_hex(),
         &first.trace.events(),
@@ -93,7 +93,7 @@ fn two_runs_at_once(
     seed: u64,
 ) -> anyhow::Result<((String, u64), (String, u64))> {
     let run = || -> Result<(String, u64), engine::EngineError> {
-        let output = engine::run_sim(scenario, seed, Trace::hash_only())?;
+        let output = engine::run_sim(scenario, seam::Seed::new(seed), Trace::hash_only())?;
         Ok((output.trace.hash_hex(), output.trace.count()))
     };
     let (first, second) = std::thread::scope(|scope| {

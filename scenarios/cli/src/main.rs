@@ -278,14 +278,14 @@ fn run(
 ) -> anyhow::Result<ExitCode> {
     let seed = seed.unwrap_or(scenario.seed);
     let output = if let Some(time_scale) = real_time_scale {
-        engine::run_real_scaled(&scenario, seed, time_scale)?
+        engine::run_real_scaled(&scenario, seam::Seed::new(seed), time_scale)?
     } else {
         let trace = if trace_file.is_some() {
             Trace::keeping_events()
         } else {
             Trace::keeping_kinds(LIFECYCLE_EVENTS)
         };
-        engine::run_sim(&scenario, seed, trace)?
+        engine::run_sim(&scenario, seam::Seed::new(seed), trace)?
     };
     let mut summary = output.summary.clone();
     let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();
@@ -297,7 +297,7 @@ fn run(
     summary.reproduce = format!("meshsim run {}{sets} --seed {seed}{mode}", path.display());
     let out =
         out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
-    let mut data = engine::output::run_data(&scenario, &output);
+    let mut data = engine::output::run_data(&output);
     data.summary = summary.clone();
     reports::write_all(&out, &data).context("writing the report")?;
     if let Some(file) = trace_file {

@@ -40,7 +40,7 @@ fn short_smoke(extra: &str) -> Scenario {
 }
 
 fn hash(scenario: &Scenario, seed: u64) -> String {
-    engine::run_sim(scenario, seed, Trace::hash_only())
+    engine::run_sim(scenario, seam::Seed::new(seed), Trace::hash_only())
         .unwrap()
         .trace
         .hash_hex()
@@ -171,7 +171,7 @@ fn shrink_keeps_only_the_partition_and_the_result_fails_deterministically() {
     std::fs::write(&out, text).unwrap();
     let replayed = Scenario::load(&out).unwrap();
     assert_eq!(replayed.seed, seed);
-    let output = engine::run_sim(&replayed, seed, Trace::hash_only()).unwrap();
+    let output = engine::run_sim(&replayed, seam::Seed::new(seed), Trace::hash_only()).unwrap();
     assert_eq!(output.trace.hash_hex(), shrunk.trace_hash);
     assert!(
         output
@@ -226,7 +226,7 @@ action = "crash"
 hosts = ["gateway"]
 "#,
     );
-    let output = engine::run_sim(&scenario, 1, Trace::keeping_events()).unwrap();
+    let output = engine::run_sim(&scenario, seam::Seed::new(1), Trace::keeping_events()).unwrap();
     let liveness = output
         .summary
         .checks
@@ -257,7 +257,7 @@ stable_for = "1s"
 slo = "p(99) < 1ms"
 "#,
     );
-    let output = engine::run_sim(&scenario, 1, Trace::hash_only()).unwrap();
+    let output = engine::run_sim(&scenario, seam::Seed::new(1), Trace::hash_only()).unwrap();
     let liveness = output
         .summary
         .checks
@@ -315,7 +315,7 @@ service = "registry"
         }
     );
     // The engine hands control actions to the operator host: the trace says so.
-    let output = engine::run_sim(&scenario, 1, Trace::keeping_events()).unwrap();
+    let output = engine::run_sim(&scenario, seam::Seed::new(1), Trace::keeping_events()).unwrap();
     let revoke = output
         .trace
         .events()

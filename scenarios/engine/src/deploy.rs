@@ -525,7 +525,7 @@ pub async fn issue_certificate(
         ))
         .into());
     }
-    let chain = mesh::proxy::certify::parse_chain(&body)?;
+    let chain = mesh::client::certify::parse_chain(&body)?;
     let issued_to = mesh::identity::CertInfo::parse(&chain[0])?.spiffe_id()?;
     if issued_to != identity {
         return Err(MeshError::Refused(format!(

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mesh::ca::{Authority, CaConfig, CaMaterial};
+use mesh::client::Upstream;
+use mesh::client::certify::CertifyConfig;
 use mesh::control::ControlConfig;
-use mesh::proxy::certify::CertifyConfig;
-use mesh::proxy::{Limits, ProxyConfig, Upstream};
+use mesh::proxy::{Limits, ProxyConfig};
 use mesh::telemetry::Telemetry;
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;

@@ -12,10 +12,10 @@ pub mod deploy;
 pub mod install;
 pub mod operator;
 pub mod output;
+pub mod plan;
 pub mod realworld;
 pub mod rogue;
 pub mod run;
 
-pub use run::{
-    EngineError, RunOutput, fault_schedule, load_plan, run_real, run_real_scaled, run_sim,
-};
+pub use plan::{RunPlan, VariantPlan, load_plan};
+pub use run::{EngineError, RunOutput, run_real, run_real_scaled, run_sim};

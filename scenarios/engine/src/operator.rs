@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use mesh::client::{Upstream, certify};
 use mesh::config::MeshConfig;
-use mesh::proxy::{Upstream, certify};
 use mesh::tls::MeshTls;
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;

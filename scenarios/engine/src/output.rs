@@ -8,8 +8,8 @@ use reports::{
     IntervalHistogram, IntervalRow, ROUTE_ALL, RunData, TimelineEvent, Window, WindowKind,
 };
 
+use crate::plan::VariantPlan;
 use crate::run::RunOutput;
-use spec::Scenario;
 
 fn row(start_s: f64, end_s: f64, route: &str, stats: &OpStats) -> IntervalRow {
     let h = &stats.latency_us;
@@ -66,15 +66,18 @@ pub fn load_data(summary: reports::Summary, load: &LoadReport) -> RunData {
     data
 }
 
-/// Builds the report data. Times are seconds from the start of the workload.
-pub fn run_data(scenario: &Scenario, output: &RunOutput) -> RunData {
+/// Builds the report data from the run's own plan (phases and faults at
+/// the times they ran). Times are seconds from the start of the workload.
+pub fn run_data(output: &RunOutput) -> RunData {
+    let primary = output.plan.primary();
     let mut data = load_data(output.summary.clone(), &output.load);
-    data.windows = phase_windows(scenario, output.summary.seed);
-    data.events = timeline(output, scenario.workload.warmup.0);
+    data.windows = phase_windows(primary);
+    data.events = timeline(output, primary.scenario.workload.warmup.0);
     data
 }
 
-fn phase_windows(scenario: &Scenario, seed: u64) -> Vec<Window> {
+fn phase_windows(plan: &VariantPlan) -> Vec<Window> {
+    let scenario = &plan.scenario;
     let mut start = Duration::ZERO;
     let mut windows = Vec::new();
     for phase in &scenario.workload.phases {
@@ -87,7 +90,7 @@ fn phase_windows(scenario: &Scenario, seed: u64) -> Vec<Window> {
         });
         start = end;
     }
-    for (start_s, end_s, label) in scenario.fault_marks(seam::Seed::new(seed)) {
+    for (start_s, end_s, label) in plan.faults.marks() {
         windows.push(Window {
             start_s,
             end_s,

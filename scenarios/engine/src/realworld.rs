@@ -20,7 +20,6 @@ use sim::{ControlHook, FaultAction, FaultSchedule};
 use tokio::sync::oneshot;
 
 use crate::install::{Install, Role};
-use spec::Scenario;
 
 /// One running host: a thread that owns its runtime.
 struct HostThread {
@@ -253,27 +252,16 @@ impl RealWorld {
     }
 }
 
-/// A scheduled time stretched by `factor` the way [`time_scaled`] stretches
-/// the scenario: warmup keeps its length, everything after it scales.
-pub fn scaled_at(at: Duration, warmup: Duration, factor: f64) -> Duration {
-    match at.checked_sub(warmup) {
-        Some(after_warmup) => warmup + after_warmup.mul_f64(factor),
-        None => at,
-    }
-}
-
-/// Applies `schedule` to `world` at its times (counted from `started`,
-/// stretched by `time_scale` after `warmup`), until every fault is applied.
+/// Applies `schedule` to `world` at its times (counted from `started`;
+/// the plan already stretched them), until every fault is applied.
 pub async fn run_schedule(
     world: Arc<Mutex<RealWorld>>,
     schedule: FaultSchedule,
     mut control: Box<dyn ControlHook + Send>,
     started: tokio::time::Instant,
-    (warmup, time_scale): (Duration, f64),
 ) {
     for fault in schedule.sorted() {
-        let at = scaled_at(fault.at, warmup, time_scale);
-        tokio::time::sleep_until(started + at).await;
+        tokio::time::sleep_until(started + fault.at).await;
         let world = world.clone();
         let action = fault.action.clone();
         let handed_back = tokio::task::spawn_blocking(move || {
@@ -289,49 +277,5 @@ pub async fn run_schedule(
             Ok(hook) => control = hook,
             Err(_) => return,
         }
-    }
-}
-
-/// The scenario with every scheduled time multiplied by `factor`: load
-/// phases, mesh-check windows, heal time and liveness windows. Fault times
-/// are scaled by [`run_schedule`]. Warmup is not: bootstrap on real
-/// sockets takes what it takes.
-pub fn time_scaled(scenario: &Scenario, factor: f64) -> Scenario {
-    let mut scaled = scenario.clone();
-    if factor == 1.0 || !factor.is_finite() || factor <= 0.0 {
-        return scaled;
-    }
-    let scale = |d: &mut spec::Dur| d.0 = d.0.mul_f64(factor);
-    for phase in &mut scaled.workload.phases {
-        scale(&mut phase.duration);
-    }
-    for check in &mut scaled.mesh.checks {
-        if let Some(after) = &mut check.after {
-            scale(after);
-        }
-        if let Some(window) = &mut check.window {
-            scale(&mut window.from);
-            scale(&mut window.until);
-        }
-    }
-    if let Some(phases) = &mut scaled.phases {
-        scale(phases.heal_at.get_mut());
-        scale(&mut phases.converge_within);
-        scale(&mut phases.stable_for);
-    }
-    scaled
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scaling_keeps_warmup_and_stretches_the_rest() {
-        let warmup = Duration::from_secs(2);
-        let s = Duration::from_secs;
-        assert_eq!(scaled_at(s(12), warmup, 0.5), s(7));
-        assert_eq!(scaled_at(s(1), warmup, 0.5), s(1));
-        assert_eq!(scaled_at(s(12), warmup, 1.0), s(12));
     }
 }

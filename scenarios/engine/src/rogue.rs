@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh::ca::{Authority, CaMaterial};
+use mesh::client::certify::certify_once;
 use mesh::identity::{certificate_request, ed25519_key};
-use mesh::proxy::certify::certify_once;
 use mesh::tls::MeshTls;
 use mesh::{MeshError, SpiffeId, ports};
 use seam::HostEnv;

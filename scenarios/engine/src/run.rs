@@ -4,19 +4,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use loadgen::{Completion, LoadPlan, LoadReport, Phase, Target};
+use apps::{App, Evidence};
+use checks::RunEvidence;
+use checks::dataplane::VariantRun;
+use loadgen::{Completion, LoadReport, Target};
+use mesh::client::Sidecar;
 use mesh::{MeshError, ports};
-use reports::{Mode, Summary};
+use reports::Summary;
 use seam::real::SystemClock;
 use seam::{Clock, HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
-use sim::{FaultSchedule, SimConfig, SimWorld};
+use sim::{SimConfig, SimWorld};
+use spec::Scenario;
 
 use crate::install::Install;
-use apps::ledger::{self, Evidence, Observation};
-use apps::rec::genesis::Genesis;
-use checks;
-use checks::dataplane::{self, VariantRun};
-use spec::{self, AppKind, Scenario};
+use crate::plan::{RunPlan, VariantPlan};
 
 /// Why a run could not complete (as opposed to completing and failing).
 #[derive(Debug, thiserror::Error)]
@@ -46,47 +47,24 @@ pub struct RunOutput {
     pub load: LoadReport,
     /// The run trace.
     pub trace: Trace,
+    /// What the run was drawn to do (the report charts its times).
+    pub plan: RunPlan,
 }
 
 /// How long after the last arrival the run waits for stragglers, at most.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 
-/// The load plan a scenario describes.
-pub fn load_plan(scenario: &Scenario) -> LoadPlan {
-    let workload = &scenario.workload;
-    LoadPlan {
-        phases: workload
-            .phases
-            .iter()
-            .map(|p| Phase {
-                name: p.name.clone(),
-                duration: p.duration.0,
-                arrival: p.arrival.get_ref().clone(),
-            })
-            .collect(),
-        mix: apps::rec::workload::client_mix(&workload.mix, &Genesis::new(&scenario.app)),
-        in_flight_max: workload.in_flight_max as usize,
-        connections_max: workload.connections as usize,
-        interval: workload.interval.0,
-        lag_tolerance: Duration::from_millis(10),
-        ..LoadPlan::default()
-    }
-}
-
-/// The fault schedule for `seed`, in sim time (see `spec::faults`).
-pub fn fault_schedule(scenario: &Scenario, seed: Seed) -> FaultSchedule {
-    scenario.fault_schedule(seed)
-}
-
-/// The load generator host: its own outbound-only sidecar, then the plan.
+/// The load generator host: its own outbound-only sidecar, then the plan,
+/// then the app's final read.
 async fn drive_load(
     install: Arc<Install>,
+    variant: VariantPlan,
     env: HostEnv,
-    sink: Arc<Mutex<Option<LoadReport>>>,
-    evidence: Arc<Mutex<Evidence>>,
+    app: Arc<dyn App>,
+    sink: Arc<Mutex<Option<(LoadReport, Evidence)>>>,
 ) -> Result<(), MeshError> {
     let started = tokio::time::Instant::now();
-    let scenario = &install.scenario;
+    let scenario = &variant.scenario;
     let proxy = mesh::proxy::start(install.proxy_config("loadgen", false), env.clone());
     let mut ready = proxy.ready.clone();
     let warmup = scenario.workload.warmup.0;
@@ -98,31 +76,55 @@ async fn drive_load(
     let target = Target {
         host: LOCALHOST.into(),
         port: ports::PROXY_OUTBOUND,
-        authority: scenario.workload.target.get_ref().clone(),
+        authority: target_service.clone(),
         tls: None,
     };
-    let trace_env = env.clone();
-    let observed = evidence.clone();
+    let evidence = Arc::new(Mutex::new(Evidence::default()));
     let abort = checks::abort::AbortMonitor::new(scenario);
-    let monitor = abort.clone();
-    let observer = Arc::new(move |c: &Completion| {
-        if let Some(monitor) = &monitor {
+    let observer = observer(&env, app.clone(), evidence.clone(), abort.clone());
+    if let Some(monitor) = &abort {
+        seam::task::spawn(monitor.clone().watch(tokio::time::Instant::now()));
+    }
+    let limit = variant.load.duration() + DRAIN_MAX;
+    let run = loadgen::run_until(
+        env.net.clone(),
+        target,
+        variant.load,
+        install.seed.child("workload"),
+        observer,
+        abort.as_ref().map(|m| m.stop_signal()),
+    );
+    let mut report = tokio::time::timeout(limit, run)
+        .await
+        .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
+        .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+    if let Some(verdict) = abort.and_then(|m| m.annotate(&mut report)) {
+        env.record("run.aborted", verdict);
+    }
+    let mut evidence = std::mem::take(&mut *evidence.lock().expect("evidence poisoned"));
+    if let Some(read) = app.final_read(&env).await {
+        evidence.final_state = read.final_state;
+    }
+    *sink.lock().expect("sink poisoned") = Some((report, evidence));
+    Ok(())
+}
+
+/// What the load generator does with each finished request: feed the
+/// abort monitor, hand it to the app's evidence, and trace it.
+fn observer(
+    env: &HostEnv,
+    app: Arc<dyn App>,
+    evidence: Arc<Mutex<Evidence>>,
+    abort: Option<checks::abort::AbortMonitor>,
+) -> Arc<dyn Fn(&Completion) + Send + Sync> {
+    let env = env.clone();
+    Arc::new(move |c: &Completion| {
+        if let Some(monitor) = &abort {
             monitor.record(c);
         }
-        if ledger::is_write(&c.op) {
-            observed
-                .lock()
-                .expect("evidence poisoned")
-                .observations
-                .push(Observation {
-                    seq: c.seq,
-                    op: c.op.clone(),
-                    status: c.status,
-                    body: c.body.clone(),
-                });
-        }
+        app.observe(c, &mut evidence.lock().expect("evidence poisoned"));
         let status = c.status.map_or("none".to_owned(), |s| s.to_string());
-        trace_env.record(
+        env.record(
             "load.done",
             format!(
                 "seq={} op={} status={status} latency_us={}",
@@ -131,63 +133,22 @@ async fn drive_load(
                 c.latency.as_micros()
             ),
         );
-    });
-    if let Some(monitor) = &abort {
-        seam::task::spawn(monitor.clone().watch(tokio::time::Instant::now()));
-    }
-    let run = loadgen::run_until(
-        env.net.clone(),
-        target,
-        load_plan(scenario),
-        install.seed.child("workload"),
-        observer,
-        abort.as_ref().map(|m| m.stop_signal()),
-    );
-    let limit = load_plan(scenario).duration() + DRAIN_MAX;
-    let mut report = tokio::time::timeout(limit, run)
-        .await
-        .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
-        .map_err(|e| MeshError::BadRequest(e.to_string()))?;
-    if let Some(verdict) = abort.and_then(|m| m.annotate(&mut report)) {
-        env.record("run.aborted", verdict);
-    }
-    *sink.lock().expect("sink poisoned") = Some(report);
-    if runs_rec_app(scenario) {
-        let read = apps::rec::workload::final_read(&env, &scenario.app).await;
-        evidence.lock().expect("evidence poisoned").final_state = Some(read);
-    }
-    Ok(())
+    })
 }
 
 /// Waits until a request to `service` through the local sidecar gets an
 /// answer from the service itself (not a proxy error such as "no
 /// endpoints"): the mesh is up end to end. Probes are not measured.
 async fn wait_until_routable(env: &HostEnv, service: &str) {
-    let pool = mesh::proxy::pool::Pool::default();
+    let sidecar = Sidecar::new(env.clone());
     loop {
-        let probe = http::Request::get("/")
-            .header(http::header::HOST, service)
-            .body(mesh::http::Body::default());
+        let probe =
+            Sidecar::request(service, http::Method::GET, "/").body(mesh::http::Body::default());
         if let Ok(probe) = probe {
-            let connect = || async {
-                let io = env
-                    .net
-                    .connect(LOCALHOST, ports::PROXY_OUTBOUND)
-                    .await
-                    .map_err(|source| MeshError::Connect {
-                        target: "sidecar".into(),
-                        source,
-                    })?;
-                mesh::http::handshake(io).await
-            };
-            let answer =
-                tokio::time::timeout(Duration::from_secs(2), pool.send("sidecar", probe, connect))
-                    .await;
-            let proxy_error = |r: &http::Response<mesh::http::Body>| {
-                r.headers()
-                    .contains_key(mesh::proxy::outbound::PROXY_ERROR_HEADER)
-            };
-            if matches!(&answer, Ok(Ok(response)) if !proxy_error(response)) {
+            let answer = sidecar
+                .send_with_timeout(probe, Duration::from_secs(2))
+                .await;
+            if matches!(&answer, Ok(r) if !Sidecar::is_proxy_error(r)) {
                 return;
             }
         }
@@ -195,105 +156,110 @@ async fn wait_until_routable(env: &HostEnv, service: &str) {
     }
 }
 
-/// Whether the load goes to the REC gateway (then the ledger is checked).
-fn runs_rec_app(scenario: &Scenario) -> bool {
-    scenario.services.iter().any(|s| {
-        s.name.get_ref() == scenario.workload.target.get_ref() && s.app == AppKind::Gateway
-    })
-}
-
-/// Adds the ledger checks (for REC scenarios) to a summary.
-fn add_ledger_checks(scenario: &Scenario, summary: &mut Summary, evidence: &Mutex<Evidence>) {
-    if !runs_rec_app(scenario) {
-        return;
-    }
-    let evidence = evidence.lock().expect("evidence poisoned");
-    summary
-        .checks
-        .extend(ledger::checks(&Genesis::new(&scenario.app), &evidence));
-    summary.verdict = Summary::verdict_of(&summary.checks);
+/// What one variant's run left behind.
+struct VariantOutcome {
+    run: VariantRun,
+    app_evidence: Evidence,
+    sim_seconds: f64,
 }
 
 /// Runs a scenario in the simulator: once per `[[mesh.variants]]` entry
 /// (same seed, same arrivals), or once if it declares none.
-pub fn run_sim(scenario: &Scenario, seed: u64, trace: Trace) -> Result<RunOutput, EngineError> {
+pub fn run_sim(scenario: &Scenario, seed: Seed, trace: Trace) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
-    let mut runs = Vec::new();
-    let mut sim_seconds = 0.0;
-    for (name, variant) in spec::mesh::variants(scenario) {
-        let (run, evidence, seconds) = simulate(name, variant, seed, &trace)?;
-        sim_seconds += seconds;
-        runs.push((run, evidence));
-    }
-    let wall_seconds = wall.seconds();
-    finish(
-        scenario,
-        seed,
-        Mode::Sim,
-        runs,
-        trace,
-        sim_seconds,
-        wall_seconds,
-    )
+    let plan = RunPlan::sim(scenario, seed);
+    let outcomes = plan
+        .variants
+        .iter()
+        .map(|variant| simulate(variant, seed, &trace))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sim_seconds = outcomes.iter().map(|o| o.sim_seconds).sum();
+    finish(plan, outcomes, trace, sim_seconds, wall.seconds())
 }
 
-/// The summary of a scenario's runs: SLO checks on the last (primary) run,
-/// data-plane checks across all of them.
+/// Judges a run: the checks read one evidence record; the app adds its own
+/// checks on the primary variant.
 fn finish(
-    scenario: &Scenario,
-    seed: u64,
-    mode: Mode,
-    runs: Vec<(VariantRun, Arc<Mutex<Evidence>>)>,
+    plan: RunPlan,
+    outcomes: Vec<VariantOutcome>,
     trace: Trace,
     sim_seconds: f64,
     wall_seconds: f64,
 ) -> Result<RunOutput, EngineError> {
-    let (mut runs, mut evidences): (Vec<VariantRun>, Vec<_>) = runs.into_iter().unzip();
-    let mesh_checks = dataplane::mesh_checks(scenario, &runs, &trace.events());
-    let primary = runs
+    let (variants, mut app_evidence): (Vec<VariantRun>, Vec<Evidence>) = outcomes
+        .into_iter()
+        .map(|o| (o.run, o.app_evidence))
+        .unzip();
+    let primary = plan.primary().clone();
+    let app_evidence = app_evidence
         .pop()
         .ok_or_else(|| EngineError::NoReport("the scenario made no run".into()))?;
-    let evidence = evidences.pop().expect("one evidence per run");
-    let mut summary = checks::summarize(
-        scenario,
-        seed,
-        mode,
-        &primary.load,
-        &trace,
+    let evidence = RunEvidence {
+        seed: plan.seed,
+        mode: plan.mode,
+        scenario: primary.scenario.clone(),
+        faults: primary.faults.clone(),
+        variants,
+        trace,
         sim_seconds,
         wall_seconds,
-    );
-    summary.checks.extend(mesh_checks);
-    add_ledger_checks(scenario, &mut summary, &evidence);
+    };
+    let mut summary = checks::judge(&evidence);
+    summary
+        .checks
+        .extend(apps::for_scenario(&primary.scenario).checks(&app_evidence));
     summary.verdict = Summary::verdict_of(&summary.checks);
+    let RunEvidence {
+        mut variants,
+        trace,
+        ..
+    } = evidence;
+    let load = variants.pop().expect("one run per variant").load;
     Ok(RunOutput {
         summary,
-        load: primary.load,
+        load,
         trace,
+        plan,
     })
+}
+
+/// The load generator's report and the app's evidence, once it finished.
+fn take_report(
+    sink: &Mutex<Option<(LoadReport, Evidence)>>,
+    mode: &str,
+) -> Result<(LoadReport, Evidence), EngineError> {
+    sink.lock()
+        .expect("sink poisoned")
+        .take()
+        .ok_or_else(|| EngineError::NoReport(format!("no report from the {mode} load generator")))
+}
+
+/// The sim-time budget of one variant: the whole plan, the drains, and a
+/// minute of slack, after which the simulator stops with an error.
+fn duration_limit(variant: &VariantPlan) -> Duration {
+    let scenario = &variant.scenario;
+    scenario.workload.warmup.0
+        + variant.load.duration()
+        + DRAIN_MAX
+        + scenario.app.drain_max.0
+        + Duration::from_secs(60)
 }
 
 /// One simulated run of one variant.
 fn simulate(
-    name: String,
-    scenario: Scenario,
-    seed: u64,
+    variant: &VariantPlan,
+    seed: Seed,
     trace: &Trace,
-) -> Result<(VariantRun, Arc<Mutex<Evidence>>, f64), EngineError> {
-    let seed = Seed::new(seed);
+) -> Result<VariantOutcome, EngineError> {
+    let scenario = &variant.scenario;
     let trace_from_seq = trace.count();
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
-    let plan = load_plan(&scenario);
     let config = SimConfig {
         seed,
         tick: scenario.sim.tick.0,
         link_latency_min: scenario.sim.link_latency_min.0,
         link_latency_max: scenario.sim.link_latency_max.0,
-        duration_limit: scenario.workload.warmup.0
-            + plan.duration()
-            + DRAIN_MAX
-            + scenario.app.drain_max.0
-            + Duration::from_secs(60),
+        duration_limit: duration_limit(variant),
         tcp_capacity: 4096,
     };
     let mut world = SimWorld::new(config, trace.clone());
@@ -309,103 +275,107 @@ fn simulate(
         });
     }
     let sink = Arc::new(Mutex::new(None));
-    let evidence = Arc::new(Mutex::new(Evidence::default()));
-    let (client_install, client_sink, client_evidence) =
-        (install.clone(), sink.clone(), evidence.clone());
-    world.client("loadgen", move |env| async move {
-        drive_load(client_install, env, client_sink, client_evidence)
+    let app = apps::for_scenario(scenario);
+    let (client_install, client_variant, client_sink) =
+        (install.clone(), variant.clone(), sink.clone());
+    world.client(seam::hosts::LOADGEN, move |env| async move {
+        drive_load(client_install, client_variant, env, app, client_sink)
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
     });
     world.run_with(
-        &fault_schedule(&scenario, seed),
+        &variant.faults.schedule(),
         &mut crate::operator::OperatorHook::new(install.clone()),
     )?;
     let sim_seconds = world.elapsed().as_secs_f64();
-    let load = sink.lock().expect("sink poisoned").take().ok_or_else(|| {
-        EngineError::NoReport("no report from the simulated load generator".into())
-    })?;
-    let run = VariantRun {
-        name,
+    let (load, app_evidence) = take_report(&sink, "simulated")?;
+    Ok(VariantOutcome {
+        run: variant_run(variant, &install, load, trace_from_seq),
+        app_evidence,
+        sim_seconds,
+    })
+}
+
+/// What the checks need of one variant's run.
+fn variant_run(
+    variant: &VariantPlan,
+    install: &Install,
+    load: LoadReport,
+    trace_from_seq: u64,
+) -> VariantRun {
+    VariantRun {
+        name: variant.name.clone(),
         load,
         telemetry: install.telemetry.report(),
         rogues: install.rogues.attempts(),
-        scenario,
+        scenario: variant.scenario.clone(),
         trace_from_seq,
-    };
-    Ok((run, evidence, sim_seconds))
+    }
 }
 
 /// Runs a scenario on real loopback sockets with the OS clock (once per
 /// variant, like the simulation), faults included.
-pub fn run_real(scenario: &Scenario, seed: u64) -> Result<RunOutput, EngineError> {
+pub fn run_real(scenario: &Scenario, seed: Seed) -> Result<RunOutput, EngineError> {
     run_real_scaled(scenario, seed, 1.0)
 }
 
 /// [`run_real`] with every scheduled time (load phases, faults, check
-/// windows, heal) multiplied by `time_scale`: 0.5 runs a 40 s scenario in
-/// 20 s of wall time. Warmup is not scaled (bootstrap takes what it takes).
+/// windows, heal) multiplied by `time_scale` in the plan itself: 0.5 runs a
+/// 40 s scenario in 20 s of wall time, and the checks and the report read
+/// the stretched times. Warmup is not scaled (bootstrap takes what it takes).
 pub fn run_real_scaled(
     scenario: &Scenario,
-    seed: u64,
+    seed: Seed,
     time_scale: f64,
 ) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
-    let scaled = crate::realworld::time_scaled(scenario, time_scale);
+    let plan = RunPlan::real(scenario, seed, time_scale);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let trace = Trace::hash_only();
-    let mut runs = Vec::new();
-    for (name, variant) in spec::mesh::variants(&scaled) {
-        // The schedule is drawn from the unscaled scenario (same seed, same
-        // draws as the simulation), then stretched.
-        let unscaled = spec::mesh::variants(scenario)
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| variant.clone());
-        let schedule = fault_schedule(&unscaled, Seed::new(seed));
-        runs.push(runtime.block_on(real_once(name, variant, seed, &trace, schedule, time_scale))?);
-    }
+    let outcomes = plan
+        .variants
+        .iter()
+        .map(|variant| runtime.block_on(real_once(variant, seed, &trace)))
+        .collect::<Result<Vec<_>, _>>()?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();
-    finish(&scaled, seed, Mode::Real, runs, trace, seconds, seconds)
+    finish(plan, outcomes, trace, seconds, seconds)
 }
 
 /// One real run of one variant: every host on its own runtime thread, the
 /// fault schedule applied through the seam's fault layer.
 async fn real_once(
-    name: String,
-    scenario: Scenario,
-    seed: u64,
+    variant: &VariantPlan,
+    seed: Seed,
     trace: &Trace,
-    schedule: FaultSchedule,
-    time_scale: f64,
-) -> Result<(VariantRun, Arc<Mutex<Evidence>>), EngineError> {
+) -> Result<VariantOutcome, EngineError> {
     use crate::realworld::{RealWorld, run_schedule};
-    let seed = Seed::new(seed);
+    let scenario = &variant.scenario;
     let trace_from_seq = trace.count();
     let wall_now = SystemClock::new(SkewHandle::default()).wall();
     let install = Install::new(scenario.clone(), seed, wall_now)?;
+    let schedule = variant.faults.schedule();
     let faulty = !schedule.faults.is_empty();
     let mut world = RealWorld::new(install.clone(), seed, trace.clone(), faulty);
-    let loadgen_env = world.env_for("loadgen");
+    let loadgen_env = world.env_for(seam::hosts::LOADGEN);
     let started = tokio::time::Instant::now();
     world.start_all();
     let world = Arc::new(Mutex::new(world));
     let hook = Box::new(crate::operator::OperatorHook::new(install.clone()));
-    let executor = seam::task::spawn(run_schedule(
-        world.clone(),
-        schedule,
-        hook,
-        started,
-        (scenario.workload.warmup.0, time_scale),
-    ));
+    let executor = seam::task::spawn(run_schedule(world.clone(), schedule, hook, started));
     let sink = Arc::new(Mutex::new(None));
-    let evidence = Arc::new(Mutex::new(Evidence::default()));
-    let outcome = drive_load(install.clone(), loadgen_env, sink.clone(), evidence.clone()).await;
+    let app = apps::for_scenario(scenario);
+    let outcome = drive_load(
+        install.clone(),
+        variant.clone(),
+        loadgen_env,
+        app,
+        sink.clone(),
+    )
+    .await;
     executor.abort();
     let stopping = world.clone();
     let _ = tokio::task::spawn_blocking(move || {
@@ -413,19 +383,12 @@ async fn real_once(
     })
     .await;
     outcome?;
-    let load =
-        sink.lock().expect("sink poisoned").take().ok_or_else(|| {
-            EngineError::NoReport("no report from the real load generator".into())
-        })?;
-    let run = VariantRun {
-        name,
-        load,
-        telemetry: install.telemetry.report(),
-        rogues: install.rogues.attempts(),
-        scenario,
-        trace_from_seq,
-    };
-    Ok((run, evidence))
+    let (load, app_evidence) = take_report(&sink, "real")?;
+    Ok(VariantOutcome {
+        run: variant_run(variant, &install, load, trace_from_seq),
+        app_evidence,
+        sim_seconds: 0.0,
+    })
 }
 
 /// Measures how long a run took on the wall clock. It is only ever read

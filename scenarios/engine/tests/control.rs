@@ -43,7 +43,7 @@ fn an_applied_config_reaches_every_proxy_within_the_bound() {
     let scenario = Scenario::parse(Path::new("apply.toml"), APPLY).unwrap();
     let output = run_sim(
         &scenario,
-        1,
+        seam::Seed::new(1),
         Trace::keeping_kinds(&["control.", "discovery."]),
     )
     .unwrap();
@@ -131,7 +131,12 @@ abort_on_fail = true
 
 #[test]
 fn abort_on_fail_stops_the_run_one_interval_into_the_failing_phase() {
-    let output = run_sim(&abortable("p(99) < 1ms"), 1, Trace::hash_only()).unwrap();
+    let output = run_sim(
+        &abortable("p(99) < 1ms"),
+        seam::Seed::new(1),
+        Trace::hash_only(),
+    )
+    .unwrap();
     let check = &output.summary.checks[0];
     assert!(!check.passed);
     assert!(
@@ -154,7 +159,12 @@ fn abort_on_fail_stops_the_run_one_interval_into_the_failing_phase() {
 
 #[test]
 fn abort_on_fail_lets_a_passing_run_finish() {
-    let output = run_sim(&abortable("p(99) < 1s"), 1, Trace::hash_only()).unwrap();
+    let output = run_sim(
+        &abortable("p(99) < 1s"),
+        seam::Seed::new(1),
+        Trace::hash_only(),
+    )
+    .unwrap();
     assert!(
         output.summary.checks[0].passed,
         "{}",

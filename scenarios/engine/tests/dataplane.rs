@@ -25,7 +25,7 @@ fn load(name: &str) -> Scenario {
 }
 
 fn run(scenario: &Scenario) -> Summary {
-    run_sim(scenario, scenario.seed, Trace::hash_only())
+    run_sim(scenario, seam::Seed::new(scenario.seed), Trace::hash_only())
         .unwrap()
         .summary
 }

@@ -50,7 +50,7 @@ weight = 1
 fn run(scenario: &Scenario) -> RunOutput {
     run_sim(
         scenario,
-        1,
+        seam::Seed::new(1),
         Trace::keeping_kinds(&["cert.", "ca.", "fault", "tls."]),
     )
     .unwrap()

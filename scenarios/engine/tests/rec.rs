@@ -57,7 +57,7 @@ fn rec_peak_shortened_passes_slos_and_every_ledger_check() {
     let (path, text) = library("rec-peak.toml");
     let phases = [phase("steady", 10, 20), phase("deadline", 10, 100)].concat();
     let scenario = parse(&path, &with_phases(&text, &phases));
-    let run = run_sim(&scenario, 1, Trace::hash_only()).unwrap();
+    let run = run_sim(&scenario, seam::Seed::new(1), Trace::hash_only()).unwrap();
     assert_all_ledger_checks_pass(&run.summary.checks);
     let failed: Vec<_> = run.summary.checks.iter().filter(|c| !c.passed).collect();
     assert!(failed.is_empty(), "{failed:?}");
@@ -77,9 +77,9 @@ fn partition_settlement_shortened_holds_the_ledger_and_is_deterministic() {
     ]
     .concat();
     let scenario = parse(&path, &with_phases(&text, &phases));
-    let first = run_sim(&scenario, 7, Trace::hash_only()).unwrap();
+    let first = run_sim(&scenario, seam::Seed::new(7), Trace::hash_only()).unwrap();
     assert_all_ledger_checks_pass(&first.summary.checks);
-    let second = run_sim(&scenario, 7, Trace::hash_only()).unwrap();
+    let second = run_sim(&scenario, seam::Seed::new(7), Trace::hash_only()).unwrap();
     assert_eq!(first.summary.trace_hash, second.summary.trace_hash);
     assert_eq!(first.summary.requests, second.summary.requests);
 }
@@ -109,11 +109,11 @@ fn impatient(idempotency: bool) -> Scenario {
 
 #[test]
 fn the_ledger_catches_double_application_when_idempotency_is_off() {
-    let safe = run_sim(&impatient(true), 1, Trace::hash_only()).unwrap();
+    let safe = run_sim(&impatient(true), seam::Seed::new(1), Trace::hash_only()).unwrap();
     assert_all_ledger_checks_pass(&safe.summary.checks);
     assert!(safe.load.ops["order"].ok > 100, "orders went through");
 
-    let buggy = run_sim(&impatient(false), 1, Trace::hash_only()).unwrap();
+    let buggy = run_sim(&impatient(false), seam::Seed::new(1), Trace::hash_only()).unwrap();
     let failed: Vec<&str> = ledger_checks(&buggy.summary.checks)
         .into_iter()
         .filter(|c| !c.passed)

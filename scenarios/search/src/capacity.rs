@@ -547,7 +547,11 @@ pub fn run(
         let search = search_rate(
             |factor| {
                 let target = scaled(&sized, factor);
-                let mut step = match engine::run_sim(&target, settings.seed, Trace::hash_only()) {
+                let mut step = match engine::run_sim(
+                    &target,
+                    seam::Seed::new(settings.seed),
+                    Trace::hash_only(),
+                ) {
                     Ok(output) => judge(&settings.slos, &target, &output),
                     Err(error) => incomplete(&target, &error),
                 };

@@ -372,7 +372,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 pub fn run_seed(scenario: &Scenario, seed: u64, swarm: bool) -> SeedResult {
     let actions = scenario.fault_schedule(Seed::new(seed)).action_count();
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        engine::run_sim(scenario, seed, Trace::hash_only())
+        engine::run_sim(scenario, seam::Seed::new(seed), Trace::hash_only())
     }));
     let mut excused = Vec::new();
     let (outcome, trace_hash) = match ran {

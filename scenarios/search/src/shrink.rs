@@ -118,7 +118,7 @@ enum Verdict {
 
 fn run(scenario: &Scenario, seed: u64) -> (Verdict, String) {
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        engine::run_sim(scenario, seed, Trace::hash_only())
+        engine::run_sim(scenario, seam::Seed::new(seed), Trace::hash_only())
     }));
     match ran {
         Ok(Ok(output)) => {

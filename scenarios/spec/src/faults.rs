@@ -677,6 +677,95 @@ pub struct ResolvedFault {
     pub undo: Option<FaultAction>,
 }
 
+/// One run's faults, drawn once from the seed. The engine applies its
+/// [`schedule`](FaultPlan::schedule); the checks and the report read the
+/// same plan, so a stretched real-mode run is judged and drawn by the times
+/// it actually used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultPlan {
+    /// Every `[[faults]]` entry, with its times.
+    pub resolved: Vec<ResolvedFault>,
+    /// Sim time of the heal, if the scenario has `[phases]`.
+    pub heal_at: Option<Duration>,
+    /// The warmup the times count from; it is never stretched.
+    pub warmup: Duration,
+}
+
+impl FaultPlan {
+    /// The actions in time order of declaration: each entry, its undo, then
+    /// the heal.
+    pub fn schedule(&self) -> FaultSchedule {
+        let mut faults = Vec::new();
+        for resolved in &self.resolved {
+            faults.push(Fault {
+                at: resolved.at,
+                action: resolved.action.clone(),
+            });
+            if let (Some(at), Some(action)) = (resolved.undo_at, &resolved.undo) {
+                faults.push(Fault {
+                    at,
+                    action: action.clone(),
+                });
+            }
+        }
+        if let Some(at) = self.heal_at {
+            faults.push(Fault {
+                at,
+                action: FaultAction::Heal,
+            });
+        }
+        FaultSchedule { faults }
+    }
+
+    /// The plan with every time after the warmup multiplied by `factor`
+    /// (real mode's `--time-scale`): bootstrap takes what it takes, so the
+    /// warmup keeps its length.
+    pub fn stretched(&self, factor: f64) -> FaultPlan {
+        let at = |t: Duration| stretch(t, self.warmup, factor);
+        FaultPlan {
+            resolved: self
+                .resolved
+                .iter()
+                .map(|r| ResolvedFault {
+                    at: at(r.at),
+                    undo_at: r.undo_at.map(at),
+                    ..r.clone()
+                })
+                .collect(),
+            heal_at: self.heal_at.map(at),
+            warmup: self.warmup,
+        }
+    }
+
+    /// The faults as windows for charts: (start, end, label), in seconds
+    /// from the workload start (a fault without a duration is a point).
+    pub fn marks(&self) -> Vec<(f64, f64, String)> {
+        let warmup = self.warmup.as_secs_f64();
+        let mut marks: Vec<(f64, f64, String)> = self
+            .resolved
+            .iter()
+            .map(|r| {
+                let start = r.at.as_secs_f64() - warmup;
+                let end = r.undo_at.map_or(start, |u| u.as_secs_f64() - warmup);
+                (start, end, r.action.to_string())
+            })
+            .collect();
+        if let Some(heal) = self.heal_at {
+            let at = heal.as_secs_f64() - warmup;
+            marks.push((at, at, "heal".to_owned()));
+        }
+        marks
+    }
+}
+
+/// `at` stretched by `factor` after `warmup`; times inside the warmup stay.
+pub fn stretch(at: Duration, warmup: Duration, factor: f64) -> Duration {
+    match at.checked_sub(warmup) {
+        Some(after_warmup) => warmup + after_warmup.mul_f64(factor),
+        None => at,
+    }
+}
+
 impl Scenario {
     /// The names faults can use (hosts, services, groups).
     pub fn names(&self) -> Names<'_> {
@@ -765,26 +854,19 @@ impl Scenario {
             .collect()
     }
 
-    /// The simulator's schedule for `seed`: every fault and undo, then the
-    /// heal if the scenario has phases. The scenario must be valid.
+    /// The run's faults for `seed`, drawn once: every entry resolved, plus
+    /// the heal. Checks and charts read this plan, never the file again.
+    pub fn fault_plan(&self, seed: Seed) -> FaultPlan {
+        FaultPlan {
+            resolved: self.resolved_faults(seed),
+            heal_at: self.heal_time(),
+            warmup: self.workload.warmup.0,
+        }
+    }
+
+    /// The schedule the simulator applies for `seed` (see [`FaultPlan`]).
     pub fn fault_schedule(&self, seed: Seed) -> FaultSchedule {
-        let mut faults = Vec::new();
-        for resolved in self.resolved_faults(seed) {
-            faults.push(Fault {
-                at: resolved.at,
-                action: resolved.action,
-            });
-            if let (Some(at), Some(action)) = (resolved.undo_at, resolved.undo) {
-                faults.push(Fault { at, action });
-            }
-        }
-        if let Some(at) = self.heal_time() {
-            faults.push(Fault {
-                at,
-                action: FaultAction::Heal,
-            });
-        }
-        FaultSchedule { faults }
+        self.fault_plan(seed).schedule()
     }
 
     /// Checks every fault entry and group; called when the file is loaded.
@@ -825,26 +907,6 @@ impl Scenario {
             }
         }
         Ok(())
-    }
-
-    /// Each fault as a window from the start of the workload, in seconds,
-    /// with its label (for charts). Undone faults span to their undo.
-    pub fn fault_marks(&self, seed: Seed) -> Vec<(f64, f64, String)> {
-        let warmup = self.workload.warmup.0.as_secs_f64();
-        let mut marks: Vec<(f64, f64, String)> = self
-            .resolved_faults(seed)
-            .into_iter()
-            .map(|r| {
-                let start = r.at.as_secs_f64() - warmup;
-                let end = r.undo_at.map_or(start, |u| u.as_secs_f64() - warmup);
-                (start, end, r.action.to_string())
-            })
-            .collect();
-        if let Some(heal) = self.heal_time() {
-            let at = heal.as_secs_f64() - warmup;
-            marks.push((at, at, "heal".to_owned()));
-        }
-        marks
     }
 }
 

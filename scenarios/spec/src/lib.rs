@@ -26,8 +26,8 @@ mod workload;
 pub use app::AppSpec;
 pub use checks::{CheckSpec, Property};
 pub use faults::{
-    ActionKind, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec, When,
-    format_duration, parse_signed_ms,
+    ActionKind, FaultPlan, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec,
+    When, format_duration, parse_signed_ms, stretch,
 };
 pub use mesh::MeshSpec;
 pub use overrides::Override;

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
+use mesh::MeshError;
+use mesh::client::Sidecar;
 use mesh::http::{Body, body_bytes};
-use mesh::proxy::pool::Pool;
-use mesh::{MeshError, ports};
-use seam::{HostEnv, LOCALHOST};
+use seam::HostEnv;
 use serde::Serialize;
 
 /// The path every REC service and database accepts commands on.
@@ -48,8 +48,7 @@ impl Outcome {
 
 /// A client of other services through the local sidecar.
 pub struct Caller {
-    env: HostEnv,
-    sidecar: Pool,
+    sidecar: Sidecar,
     timeout: Duration,
     tries: u32,
 }
@@ -59,8 +58,7 @@ impl Caller {
     /// outcome it did not see up to `tries` times.
     pub fn new(env: HostEnv, timeout: Duration, tries: u32) -> Self {
         Caller {
-            env,
-            sidecar: Pool::default(),
+            sidecar: Sidecar::new(env),
             timeout,
             tries: tries.max(1),
         }
@@ -96,33 +94,19 @@ impl Caller {
     }
 
     async fn once(&self, service: &str, body: Bytes) -> Outcome {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(COMMAND_PATH)
-            .header(http::header::HOST, service)
+        let request = Sidecar::request(service, Method::POST, COMMAND_PATH)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .expect("static request parts are valid");
-        let env = &self.env;
-        let connect = || async move {
-            let io = env
-                .net
-                .connect(LOCALHOST, ports::PROXY_OUTBOUND)
-                .await
-                .map_err(|source| MeshError::Connect {
-                    target: "sidecar".into(),
-                    source,
-                })?;
-            mesh::http::handshake(io).await
-        };
-        let send = self.sidecar.send("sidecar", request, connect);
-        match tokio::time::timeout(self.timeout, send).await {
-            Ok(Ok(response)) => Outcome::Answered {
+        match self.sidecar.send_with_timeout(request, self.timeout).await {
+            Ok(response) => Outcome::Answered {
                 status: response.status().as_u16(),
                 body: body_bytes(response.body()),
             },
-            Ok(Err(error)) => Outcome::Unknown(error.to_string()),
-            Err(_) => Outcome::Unknown(format!("no answer within {:?}", self.timeout)),
+            Err(MeshError::Timeout(_)) => {
+                Outcome::Unknown(format!("no answer within {:?}", self.timeout))
+            }
+            Err(error) => Outcome::Unknown(error.to_string()),
         }
     }
 }

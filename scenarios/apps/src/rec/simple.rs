@@ -89,11 +89,11 @@ mod backend {
 
 mod edge {
     use bytes::Bytes;
-    use http::{Method, Request, Response, StatusCode};
+    use http::{Method, Response, StatusCode};
+    use mesh::MeshError;
+    use mesh::client::Sidecar;
     use mesh::http::{Body, text};
-    use mesh::proxy::pool::Pool;
-    use mesh::{MeshError, ports};
-    use seam::{BoxFuture, HostEnv, LOCALHOST};
+    use seam::{BoxFuture, HostEnv};
 
     use super::super::app::{AppRequest, Handler};
     use super::backend::{ISSUER_ACCOUNT, Transfer};
@@ -101,15 +101,15 @@ mod edge {
     /// The edge app: answers `/quote` and `/orders` by calling `registry`.
     pub struct Edge {
         env: HostEnv,
-        sidecar: Pool,
+        sidecar: Sidecar,
     }
 
     impl Edge {
         /// A gateway whose calls go through this host's sidecar.
         pub fn new(env: HostEnv) -> Self {
             Edge {
+                sidecar: Sidecar::new(env.clone()),
                 env,
-                sidecar: Pool::default(),
             }
         }
 
@@ -121,25 +121,10 @@ mod edge {
             path: &str,
             body: Bytes,
         ) -> Result<Response<Body>, MeshError> {
-            let request = Request::builder()
-                .method(method)
-                .uri(path)
-                .header(http::header::HOST, service)
+            let request = Sidecar::request(service, method, path)
                 .body(Body::from(body))
                 .map_err(|e| MeshError::BadRequest(e.to_string()))?;
-            let env = &self.env;
-            let connect = || async move {
-                let io = env
-                    .net
-                    .connect(LOCALHOST, ports::PROXY_OUTBOUND)
-                    .await
-                    .map_err(|source| MeshError::Connect {
-                        target: "sidecar".into(),
-                        source,
-                    })?;
-                mesh::http::handshake(io).await
-            };
-            self.sidecar.send("sidecar", request, connect).await
+            self.sidecar.send(request).await
         }
 
         async fn quote(&self) -> Response<Body> {
