@@ -202,7 +202,7 @@ impl MeshTls {
         let sent = std::mem::take(&mut t.sent).finalize();
         let seen = std::mem::take(&mut t.seen).finalize();
         env.record(
-            "tls.transcript",
+            seam::event::TLS_TRANSCRIPT,
             format!(
                 "side={side} peer={peer} ok={ok} sent={}B:{} seen={}B:{}",
                 t.sent_bytes,
@@ -265,7 +265,7 @@ impl MeshTls {
             && roots != self.roots()
         {
             if let Some(env) = &self.env {
-                env.record("cert.bundle", format!("roots={}", roots.len()));
+                env.record(seam::event::CERT_BUNDLE, format!("roots={}", roots.len()));
             }
             self.set_roots(roots);
         }

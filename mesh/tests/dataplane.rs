@@ -410,7 +410,7 @@ fn authorization_is_default_deny_with_a_bare_403_on_normalized_paths() {
         trace
             .events()
             .iter()
-            .any(|e| e.kind == "inbound.authz_deny")
+            .any(|e| e.kind == seam::event::INBOUND_AUTHZ_DENY)
     );
 }
 
@@ -542,7 +542,7 @@ fn sidecars_multiplex_http2_and_propagate_trace_context() {
     let connects = trace
         .events()
         .iter()
-        .filter(|e| e.kind == "outbound.connect")
+        .filter(|e| e.kind == seam::event::OUTBOUND_CONNECT)
         .count();
     assert!(
         connects <= 2,
@@ -670,10 +670,10 @@ fn loopback_targets_and_the_admin_port_are_never_reachable_through_the_proxy() {
     assert!(
         events
             .iter()
-            .any(|e| e.kind == "admin.refused" && e.host == "client"),
+            .any(|e| e.kind == seam::event::ADMIN_REFUSED && e.host == "client"),
         "in the simulation no address is loopback, so the admin port declines to serve"
     );
-    assert!(events.iter().all(|e| e.kind != "admin.listen"));
+    assert!(events.iter().all(|e| e.kind != seam::event::ADMIN_LISTEN));
 }
 
 #[test]
@@ -802,7 +802,12 @@ fn admin_serves_metrics_on_the_loopback_in_real_mode() {
         );
         assert_eq!(get("GET", "/shutdown").await.0, StatusCode::NOT_FOUND);
     });
-    assert!(env.trace.events().iter().any(|e| e.kind == "admin.listen"));
+    assert!(
+        env.trace
+            .events()
+            .iter()
+            .any(|e| e.kind == seam::event::ADMIN_LISTEN)
+    );
 }
 
 /// Another host must not use a workload's outbound listener as a relay: it
@@ -820,7 +825,7 @@ fn the_outbound_listener_serves_only_its_own_host() {
         trace
             .events()
             .iter()
-            .all(|e| e.kind != "outbound.refused_remote")
+            .all(|e| e.kind != seam::event::OUTBOUND_REFUSED_REMOTE)
     );
     let refused = Arc::new(Mutex::new(None));
     let sink = refused.clone();
@@ -876,6 +881,6 @@ fn the_outbound_listener_serves_only_its_own_host() {
         trace
             .events()
             .iter()
-            .any(|e| e.kind == "outbound.refused_remote")
+            .any(|e| e.kind == seam::event::OUTBOUND_REFUSED_REMOTE)
     );
 }

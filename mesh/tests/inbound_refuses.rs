@@ -151,7 +151,7 @@ fn inbound_refuses_callers_without_a_mesh_identity() {
             .trace
             .events()
             .iter()
-            .filter(|e| e.kind == "inbound.tls_reject")
+            .filter(|e| e.kind == seam::event::INBOUND_TLS_REJECT)
             .count();
         assert!(rejects >= 3, "each refusal is traced, saw {rejects}");
     });

@@ -317,7 +317,7 @@ fn control_actions_reach_the_hook_at_their_time_and_are_traced() {
     let traced: Vec<_> = trace
         .events()
         .into_iter()
-        .filter(|e| e.kind == "fault")
+        .filter(|e| e.kind == seam::event::FAULT)
         .map(|e| (e.at_us, e.detail))
         .collect();
     assert_eq!(
@@ -345,7 +345,7 @@ fn without_a_hook_control_actions_are_traced_as_unsupported() {
     let event = trace
         .events()
         .into_iter()
-        .find(|e| e.kind == "fault")
+        .find(|e| e.kind == seam::event::FAULT)
         .unwrap();
     assert!(event.detail.contains("unsupported"), "{}", event.detail);
 }

@@ -17,6 +17,7 @@
 mod clock;
 mod disk;
 mod env;
+pub mod event;
 pub mod faultnet;
 pub mod hosts;
 mod net;

@@ -48,7 +48,7 @@ pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Resu
     let recovered = authority.persist_on(env.disk.clone(), env.seed.child("ca-generations"))?;
     let (root, issuer) = authority.generations();
     env.record(
-        "ca.start",
+        seam::event::CA_START,
         format!(
             "recovered={recovered} next_serial={} root_gen={root} issuer_gen={issuer} roots={}",
             authority.next_serial(),
@@ -66,7 +66,7 @@ pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Resu
     });
     server.refresh_own_leaf()?;
     let mut listener = env.net.bind(ports::CA).await?;
-    env.record("ca.listen", format!("port={}", ports::CA));
+    env.record(seam::event::CA_LISTEN, format!("port={}", ports::CA));
     loop {
         let (io, _) = tokio::select! {
             biased;
@@ -74,7 +74,7 @@ pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Resu
             accepted = listener.accept() => accepted?,
         };
         if let Err(e) = server.refresh_own_leaf() {
-            env.record("ca.self_certify_failed", e.to_string());
+            env.record(seam::event::CA_SELF_CERTIFY_FAILED, e.to_string());
         }
         let server = server.clone();
         seam::task::spawn(async move {
@@ -149,7 +149,7 @@ impl CaServer {
         match self.certify(&csr, token.as_deref(), peer) {
             Ok(pem) => Response::new(Body::from(Bytes::from(pem))),
             Err(e) => {
-                self.env.record("ca.refuse", e.to_string());
+                self.env.record(seam::event::CA_REFUSE, e.to_string());
                 text(StatusCode::FORBIDDEN, &e.to_string())
             }
         }
@@ -173,7 +173,7 @@ impl CaServer {
     fn rotate(&self, step: &str, peer: Option<&SpiffeId>) -> Response<Body> {
         if !peer.is_some_and(|p| self.operators.contains(p)) {
             self.env
-                .record("ca.refuse", format!("rotate/{step} by {peer:?}"));
+                .record(seam::event::CA_REFUSE, format!("rotate/{step} by {peer:?}"));
             return text(StatusCode::FORBIDDEN, "rotation is for operators");
         }
         let now = self.env.clock.wall();
@@ -197,12 +197,13 @@ impl CaServer {
         match outcome {
             Ok((detail, bundle)) => {
                 self.env.record(
-                    "ca.rotate",
+                    seam::event::CA_ROTATE,
                     format!("step={step} {detail} roots={}", bundle.len()),
                 );
                 self.tls.set_roots(bundle);
                 if let Err(e) = self.refresh_own_leaf() {
-                    self.env.record("ca.self_certify_failed", e.to_string());
+                    self.env
+                        .record(seam::event::CA_SELF_CERTIFY_FAILED, e.to_string());
                 }
                 self.bundle_response()
             }
@@ -235,7 +236,7 @@ impl CaServer {
         let chain = authority.sign(csr, &entitled, self.env.clock.wall())?;
         let info = CertInfo::parse(&chain[0])?;
         self.env.record(
-            "ca.issue",
+            seam::event::CA_ISSUE,
             format!(
                 "id={entitled} serial={} issuer_gen={}",
                 info.serial_hex,

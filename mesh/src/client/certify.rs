@@ -115,7 +115,7 @@ pub async fn run(env: HostEnv, tls: Arc<MeshTls>, config: CertifyConfig) {
                     .unwrap_or_default()
                     .as_millis();
                 env.record(
-                    "cert.renewed",
+                    seam::event::CERT_RENEWED,
                     format!(
                         "id={} serial={} valid_ms={valid_ms}",
                         config.identity, info.serial_hex
@@ -135,7 +135,7 @@ pub async fn run(env: HostEnv, tls: Arc<MeshTls>, config: CertifyConfig) {
                     _ => "timed out".to_owned(),
                 };
                 env.record(
-                    "cert.renew_failed",
+                    seam::event::CERT_RENEW_FAILED,
                     format!("id={} attempt={attempt} err={reason}", config.identity),
                 );
                 let wait = backoff.mul_f64(1.0 + jitter.random_range(0.0..0.25));

@@ -188,7 +188,7 @@ async fn watch_loop(
                         format!("{}", (now - at).as_millis())
                     });
                     env.record(
-                        "discovery.connected",
+                        seam::event::DISCOVERY_CONNECTED,
                         format!("v={} stale_ms={stale}", current.version),
                     );
                     connected = true;
@@ -196,7 +196,7 @@ async fn watch_loop(
                 let mut next = (*current).clone();
                 update.apply_to(&mut next);
                 if next != *current {
-                    env.record("discovery.update", format!("v={}", next.version));
+                    env.record(seam::event::DISCOVERY_UPDATE, format!("v={}", next.version));
                     if let Some(telemetry) = &telemetry {
                         telemetry.config_in_force(next.version, &next.config);
                     }
@@ -210,7 +210,7 @@ async fn watch_loop(
                         _ => "timed out".into(),
                     };
                     env.record(
-                        "discovery.disconnected",
+                        seam::event::DISCOVERY_DISCONNECTED,
                         format!("v={} err={reason}", current.version),
                     );
                     connected = false;

@@ -55,7 +55,7 @@ pub async fn run(
 ) -> Result<(), MeshError> {
     let store = Store::open(env.disk.clone(), config.initial)?;
     env.record(
-        "control.recovered",
+        seam::event::CONTROL_RECOVERED,
         format!("v={}", store.snapshot().version),
     );
     let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots));
@@ -90,7 +90,10 @@ pub async fn run(
         }
     });
     let mut listener = env.net.bind(ports::CONTROL).await?;
-    env.record("control.listen", format!("port={}", ports::CONTROL));
+    env.record(
+        seam::event::CONTROL_LISTEN,
+        format!("port={}", ports::CONTROL),
+    );
     loop {
         let (io, _) = tokio::select! {
             biased;
@@ -165,8 +168,10 @@ impl ControlServer {
         let applied = store.apply(delta)?;
         let version = store.snapshot().version;
         if applied.is_some() {
-            self.env
-                .record("control.version", format!("v={version} {detail}"));
+            self.env.record(
+                seam::event::CONTROL_VERSION,
+                format!("v={version} {detail}"),
+            );
             self.changed.send_replace(version);
         }
         Ok(version)
@@ -179,7 +184,7 @@ impl ControlServer {
         // A workload may only speak for itself.
         if &registration.endpoint.identity != peer {
             self.env.record(
-                "control.register_refused",
+                seam::event::CONTROL_REGISTER_REFUSED,
                 format!("peer={peer} claimed={}", registration.endpoint.identity),
             );
             return text(StatusCode::FORBIDDEN, "a workload may only register itself");
@@ -226,11 +231,13 @@ impl ControlServer {
         };
         match self.commit(Delta::Config { config }, &format!("config by {peer}")) {
             Ok(version) => {
-                self.env.record("control.apply", format!("v={version}"));
+                self.env
+                    .record(seam::event::CONTROL_APPLY, format!("v={version}"));
                 json(StatusCode::OK, &serde_json::json!({ "version": version }))
             }
             Err(e) => {
-                self.env.record("control.apply_refused", e.to_string());
+                self.env
+                    .record(seam::event::CONTROL_APPLY_REFUSED, e.to_string());
                 text(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
             }
         }
@@ -264,7 +271,7 @@ impl ControlServer {
             let preserve = !stale.is_empty() && stale.len() * 2 > total;
             if preserve != preserving {
                 self.env.record(
-                    "control.self_preservation",
+                    seam::event::CONTROL_SELF_PRESERVATION,
                     format!("on={preserve} stale={} of {total}", stale.len()),
                 );
             }

@@ -28,10 +28,13 @@ pub async fn serve(
     let mut listener = env.net.bind(ports::PROXY_ADMIN).await?;
     let address = listener.local_addr()?;
     if !address.ip().is_loopback() {
-        env.record("admin.refused", format!("addr={address} is not loopback"));
+        env.record(
+            seam::event::ADMIN_REFUSED,
+            format!("addr={address} is not loopback"),
+        );
         return Ok(());
     }
-    env.record("admin.listen", format!("addr={address}"));
+    env.record(seam::event::ADMIN_LISTEN, format!("addr={address}"));
     let limits = Limits::default();
     loop {
         let (io, _) = listener.accept().await?;

@@ -107,11 +107,11 @@ pub async fn serve_with(
                 Ok(Ok((_, None))) => return,
                 Ok(Err(error)) => {
                     inbound.env.record(
-                        "inbound.tls_reject",
+                        seam::event::INBOUND_TLS_REJECT,
                         format!("from={} err={error}", peer_addr.ip()),
                     );
                     inbound.env.record(
-                        "cert.peer_rejected",
+                        seam::event::CERT_PEER_REJECTED,
                         format!(
                             "from={} reason={}",
                             peer_addr.ip(),
@@ -122,7 +122,7 @@ pub async fn serve_with(
                 }
                 Err(_) => {
                     inbound.env.record(
-                        "inbound.tls_reject",
+                        seam::event::INBOUND_TLS_REJECT,
                         format!("from={} err=handshake timed out", peer_addr.ip()),
                     );
                     return;
@@ -200,7 +200,7 @@ impl Inbound {
     fn record_acceptance(&self, peer: &SpiffeId, leaf: &CertInfo) {
         let now = self.env.clock.wall();
         self.env.record(
-            "cert.peer_accepted",
+            seam::event::CERT_PEER_ACCEPTED,
             format!(
                 "peer={peer} serial={} age_ms={} left_ms={}",
                 leaf.serial_hex,
@@ -367,7 +367,7 @@ impl Inbound {
             });
             if verdict == Verdict::Deny {
                 self.env.record(
-                    "inbound.authz_deny",
+                    seam::event::INBOUND_AUTHZ_DENY,
                     format!("peer={principal} method={method} target={raw_target}"),
                 );
             }

@@ -176,7 +176,10 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
                 return;
             }
         }
-        env2.record("proxy.ready", format!("v={}", discovery.version()));
+        env2.record(
+            seam::event::PROXY_READY,
+            format!("v={}", discovery.version()),
+        );
         let _ = ready_tx.send(true);
     });
     ProxyHandle { ready, tls }

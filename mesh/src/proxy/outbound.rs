@@ -115,9 +115,10 @@ pub async fn serve_with(
         // bind it to 127.0.0.1; the seam binds every port on the host's
         // address, so the proxy checks the peer itself.
         if !peer.ip().is_loopback() {
-            outbound
-                .env
-                .record("outbound.refused_remote", format!("from={}", peer.ip()));
+            outbound.env.record(
+                seam::event::OUTBOUND_REFUSED_REMOTE,
+                format!("from={}", peer.ip()),
+            );
             continue;
         }
         let outbound = outbound.clone();
@@ -520,7 +521,7 @@ impl Outbound {
                 .connect(io, &endpoint.identity, &[b"h2"], true)
                 .await?;
             self.env.record(
-                "outbound.connect",
+                seam::event::OUTBOUND_CONNECT,
                 format!("ep={} id={}", endpoint.host, endpoint.identity),
             );
             h2pool::handshake(stream).await

@@ -38,7 +38,7 @@ pub fn reconverged(
     };
     let final_version = events
         .iter()
-        .filter(|e| e.kind == "control.version")
+        .filter(|e| e.kind == seam::event::CONTROL_VERSION)
         .filter_map(version)
         .max()
         .unwrap_or(0);
@@ -46,15 +46,15 @@ pub fn reconverged(
     let mut last_version: BTreeMap<&str, u64> = BTreeMap::new();
     for event in events {
         match event.kind.as_str() {
-            "discovery.disconnected" if event.at_us <= heal_us => {
+            seam::event::DISCOVERY_DISCONNECTED if event.at_us <= heal_us => {
                 lost.insert(&event.host, None);
             }
-            "discovery.connected" if event.at_us >= heal_us => {
+            seam::event::DISCOVERY_CONNECTED if event.at_us >= heal_us => {
                 if let Some(slot @ None) = lost.get_mut(event.host.as_str()) {
                     *slot = Some(event.at_us - heal_us);
                 }
             }
-            "discovery.update" => {
+            seam::event::DISCOVERY_UPDATE => {
                 last_version.insert(&event.host, version(event).unwrap_or(0));
             }
             _ => {}
@@ -101,7 +101,7 @@ pub fn propagated(name: &str, events: &[TraceEvent], bound: Duration) -> Check {
     };
     let applies: Vec<(u64, u64)> = events
         .iter()
-        .filter(|e| e.kind == "control.apply")
+        .filter(|e| e.kind == seam::event::CONTROL_APPLY)
         .filter_map(|e| Some((version(e)?, e.at_us)))
         .collect();
     if applies.is_empty() {
@@ -120,7 +120,7 @@ pub fn propagated(name: &str, events: &[TraceEvent], bound: Duration) -> Check {
         for proxy in &proxies {
             let reached = events.iter().find(|e| {
                 e.host == *proxy
-                    && e.kind == "discovery.update"
+                    && e.kind == seam::event::DISCOVERY_UPDATE
                     && e.at_us >= *at_us
                     && version(e).is_some_and(|v| v >= *applied)
             });
@@ -160,7 +160,10 @@ pub fn propagated(name: &str, events: &[TraceEvent], bound: Duration) -> Check {
 /// Each proxy's config version over time, for the summary.
 pub fn version_timeline(events: &[TraceEvent]) -> BTreeMap<String, Vec<(f64, u64)>> {
     let mut timeline: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
-    for event in events.iter().filter(|e| e.kind == "discovery.update") {
+    for event in events
+        .iter()
+        .filter(|e| e.kind == seam::event::DISCOVERY_UPDATE)
+    {
         if let Some(v) = version(event) {
             timeline
                 .entry(event.host.clone())
@@ -188,10 +191,10 @@ mod tests {
     #[test]
     fn reconvergence_fails_when_a_proxy_never_returns() {
         let events = vec![
-            event(1.0, "control", "control.version", "v=3"),
-            event(5.0, "a", "discovery.disconnected", "v=3"),
-            event(5.0, "b", "discovery.disconnected", "v=3"),
-            event(12.0, "a", "discovery.connected", "v=3"),
+            event(1.0, "control", seam::event::CONTROL_VERSION, "v=3"),
+            event(5.0, "a", seam::event::DISCOVERY_DISCONNECTED, "v=3"),
+            event(5.0, "b", seam::event::DISCOVERY_DISCONNECTED, "v=3"),
+            event(12.0, "a", seam::event::DISCOVERY_CONNECTED, "v=3"),
         ];
         let check = reconverged("c", &events, Some(10_000_000), Duration::from_secs(5));
         assert!(
@@ -200,7 +203,7 @@ mod tests {
             check.detail
         );
         let mut healed = events.clone();
-        healed.push(event(13.0, "b", "discovery.connected", "v=3"));
+        healed.push(event(13.0, "b", seam::event::DISCOVERY_CONNECTED, "v=3"));
         assert!(reconverged("c", &healed, Some(10_000_000), Duration::from_secs(5)).passed);
         assert!(
             !reconverged("c", &healed, Some(10_000_000), Duration::from_secs(2)).passed,
@@ -211,11 +214,11 @@ mod tests {
     #[test]
     fn propagation_measures_each_applied_version() {
         let events = vec![
-            event(0.5, "a", "discovery.update", "v=1"),
-            event(0.5, "b", "discovery.update", "v=1"),
-            event(10.0, "control", "control.apply", "v=2"),
-            event(10.2, "a", "discovery.update", "v=2"),
-            event(11.0, "b", "discovery.update", "v=3"),
+            event(0.5, "a", seam::event::DISCOVERY_UPDATE, "v=1"),
+            event(0.5, "b", seam::event::DISCOVERY_UPDATE, "v=1"),
+            event(10.0, "control", seam::event::CONTROL_APPLY, "v=2"),
+            event(10.2, "a", seam::event::DISCOVERY_UPDATE, "v=2"),
+            event(11.0, "b", seam::event::DISCOVERY_UPDATE, "v=3"),
         ];
         let check = propagated("p", &events, Duration::from_millis(1500));
         assert!(check.passed, "{}", check.detail);

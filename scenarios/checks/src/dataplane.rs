@@ -423,7 +423,7 @@ fn caller_cut_off(spec: &CheckSpec, run: &VariantRun, events: &[&TraceEvent]) ->
     };
     let Some(applied_us) = events
         .iter()
-        .find(|e| e.kind == "control.apply")
+        .find(|e| e.kind == seam::event::CONTROL_APPLY)
         .map(|e| e.at_us)
     else {
         return check(
@@ -665,7 +665,7 @@ mod tests {
             seq: 0,
             at_us: 13_000_000,
             host: "control".into(),
-            kind: "control.apply".into(),
+            kind: seam::event::CONTROL_APPLY.into(),
             detail: "v=7".into(),
         };
         let verdict = |tally: CallerTally| {

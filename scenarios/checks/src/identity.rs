@@ -136,12 +136,12 @@ impl Run<'_> {
     }
 
     fn renewals(&self) -> usize {
-        self.of_kind("cert.renewed").count()
+        self.of_kind(seam::event::CERT_RENEWED).count()
     }
 
     fn rotation(&self, grace: Option<Duration>) -> Outcome {
         let step = |name: &str| {
-            self.of_kind("cert.rotation")
+            self.of_kind(seam::event::CERT_ROTATION)
                 .find(|e| field(e, "step") == Some(name))
                 .map(|e| e.at_us)
         };
@@ -162,7 +162,7 @@ impl Run<'_> {
         };
         // Identities the old issuer served, and those the newest re-issued.
         let issues: Vec<(&TraceEvent, u32)> = self
-            .of_kind("ca.issue")
+            .of_kind(seam::event::CA_ISSUE)
             .filter_map(|e| Some((e, field(e, "issuer_gen")?.parse().ok()?)))
             .collect();
         let newest = issues.iter().map(|(_, g)| *g).max().unwrap_or(0);
@@ -177,7 +177,7 @@ impl Run<'_> {
         let reissued = ids(&|e, g| e.at_us >= active && g == newest);
         let missing: Vec<&String> = before.difference(&reissued).collect();
         let renewed_after = self
-            .of_kind("cert.renewed")
+            .of_kind(seam::event::CERT_RENEWED)
             .filter(|e| e.at_us >= active)
             .count();
         let until = removed + grace.unwrap_or_default().as_micros() as u64;
@@ -206,7 +206,7 @@ impl Run<'_> {
         let mut count = 0;
         let mut answered = Vec::new();
         for e in self
-            .of_kind("cert.audit")
+            .of_kind(seam::event::CERT_AUDIT)
             .filter(|e| field(e, "probe") == Some(probe))
         {
             count += 1;
@@ -221,7 +221,7 @@ impl Run<'_> {
         let mut accepted = 0u64;
         let mut violations = Vec::new();
         let mut min_left_ms = i64::MAX;
-        for e in self.of_kind("cert.peer_accepted") {
+        for e in self.of_kind(seam::event::CERT_PEER_ACCEPTED) {
             accepted += 1;
             let age: i64 = field(e, "age_ms")
                 .and_then(|v| v.parse().ok())
@@ -241,7 +241,7 @@ impl Run<'_> {
         }
         let (probes, answered) = self.probes("expired");
         let refused_for_expiry = self
-            .of_kind("cert.peer_rejected")
+            .of_kind(seam::event::CERT_PEER_REJECTED)
             .filter(|e| field(e, "reason") == Some("expired"))
             .count();
         let passed = violations.is_empty() && answered.is_empty() && probes > 0 && accepted > 0;
@@ -270,7 +270,7 @@ impl Run<'_> {
         let (probes, answered) = self.probes("plaintext");
         let expired = self.expired_windows("loadgen");
         let while_expired = self
-            .of_kind("cert.audit")
+            .of_kind(seam::event::CERT_AUDIT)
             .filter(|e| field(e, "probe") == Some("plaintext"))
             .filter(|e| expired.iter().any(|(a, b)| e.at_us >= *a && e.at_us < *b))
             .count();
@@ -293,7 +293,7 @@ impl Run<'_> {
     /// the gap runs to the next renewal (or the end of the run).
     fn expired_windows(&self, host: &str) -> Vec<(u64, u64)> {
         let renewals: Vec<(u64, u64)> = self
-            .of_kind("cert.renewed")
+            .of_kind(seam::event::CERT_RENEWED)
             .filter(|e| e.host == host)
             .filter_map(|e| {
                 let valid_ms: u64 = field(e, "valid_ms")?.parse().ok()?;
@@ -399,13 +399,16 @@ impl Run<'_> {
         };
         // Hosts that failed to renew before the CA came back must renew.
         let failed_hosts: BTreeSet<&str> = self
-            .of_kind("cert.renew_failed")
+            .of_kind(seam::event::CERT_RENEW_FAILED)
             .filter(|e| e.at_us < back)
             .map(|e| e.host.as_str())
             .collect();
         let mut first_renewal: BTreeMap<&str, Option<u64>> =
             failed_hosts.iter().map(|h| (*h, None)).collect();
-        for e in self.of_kind("cert.renewed").filter(|e| e.at_us >= back) {
+        for e in self
+            .of_kind(seam::event::CERT_RENEWED)
+            .filter(|e| e.at_us >= back)
+        {
             if let Some(slot @ None) = first_renewal.get_mut(e.host.as_str()) {
                 *slot = Some(e.at_us);
             }
@@ -476,12 +479,12 @@ impl Run<'_> {
         let inside = |e: &&TraceEvent| e.at_us >= from && e.at_us < until;
         let is_skewed = |host: &str| skewed.iter().any(|s| s == host);
         let skewed_failed = self
-            .of_kind("cert.renew_failed")
+            .of_kind(seam::event::CERT_RENEW_FAILED)
             .filter(inside)
             .filter(|e| is_skewed(&e.host))
             .count();
         let skewed_renewed = self
-            .of_kind("cert.renewed")
+            .of_kind(seam::event::CERT_RENEWED)
             .filter(inside)
             .filter(|e| is_skewed(&e.host))
             .count();
@@ -494,18 +497,18 @@ impl Run<'_> {
             .filter(|h| !is_skewed(h))
             .collect();
         let renewed_others: BTreeSet<&str> = self
-            .of_kind("cert.renewed")
+            .of_kind(seam::event::CERT_RENEWED)
             .filter(inside)
             .map(|e| e.host.as_str())
             .filter(|h| workloads.contains(*h))
             .collect();
         let others_failed = self
-            .of_kind("cert.renew_failed")
+            .of_kind(seam::event::CERT_RENEW_FAILED)
             .filter(inside)
             .filter(|e| !is_skewed(&e.host))
             .count();
         let others_refused_time = self
-            .of_kind("cert.peer_rejected")
+            .of_kind(seam::event::CERT_PEER_REJECTED)
             .filter(inside)
             .filter(|e| !is_skewed(&e.host))
             .filter(|e| matches!(field(e, "reason"), Some("expired" | "not_yet_valid")))
@@ -586,17 +589,17 @@ property = "no_plaintext_accepted"
         vec![
             event(
                 "gateway-0",
-                "cert.peer_accepted",
+                seam::event::CERT_PEER_ACCEPTED,
                 "peer=x serial=01 age_ms=5 left_ms=100",
             ),
             event(
                 "operator",
-                "cert.audit",
+                seam::event::CERT_AUDIT,
                 "probe=expired host=gateway-0 outcome=refused",
             ),
             event(
                 "operator",
-                "cert.audit",
+                seam::event::CERT_AUDIT,
                 "probe=plaintext host=gateway-0 outcome=refused",
             ),
         ]
@@ -612,7 +615,7 @@ property = "no_plaintext_accepted"
         let mut events = clean();
         events.push(event(
             "gateway-0",
-            "cert.peer_accepted",
+            seam::event::CERT_PEER_ACCEPTED,
             "peer=x serial=02 age_ms=70000 left_ms=-10",
         ));
         let checks = evaluate(&events);
@@ -625,12 +628,12 @@ property = "no_plaintext_accepted"
         let mut events = clean();
         events.push(event(
             "operator",
-            "cert.audit",
+            seam::event::CERT_AUDIT,
             "probe=plaintext host=gateway-0 outcome=answered:200",
         ));
         events.push(event(
             "operator",
-            "cert.audit",
+            seam::event::CERT_AUDIT,
             "probe=expired host=gateway-0 outcome=answered:200",
         ));
         assert!(evaluate(&events).iter().all(|c| !c.passed));

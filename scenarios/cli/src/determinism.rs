@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use engine;
 use seam::Trace;
 use sim::determinism::{Comparison, compare};
 use spec::Scenario;

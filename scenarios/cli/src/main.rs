@@ -162,7 +162,14 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 /// Events kept for reports even without `--trace` (the hash covers all).
-const LIFECYCLE_EVENTS: &[&str] = &["cert.", "ca.", "fault", "control.", "discovery.", "proxy."];
+const LIFECYCLE_EVENTS: &[&str] = &[
+    "cert.",
+    "ca.",
+    seam::event::FAULT,
+    "control.",
+    "discovery.",
+    "proxy.",
+];
 
 fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
     Scenario::load_with(path, overrides).map_err(|e| BadInput(e.to_string()).into())
@@ -277,15 +284,15 @@ fn run(
     trace_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let seed = seed.unwrap_or(scenario.seed);
-    let output = if let Some(time_scale) = real_time_scale {
-        engine::run_real_scaled(&scenario, seam::Seed::new(seed), time_scale)?
+    let trace = if trace_file.is_some() {
+        Trace::keeping_events()
     } else {
-        let trace = if trace_file.is_some() {
-            Trace::keeping_events()
-        } else {
-            Trace::keeping_kinds(LIFECYCLE_EVENTS)
-        };
-        engine::run_sim(&scenario, seam::Seed::new(seed), trace)?
+        Trace::keeping_kinds(LIFECYCLE_EVENTS)
+    };
+    let seed_root = seam::Seed::new(seed);
+    let output = match real_time_scale {
+        Some(time_scale) => engine::run_real_scaled(&scenario, seed_root, time_scale, trace)?,
+        None => engine::run_sim(&scenario, seed_root, trace)?,
     };
     let mut summary = output.summary.clone();
     let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use engine;
 use seam::{Seed, Trace};
 use search::explore::{ExploreOptions, Outcome, ScenarioSource, explore};
 use search::shrink::{ShrinkOptions, Target, shrink};
@@ -239,7 +238,7 @@ hosts = ["gateway"]
         .trace
         .events()
         .into_iter()
-        .filter(|e| e.kind == "fault")
+        .filter(|e| e.kind == seam::event::FAULT)
         .map(|e| e.detail)
         .collect();
     assert_eq!(faults.len(), 2, "{faults:?}");

@@ -275,16 +275,22 @@ fn real_clients_against_a_mesh_of_processes() {
 /// `meshsim run --real` applies the scenario's faults on real sockets: the
 /// crashed replica's runtime is dropped (its sockets close), the balancer
 /// ejects it, the restart brings it back, and every check of the
-/// simulation holds. `--time-scale 0.25` keeps it to about 12 s.
+/// simulation holds. `--time-scale 0.25` keeps it to about 12 s, and the
+/// report draws the phase and the faults at the stretched times the run
+/// used: the fault windows of `events.json` are the trace's own fault
+/// events.
 #[test]
 fn a_crash_scenario_passes_on_real_sockets() {
     let out = std::env::temp_dir().join(format!("meshsim-real-crash-{}", std::process::id()));
+    let trace = out.with_extension("trace.jsonl");
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/replica-crash.toml");
     let output = run(Command::new(MESHSIM)
         .arg("run")
         .arg(&scenario)
         .args(["--real", "--time-scale", "0.25", "--out"])
-        .arg(&out));
+        .arg(&out)
+        .arg("--trace")
+        .arg(&trace));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("mode=Real"), "{text}");
@@ -296,5 +302,55 @@ fn a_crash_scenario_passes_on_real_sockets() {
         text.contains("[ok] restarted_replica_restored_within_15s"),
         "{text}"
     );
+    assert_report_draws_the_run_s_own_fault_times(&out, &trace);
     let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&trace);
+}
+
+/// Every fault window in `events.json` starts where the trace recorded
+/// that fault (within the executor's scheduling slack), and the workload
+/// phase is drawn stretched.
+fn assert_report_draws_the_run_s_own_fault_times(out: &Path, trace: &Path) {
+    let events: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("events.json")).unwrap()).unwrap();
+    let windows = events["windows"].as_array().unwrap();
+    let phase_end = windows
+        .iter()
+        .find(|w| w["kind"] == "phase")
+        .and_then(|w| w["end_s"].as_f64())
+        .unwrap();
+    assert!(
+        (phase_end - 10.0).abs() < 1e-9,
+        "40 s phase at 0.25 ends at 10 s, drawn {phase_end}"
+    );
+    let drawn: Vec<(f64, String)> = windows
+        .iter()
+        .filter(|w| w["kind"] == "fault")
+        .map(|w| {
+            (
+                w["start_s"].as_f64().unwrap(),
+                w["label"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let warmup_s = 2.0; // replica-crash.toml: warmup = "2s"
+    let applied: Vec<(f64, String)> = std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["kind"] == seam::event::FAULT)
+        .map(|e| {
+            let at_s = e["at_us"].as_u64().unwrap() as f64 / 1e6 - warmup_s;
+            (at_s, e["detail"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(drawn.len(), 2, "crash and restart: {drawn:?}");
+    assert_eq!(applied.len(), drawn.len(), "{applied:?} vs {drawn:?}");
+    for ((drawn_s, label), (applied_s, detail)) in drawn.iter().zip(&applied) {
+        assert_eq!(label, detail);
+        assert!(
+            (applied_s - drawn_s).abs() < 0.5,
+            "{label}: drawn at {drawn_s} s, applied at {applied_s} s"
+        );
+    }
 }

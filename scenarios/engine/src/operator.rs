@@ -206,24 +206,27 @@ impl Operator {
     /// lifetime (every leaf is then re-issued or expired), remove the old.
     async fn rotate_root(&mut self) {
         let started = tokio::time::Instant::now();
-        self.env.record("cert.rotation", "step=start kind=root");
+        self.env
+            .record(seam::event::CERT_ROTATION, "step=start kind=root");
         let Some(both) = self.ca_step("root/prepare").await else {
             return;
         };
         self.publish(both).await;
-        self.env.record("cert.rotation", "step=bundle_published");
+        self.env
+            .record(seam::event::CERT_ROTATION, "step=bundle_published");
         tokio::time::sleep(BUNDLE_PROPAGATION).await;
         if self.ca_step("root/activate").await.is_none() {
             return;
         }
-        self.env.record("cert.rotation", "step=new_issuer_active");
+        self.env
+            .record(seam::event::CERT_ROTATION, "step=new_issuer_active");
         tokio::time::sleep(self.install.scenario.mesh.leaf_ttl.0 + REISSUE_MARGIN).await;
         let Some(new_only) = self.ca_step("root/retire").await else {
             return;
         };
         self.publish(new_only).await;
         self.env.record(
-            "cert.rotation",
+            seam::event::CERT_ROTATION,
             format!(
                 "step=old_root_removed took_ms={}",
                 started.elapsed().as_millis()
@@ -247,7 +250,7 @@ impl Operator {
             match call {
                 Ok(Ok(bundle)) => {
                     self.env.record(
-                        "cert.rotation",
+                        seam::event::CERT_ROTATION,
                         format!("ca_step={step} attempt={attempt} roots={}", bundle.len()),
                     );
                     return Some(bundle);
@@ -263,8 +266,10 @@ impl Operator {
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
-        self.env
-            .record("cert.rotation", format!("step=abandoned at={step}"));
+        self.env.record(
+            seam::event::CERT_ROTATION,
+            format!("step=abandoned at={step}"),
+        );
         None
     }
 
@@ -338,7 +343,10 @@ async fn audit(install: Arc<Install>, env: HostEnv, operator_tls: Arc<MeshTls>) 
     let expired = match expired_credentials(&install, &env) {
         Ok(tls) => tls,
         Err(e) => {
-            env.record("cert.audit", format!("probe=setup outcome=failed err={e}"));
+            env.record(
+                seam::event::CERT_AUDIT,
+                format!("probe=setup outcome=failed err={e}"),
+            );
             return;
         }
     };
@@ -349,12 +357,12 @@ async fn audit(install: Arc<Install>, env: HostEnv, operator_tls: Arc<MeshTls>) 
         for (host, identity) in &targets {
             let outcome = probe_plaintext(&env, host).await;
             env.record(
-                "cert.audit",
+                seam::event::CERT_AUDIT,
                 format!("probe=plaintext host={host} outcome={outcome}"),
             );
             let outcome = probe_with(&env, &expired, host, identity).await;
             env.record(
-                "cert.audit",
+                seam::event::CERT_AUDIT,
                 format!("probe=expired host={host} outcome={outcome}"),
             );
         }

@@ -108,7 +108,9 @@ fn timeline(output: &RunOutput, warmup: Duration) -> Vec<TimelineEvent> {
         .trace
         .events()
         .into_iter()
-        .filter(|e| e.kind.starts_with("cert.") || e.kind.starts_with("ca.") || e.kind == "fault")
+        .filter(|e| {
+            e.kind.starts_with("cert.") || e.kind.starts_with("ca.") || e.kind == seam::event::FAULT
+        })
         .map(|e| TimelineEvent {
             at_s: e.at_us as f64 / 1e6 - offset_s,
             host: e.host,

@@ -156,7 +156,7 @@ impl RealWorld {
 
     fn record(&self, detail: String) {
         let at_us = self.clock.run_elapsed().as_micros() as u64;
-        self.trace.record(at_us, "real", "fault", detail);
+        self.trace.record(at_us, "real", seam::event::FAULT, detail);
     }
 
     /// Applies one action now.

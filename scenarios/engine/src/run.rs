@@ -99,7 +99,7 @@ async fn drive_load(
         .map_err(|_| MeshError::Timeout(limit.as_millis() as u64))?
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
     if let Some(verdict) = abort.and_then(|m| m.annotate(&mut report)) {
-        env.record("run.aborted", verdict);
+        env.record(seam::event::RUN_ABORTED, verdict);
     }
     let mut evidence = std::mem::take(&mut *evidence.lock().expect("evidence poisoned"));
     if let Some(read) = app.final_read(&env).await {
@@ -125,7 +125,7 @@ fn observer(
         app.observe(c, &mut evidence.lock().expect("evidence poisoned"));
         let status = c.status.map_or("none".to_owned(), |s| s.to_string());
         env.record(
-            "load.done",
+            seam::event::LOAD_DONE,
             format!(
                 "seq={} op={} status={status} latency_us={}",
                 c.seq,
@@ -315,8 +315,8 @@ fn variant_run(
 
 /// Runs a scenario on real loopback sockets with the OS clock (once per
 /// variant, like the simulation), faults included.
-pub fn run_real(scenario: &Scenario, seed: Seed) -> Result<RunOutput, EngineError> {
-    run_real_scaled(scenario, seed, 1.0)
+pub fn run_real(scenario: &Scenario, seed: Seed, trace: Trace) -> Result<RunOutput, EngineError> {
+    run_real_scaled(scenario, seed, 1.0, trace)
 }
 
 /// [`run_real`] with every scheduled time (load phases, faults, check
@@ -327,6 +327,7 @@ pub fn run_real_scaled(
     scenario: &Scenario,
     seed: Seed,
     time_scale: f64,
+    trace: Trace,
 ) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
     let plan = RunPlan::real(scenario, seed, time_scale);
@@ -334,7 +335,6 @@ pub fn run_real_scaled(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let trace = Trace::hash_only();
     let outcomes = plan
         .variants
         .iter()

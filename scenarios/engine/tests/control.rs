@@ -64,7 +64,7 @@ fn an_applied_config_reaches_every_proxy_within_the_bound() {
         .trace
         .events()
         .iter()
-        .find(|e| e.kind == "control.apply")
+        .find(|e| e.kind == seam::event::CONTROL_APPLY)
         .map(|e| e.detail.clone())
         .unwrap();
     let applied_version: u64 = applied.trim_start_matches("v=").parse().unwrap();

@@ -51,7 +51,7 @@ fn run(scenario: &Scenario) -> RunOutput {
     run_sim(
         scenario,
         seam::Seed::new(1),
-        Trace::keeping_kinds(&["cert.", "ca.", "fault", "tls."]),
+        Trace::keeping_kinds(&["cert.", "ca.", seam::event::FAULT, "tls."]),
     )
     .unwrap()
 }
@@ -98,7 +98,10 @@ within = "10s"
     }
     // Every workload now trusts only the new root.
     let events = output.trace.events();
-    let bundles: Vec<_> = events.iter().filter(|e| e.kind == "cert.bundle").collect();
+    let bundles: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == seam::event::CERT_BUNDLE)
+        .collect();
     assert!(bundles.iter().any(|e| e.detail == "roots=2"));
     assert!(bundles.iter().any(|e| e.detail == "roots=1"));
 }
@@ -135,7 +138,7 @@ within = "90s"
     let events = output.trace.events();
     let restart = events
         .iter()
-        .filter(|e| e.kind == "ca.start")
+        .filter(|e| e.kind == seam::event::CA_START)
         .nth(1)
         .expect("the CA started twice");
     assert!(
@@ -182,7 +185,7 @@ fn tls_bytes_replay_exactly_and_are_in_the_trace() {
             .trace
             .events()
             .into_iter()
-            .filter(|e| e.kind == "tls.transcript")
+            .filter(|e| e.kind == seam::event::TLS_TRANSCRIPT)
             .map(|e| format!("{} {}", e.host, e.detail))
             .collect()
     };

@@ -18,7 +18,6 @@ use rand_chacha::ChaCha12Rng;
 use reports::{Check, CheckKind, Summary, Verdict};
 use seam::{Seed, Trace};
 
-use engine;
 use spec::{ActionKind, Scenario, SpecError, SwarmSpec, format_duration};
 
 /// Seed-tree label of swarm schedules (`swarm`).

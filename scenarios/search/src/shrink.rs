@@ -21,7 +21,6 @@ use reports::{Check, CheckKind};
 use seam::{Seed, Trace};
 
 use crate::explore::{ScenarioSource, SourceError, panic_message};
-use engine;
 use spec::{Dur, Scenario, format_duration};
 
 /// What must keep failing.

@@ -93,7 +93,7 @@ where
 {
     let store = Store::open(env.disk.clone(), owner, SNAPSHOT_EVERY, fresh)
         .map_err(|e| MeshError::Io(std::io::Error::other(e.to_string())))?;
-    env.record("rec.store_opened", owner.to_owned());
+    env.record(seam::event::REC_STORE_OPENED, owner.to_owned());
     Ok(Arc::new(db::Db::new(store, owner)))
 }
 

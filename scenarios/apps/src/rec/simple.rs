@@ -163,7 +163,8 @@ mod edge {
             match result {
                 Ok(response) => response,
                 Err(error) => {
-                    self.env.record("gateway.upstream_error", error.to_string());
+                    self.env
+                        .record(seam::event::GATEWAY_UPSTREAM_ERROR, error.to_string());
                     text(StatusCode::BAD_GATEWAY, "upstream unavailable")
                 }
             }
