@@ -80,6 +80,19 @@ pub struct LatencyMs {
     pub max: f64,
 }
 
+impl LatencyMs {
+    /// The percentiles `at(q)` gives, for `q` in 0.5, 0.9, 0.99, 0.999, 1.
+    pub fn from_quantiles(at: impl Fn(f64) -> f64) -> Self {
+        LatencyMs {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: at(1.0),
+        }
+    }
+}
+
 /// The run summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

@@ -238,13 +238,7 @@ fn summarize(evidence: &RunEvidence, events: &[TraceEvent]) -> Summary {
             ok: overall.ok,
             failed: overall.failed,
         },
-        latency_ms: LatencyMs {
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            p999: at(0.999),
-            max: at(1.0),
-        },
+        latency_ms: LatencyMs::from_quantiles(at),
         checks,
         reproduce: format!(
             "meshsim run {} --seed {seed}{mode_flag}",

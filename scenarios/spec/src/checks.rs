@@ -6,9 +6,6 @@ use toml::Spanned;
 use super::workload::Operation;
 use super::{Dur, Locator, Scenario, SpecError};
 
-/// The load generator's host (and service account): a caller checks may name.
-const CLIENT_HOST: &str = "loadgen";
-
 /// A check: either an SLO threshold or a named property with a bound.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,18 +197,14 @@ impl Scenario {
                     );
                 }
             }
-            for named in [&check.caller, &check.service].into_iter().flatten() {
-                let known = self
-                    .services
-                    .iter()
-                    .any(|s| s.name.get_ref() == named.get_ref())
-                    || (check.caller.as_ref() == Some(named) && named.get_ref() == CLIENT_HOST);
-                if !known {
-                    return fail(
-                        named.span(),
-                        check,
-                        format!("\"{}\" is not a service", named.get_ref()),
-                    );
+            let named = [
+                ("caller", &check.caller, true),
+                ("service", &check.service, false),
+            ];
+            for (role, name, client_ok) in named {
+                let Some(name) = name else { continue };
+                if let Some(message) = self.unknown_service(role, name.get_ref(), client_ok) {
+                    return fail(name.span(), check, message);
                 }
             }
         }

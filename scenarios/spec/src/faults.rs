@@ -369,9 +369,6 @@ impl Names<'_> {
     }
 }
 
-/// The load generator is the run's client: turmoil cannot crash it.
-const CLIENT_HOST: &str = "loadgen";
-
 impl FaultSpec {
     /// The fields set on this entry that only some shapes take.
     fn shaped_fields(&self) -> Vec<(&'static str, bool)> {
@@ -461,7 +458,7 @@ impl FaultSpec {
         let hosts = |lifecycle: bool| -> Result<Vec<String>, Issue> {
             let list = self.required(&self.hosts, "hosts")?;
             let hosts = names.list(list)?;
-            if lifecycle && hosts.iter().any(|h| h == CLIENT_HOST) {
+            if lifecycle && hosts.iter().any(|h| h == seam::hosts::LOADGEN) {
                 return issue(
                     list.first().map_or(self.action.span(), |h| h.span()),
                     "the load generator cannot crash or restart (its return ends the run)",
@@ -617,17 +614,12 @@ impl FaultSpec {
             K::RotateIssuer => (F::Control(ControlAction::RotateIssuer), None),
             K::Revoke => {
                 let service = self.required(&self.service, "service")?;
-                let known = names
-                    .scenario
-                    .services
-                    .iter()
-                    .any(|s| s.name.get_ref() == service.get_ref())
-                    || service.get_ref() == CLIENT_HOST;
-                if !known {
-                    return issue(
-                        service.span(),
-                        format!("\"{}\" is not a service", service.get_ref()),
-                    );
+                let unknown =
+                    names
+                        .scenario
+                        .unknown_service("revoked service", service.get_ref(), true);
+                if let Some(message) = unknown {
+                    return issue(service.span(), message);
                 }
                 let action = ControlAction::RevokeIdentity {
                     service: service.get_ref().clone(),

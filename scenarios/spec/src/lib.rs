@@ -271,6 +271,42 @@ impl Locator<'_> {
     }
 }
 
+/// The one wording of the name errors every section reports, so a user
+/// reads the same sentence whether the bad name is in a route, a fault or
+/// a check.
+impl Scenario {
+    /// The declared services, in file order.
+    pub(crate) fn service_names(&self) -> Vec<&str> {
+        self.services
+            .iter()
+            .map(|s| s.name.get_ref().as_str())
+            .collect()
+    }
+
+    /// `None` when `name` is a service (or, where `client_ok`, the load
+    /// generator); otherwise the message, naming what `role` it plays.
+    pub(crate) fn unknown_service(
+        &self,
+        role: &str,
+        name: &str,
+        client_ok: bool,
+    ) -> Option<String> {
+        let services = self.service_names();
+        let known = services.contains(&name) || (client_ok && name == seam::hosts::LOADGEN);
+        (!known).then(|| format!("{role} \"{name}\" is not a service; services are {services:?}"))
+    }
+}
+
+/// The message for a name declared twice.
+pub(crate) fn defined_twice(role: &str, name: &str) -> String {
+    format!("{role} \"{name}\" is defined twice")
+}
+
+/// Whether `name` occurs more than once among `names`.
+pub(crate) fn repeated<'n>(names: impl IntoIterator<Item = &'n str>, name: &str) -> bool {
+    names.into_iter().filter(|n| *n == name).count() > 1
+}
+
 impl Scenario {
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, SpecError> {
@@ -355,11 +391,8 @@ impl Scenario {
                     format!("service name \"{name}\" must be lowercase letters, digits and '-'"),
                 ));
             }
-            if services.iter().filter(|s| **s == name).count() > 1 {
-                return Err(locate.error(
-                    Some(service.name.span()),
-                    format!("service \"{name}\" is defined twice"),
-                ));
+            if repeated(services.iter().copied(), name) {
+                return Err(locate.error(Some(service.name.span()), defined_twice("service", name)));
             }
             if service.replicas == 0 || service.concurrency == 0 {
                 return Err(locate.error(
@@ -369,14 +402,8 @@ impl Scenario {
             }
         }
         let target = &self.workload.target;
-        if !services.contains(&target.get_ref().as_str()) {
-            return Err(locate.error(
-                Some(target.span()),
-                format!(
-                    "workload target \"{}\" is not a service; expected one of {services:?}",
-                    target.get_ref()
-                ),
-            ));
+        if let Some(message) = self.unknown_service("workload target", target.get_ref(), false) {
+            return Err(locate.error(Some(target.span()), message));
         }
         if self.workload.phases.is_empty() {
             return Err(locate.error(
@@ -391,10 +418,8 @@ impl Scenario {
             {
                 return Err(locate.error(
                     Some(phase.arrival.span()),
-                    format!(
-                        "phase \"{}\" is defined twice; phases run back to back and SLOs name them, so names must be unique",
-                        phase.name
-                    ),
+                    defined_twice("phase", &phase.name)
+                        + "; phases run back to back and SLOs name them, so names must be unique",
                 ));
             }
             let rate = phase.arrival.get_ref().rate();

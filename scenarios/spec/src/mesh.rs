@@ -810,14 +810,8 @@ impl MeshSpec {
             .iter()
             .chain(self.variants.iter().flat_map(|v| v.services.iter()));
         for (name, policy) in policies {
-            if !services.contains(&name.get_ref().as_str()) {
-                return Err(locate.error(
-                    Some(name.span()),
-                    format!(
-                        "policy for unknown service \"{}\"; services are {services:?}",
-                        name.get_ref()
-                    ),
-                ));
+            if let Some(message) = scenario.unknown_service("policy for", name.get_ref(), false) {
+                return Err(locate.error(Some(name.span()), message));
             }
             let config = cfg::MeshConfig {
                 services: BTreeMap::from([(name.get_ref().clone(), policy.to_config())]),
@@ -827,11 +821,10 @@ impl MeshSpec {
                 .validate()
                 .map_err(|e| locate.error(Some(name.span()), e.0))?;
             for backend in policy.routes.iter().flat_map(|r| &r.backends) {
-                if !services.contains(&backend.service.as_str()) {
-                    return Err(locate.error(
-                        Some(name.span()),
-                        format!("a split names unknown service \"{}\"", backend.service),
-                    ));
+                if let Some(message) =
+                    scenario.unknown_service("split backend", &backend.service, false)
+                {
+                    return Err(locate.error(Some(name.span()), message));
                 }
             }
         }
@@ -855,15 +848,10 @@ impl MeshSpec {
             .map(|v| v.name.get_ref().as_str())
             .collect();
         for variant in &self.variants {
-            if variants
-                .iter()
-                .filter(|v| **v == variant.name.get_ref())
-                .count()
-                > 1
-            {
+            if crate::repeated(variants.iter().copied(), variant.name.get_ref()) {
                 return Err(locate.error(
                     Some(variant.name.span()),
-                    format!("variant \"{}\" is defined twice", variant.name.get_ref()),
+                    crate::defined_twice("variant", variant.name.get_ref()),
                 ));
             }
         }
@@ -887,14 +875,10 @@ impl MeshSpec {
                     ),
                 ));
             }
-            if !services.contains(&rogue.target.get_ref().as_str()) {
-                return Err(locate.error(
-                    Some(rogue.target.span()),
-                    format!(
-                        "rogue target \"{}\" is not a service",
-                        rogue.target.get_ref()
-                    ),
-                ));
+            if let Some(message) =
+                scenario.unknown_service("rogue target", rogue.target.get_ref(), false)
+            {
+                return Err(locate.error(Some(rogue.target.span()), message));
             }
             if rogue.private_paths.iter().any(|p| !p.starts_with('/')) {
                 return Err(locate.error(
@@ -930,7 +914,10 @@ impl MeshSpec {
                 if !services.contains(&service.get_ref().as_str()) {
                     return Err(locate.error(
                         Some(service.span()),
-                        format!("unknown service \"{}\"", service.get_ref()),
+                        format!(
+                            "check service \"{}\" is not a service; services are {services:?}",
+                            service.get_ref()
+                        ),
                     ));
                 }
                 check.window.as_ref().ok_or_else(|| missing("window"))?;
@@ -1096,7 +1083,7 @@ abort = { percent = 100, status = 503 }
         let message =
             parse("[mesh.services.regsitry]\nload_balancer = \"round_robin\"\n").unwrap_err();
         assert!(
-            message.contains("unknown service \"regsitry\""),
+            message.contains("policy for \"regsitry\" is not a service"),
             "{message}"
         );
         assert!(message.starts_with("x.toml:"), "{message}");
