@@ -33,6 +33,7 @@
 
 mod control;
 pub mod determinism;
+mod executor;
 pub mod faults;
 mod net;
 mod world;

@@ -56,6 +56,26 @@ impl LinkFaults {
     fn is_clear(&self) -> bool {
         *self == LinkFaults::default()
     }
+
+    /// The extra delay of one chunk on this link: `latency`, plus up to
+    /// `jitter`, plus one [`RETRANSMIT_DELAY`] per loss (each
+    /// retransmission can be lost again, at most six times). The one
+    /// fault model of both the real-mode relay and the simulated network.
+    pub fn draw_delay(&self, rng: &mut impl Rng) -> Duration {
+        let mut delay = self.latency;
+        if !self.jitter.is_zero() {
+            delay += self.jitter.mul_f64(rng.random::<f64>());
+        }
+        if self.loss > 0.0 {
+            for _ in 0..6 {
+                if rng.random::<f64>() >= self.loss {
+                    break;
+                }
+                delay += RETRANSMIT_DELAY;
+            }
+        }
+        delay
+    }
 }
 
 /// The faults in force between hosts, shared by every [`FaultyNet`] of a
@@ -188,20 +208,7 @@ impl Direction {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let link = self.table.link(&self.from, &self.to);
-                let mut delay = link.latency;
-                if !link.jitter.is_zero() {
-                    delay += link.jitter.mul_f64(rng.random::<f64>());
-                }
-                if link.loss > 0.0 {
-                    // Each retransmission can be lost again (bounded).
-                    for _ in 0..6 {
-                        if rng.random::<f64>() >= link.loss {
-                            break;
-                        }
-                        delay += RETRANSMIT_DELAY;
-                    }
-                }
+                let delay = self.table.link(&self.from, &self.to).draw_delay(&mut rng);
                 if tx
                     .send((Instant::now() + delay, buf[..n].to_vec()))
                     .is_err()
