@@ -33,12 +33,19 @@
 
 mod control;
 pub mod determinism;
+mod event;
 mod executor;
 pub mod faults;
 mod net;
 mod world;
+mod worlds;
 
 pub use control::{ControlHook, ControlOutcome, NoControl};
+pub use event::{
+    DEFAULT_WATCHDOG, EventNet, EventWorld, HostFuture, HostResult, PIPE_BYTES,
+    SEED_LABEL_EVENT_NETWORK, SEED_LABEL_TOKIO,
+};
 pub use faults::{ControlAction, Fault, FaultAction, FaultSchedule};
 pub use net::{SimClock, TurmoilNet};
 pub use world::{SEED_LABEL_HOSTS, SEED_LABEL_NETWORK, SimConfig, SimError, SimWorld};
+pub use worlds::World;

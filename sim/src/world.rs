@@ -48,9 +48,18 @@ impl SimConfig {
 /// Why a simulation stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// A host returned an error or turmoil hit its duration limit.
+    /// A host returned an error or panicked, or the run hit its duration
+    /// limit (the name is historic: the event world reports these too).
     #[error("simulation failed: {0}")]
     Turmoil(String),
+    /// Simulated time froze: a host blocked or never yielded (event world).
+    #[error("watchdog: host \"{host}\": {reason}")]
+    Watchdog {
+        /// The host being polled (or polled most) when time froze.
+        host: String,
+        /// What the watchdog saw.
+        reason: String,
+    },
     /// The fault schedule names a host the world does not have, or crashes
     /// a client (turmoil can only crash hosts).
     #[error("invalid fault at {at:?} ({action}): {reason}")]
