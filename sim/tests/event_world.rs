@@ -424,7 +424,19 @@ fn one_seed_replays_exactly_across_runs_in_one_process() {
                     loss: 0.3,
                 },
             ),
-            at(400.0, FaultAction::Heal),
+            at(
+                300.0,
+                FaultAction::Restart {
+                    hosts: names(&["s0"]),
+                },
+            ),
+            at(
+                320.0,
+                FaultAction::Crash {
+                    hosts: names(&["s1"]),
+                },
+            ),
+            at(400.0, FaultAction::Heal), // restarts s1
         ],
     };
     let first = traced_run(21, &faults);
@@ -486,4 +498,73 @@ fn a_failing_host_fails_the_run() {
     });
     let error = world.run(&FaultSchedule::default()).err().unwrap();
     assert!(error.to_string().contains("broken"), "{error}");
+}
+
+fn latency(ms: u64) -> FaultAction {
+    FaultAction::LinkLatency {
+        a: names(&["client"]),
+        b: names(&["server"]),
+        latency: Duration::from_millis(ms),
+        jitter: Duration::ZERO,
+    }
+}
+
+/// Connects at 10 ms; returns (connect time, echo round trip).
+async fn timed_echo(env: &HostEnv) -> Result<(Duration, Duration), BoxError> {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let start = Instant::now();
+    let mut io = env.net.connect("server", PORT).await?;
+    let connected = since(start);
+    let start = Instant::now();
+    io.write_all(b"x").await?;
+    let mut byte = [0u8; 1];
+    io.read_exact(&mut byte).await?;
+    Ok((connected, since(start)))
+}
+
+#[test]
+fn a_latency_override_delays_each_hop_exactly() {
+    with_echo(world(40), &[at(0.0, latency(50))], |env| async move {
+        let (connect, round_trip) = timed_echo(&env).await?;
+        assert_eq!(connect, Duration::from_millis(100), "SYN + SYN-ACK");
+        assert_eq!(round_trip, Duration::from_millis(100));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_lost_chunk_arrives_one_retransmission_delay_later_per_loss() {
+    let loss = FaultAction::LinkLoss {
+        a: names(&["client"]),
+        b: names(&["server"]),
+        loss: 1.0, // every try lost: the six-retransmission bound applies
+    };
+    let faults = [at(0.0, latency(50)), at(0.0, loss)];
+    with_echo(world(41), &faults, |env| async move {
+        let (_, round_trip) = timed_echo(&env).await?;
+        let one_way = Duration::from_millis(50) + seam::faultnet::RETRANSMIT_DELAY * 6;
+        assert_eq!(round_trip, one_way * 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_one_way_partition_stalls_the_handshake_until_repaired() {
+    let cut = FaultAction::PartitionOneway {
+        from: names(&["server"]),
+        to: names(&["client"]),
+    };
+    let repair = FaultAction::RepairOneway {
+        from: names(&["server"]),
+        to: names(&["client"]),
+    };
+    let faults = [at(0.0, cut), at(300.0, repair)];
+    with_echo(world(42), &faults, |env| async move {
+        let (connect, _) = timed_echo(&env).await?;
+        assert!(
+            connect >= Duration::from_millis(290),
+            "waited for the repair"
+        );
+        Ok(())
+    });
 }
