@@ -568,3 +568,62 @@ fn a_one_way_partition_stalls_the_handshake_until_repaired() {
         Ok(())
     });
 }
+
+/// Pushes its number when dropped: the teardown order.
+struct DropRecorder(usize, Arc<Mutex<Vec<usize>>>);
+
+impl Drop for DropRecorder {
+    fn drop(&mut self) {
+        self.1.lock().unwrap().push(self.0);
+    }
+}
+
+#[test]
+fn a_crash_drops_the_hosts_tasks_in_spawn_order_and_restart_keeps_its_disk() {
+    let mut world = world(43);
+    let dropped = Arc::new(Mutex::new(Vec::new()));
+    let boots = Arc::new(Mutex::new(Vec::new()));
+    let (dropped_in, boots_in) = (dropped.clone(), boots.clone());
+    world.host("server", move |env| {
+        let (dropped, boots) = (dropped_in.clone(), boots_in.clone());
+        async move {
+            env.disk.append("boots", b"x")?;
+            boots
+                .lock()
+                .unwrap()
+                .push(env.disk.read("boots")?.unwrap_or_default().len());
+            for i in 0..6 {
+                let record = DropRecorder(i, dropped.clone());
+                seam::task::spawn(async move {
+                    let _record = record;
+                    std::future::pending::<()>().await;
+                });
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    world.client("client", |_env| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    });
+    let crash = FaultAction::Crash {
+        hosts: names(&["server"]),
+    };
+    let restart = FaultAction::Restart {
+        hosts: names(&["server"]),
+    };
+    let faults = FaultSchedule {
+        faults: vec![at(10.0, crash), at(20.0, restart)],
+    };
+    world.run(&faults).unwrap();
+    let dropped = dropped.lock().unwrap();
+    // The crash, then the end of the run: each in spawn order.
+    assert_eq!(dropped[..6], [0, 1, 2, 3, 4, 5]);
+    assert_eq!(dropped[6..], [0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        *boots.lock().unwrap(),
+        [1, 2],
+        "the disk survived the crash"
+    );
+}

@@ -248,7 +248,8 @@ impl Inner<'_> {
         let shared = Rc::new(RunShared {
             progress: self.progress.clone(),
             failure: RefCell::new(None),
-            clients_left: Cell::new(self.clients.len()),
+            // A client runs once; a second run waits only for new ones.
+            clients_left: Cell::new(self.clients.iter().filter(|c| c.software.is_some()).count()),
             notify: tokio::sync::Notify::new(),
             poll_limit: self.watchdog,
         });
