@@ -442,6 +442,8 @@ fn one_seed_replays_exactly_across_runs_in_one_process() {
     let first = traced_run(21, &faults);
     let other = traced_run(22, &faults);
     let again = traced_run(21, &faults);
+    // Printed so that two processes can be compared (`--nocapture`).
+    eprintln!("event world trace hash, seed 21: {first}");
     assert_eq!(first, again);
     assert_ne!(first, other);
 }

@@ -56,6 +56,16 @@ pub(crate) struct LinkState {
     watchers: Vec<Waker>,
 }
 
+impl LinkState {
+    /// Adds a watcher once: a task polled often during a long cut (a
+    /// select with a ticking timer) must not grow the list.
+    fn watch(&mut self, waker: &Waker) {
+        if !self.watchers.iter().any(|w| w.will_wake(waker)) {
+            self.watchers.push(waker.clone());
+        }
+    }
+}
+
 /// One direction between two hosts, shared by every pipe that crosses it.
 pub(crate) struct Link {
     state: Mutex<LinkState>,
@@ -90,7 +100,7 @@ impl Link {
     pub fn open_or_watch(&self, waker: &Waker) -> bool {
         let mut state = self.state.lock().expect("link poisoned");
         if state.faults.cut {
-            state.watchers.push(waker.clone());
+            state.watch(waker);
         }
         !state.faults.cut
     }
@@ -101,7 +111,7 @@ impl Link {
         let mut state = self.state.lock().expect("link poisoned");
         match state.cut_since {
             Some(since) if at >= since => {
-                state.watchers.push(waker.clone());
+                state.watch(waker);
                 false
             }
             _ => true,
