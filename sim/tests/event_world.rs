@@ -629,3 +629,42 @@ fn a_crash_drops_the_hosts_tasks_in_spawn_order_and_restart_keeps_its_disk() {
         "the disk survived the crash"
     );
 }
+
+#[test]
+fn tokio_timers_keep_their_millisecond_grid_after_an_exact_sleep() {
+    let mut world = world(44);
+    world.client("client", |env| async move {
+        let start = Instant::now();
+        env.clock.sleep(Duration::from_micros(10_300)).await;
+        // Deadline 15.3 ms: tokio rounds it up to its 16 ms tick, and the
+        // driver put the clock back on the grid, so it fires at 16.0 ms.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(since(start), Duration::from_millis(16));
+        Ok(())
+    });
+    world.run(&FaultSchedule::default()).unwrap();
+}
+
+#[test]
+fn an_idle_hour_of_a_thousand_hosts_is_one_jump() {
+    let mut world = EventWorld::new(
+        SimConfig {
+            duration_limit: Duration::from_secs(7200),
+            ..config(45, 1, 3)
+        },
+        Trace::hash_only(),
+    );
+    for i in 0..1000 {
+        world.host(&format!("h{i}"), |env| async move {
+            let _listener = env.net.bind(PORT).await?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+    }
+    world.client("client", |_env| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    });
+    world.run(&FaultSchedule::default()).unwrap();
+    assert_eq!(world.elapsed(), Duration::from_secs(3600));
+}
