@@ -126,6 +126,7 @@ impl Drop for PollGuard<'_> {
 /// Starts the thread that aborts on a poll that never returns.
 pub(crate) fn spawn(progress: Arc<Progress>, limit: Duration) -> JoinHandle<()> {
     let abort_after = (limit * 4).as_nanos() as u64;
+    progress.stop.store(false, Ordering::SeqCst); // a world can run again
     std::thread::spawn(move || {
         while !progress.stop.load(Ordering::SeqCst) {
             std::thread::park_timeout(limit.min(Duration::from_millis(500)));
