@@ -1,5 +1,6 @@
-//! One test body, two networks: a TCP echo, then one mTLS HTTP request,
-//! run on turmoil's simulated network and on real loopback sockets.
+//! One test body, three networks: a TCP echo, then one mTLS HTTP request,
+//! run on turmoil's simulated network, on the event world's, and on real
+//! loopback sockets.
 //! If the seam leaks a difference between them, this is where it shows.
 
 mod common;
@@ -15,7 +16,7 @@ use mesh::http::{Body, body_bytes, buffer_response, handshake, serve_connection}
 use mesh::tls::{ClientAuth, MeshTls};
 use seam::real::{AddressBook, SystemClock};
 use seam::{HostEnv, Seed, SkewHandle, Trace};
-use sim::{FaultSchedule, SimConfig, SimWorld};
+use sim::{EventWorld, FaultSchedule, SimConfig, SimWorld, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ECHO_PORT: u16 = 7000;
@@ -97,37 +98,57 @@ fn assert_observed(observed: (Vec<u8>, StatusCode, String)) {
     assert_eq!(observed.2, "hello spiffe://test.meshsim/ns/rec/sa/client");
 }
 
-#[test]
-fn conformance_on_turmoil() {
-    let config = SimConfig {
+fn sim_config() -> SimConfig {
+    SimConfig {
         seed: Seed::new(1),
         tick: Duration::from_millis(1),
         link_latency_min: Duration::from_millis(1),
         link_latency_max: Duration::from_millis(1),
         duration_limit: Duration::from_secs(30),
         tcp_capacity: 64,
-    };
-    let mut world = SimWorld::new(config, Trace::hash_only());
+    }
+}
+
+/// The same hosts on any simulated world, through `sim::World`.
+fn conformance_on(world: &mut dyn World<'static>) {
     let mut ca = TestCa::new(7, SimConfig::epoch());
     let server_env = world.env_for("server");
     let server_tls = ca.workload("server", server_env.clock.clone(), 1);
     let client_env = world.env_for("client");
     let client_tls = ca.workload("client", client_env.clock.clone(), 2);
-    world.host("server", move |env| {
-        let tls = server_tls.clone();
-        async move {
-            server_body(env, tls).await;
-            Ok(())
-        }
-    });
+    world.add_host(
+        "server",
+        Box::new(move |env| {
+            let tls = server_tls.clone();
+            Box::pin(async move {
+                server_body(env, tls).await;
+                Ok(())
+            })
+        }),
+    );
     let observed = Arc::new(std::sync::Mutex::new(None));
     let sink = observed.clone();
-    world.client("client", move |env| async move {
-        *sink.lock().unwrap() = Some(client_body(env, client_tls).await);
-        Ok(())
-    });
+    world.add_client(
+        "client",
+        Box::new(move |env| {
+            Box::pin(async move {
+                *sink.lock().unwrap() = Some(client_body(env, client_tls).await);
+                Ok(())
+            })
+        }),
+    );
     world.run(&FaultSchedule::default()).unwrap();
     assert_observed(observed.lock().unwrap().take().expect("client finished"));
+}
+
+#[test]
+fn conformance_on_turmoil() {
+    conformance_on(&mut SimWorld::new(sim_config(), Trace::hash_only()));
+}
+
+#[test]
+fn conformance_on_the_event_world() {
+    conformance_on(&mut EventWorld::new(sim_config(), Trace::hash_only()));
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! The deterministic world: turmoil hosts driven by one seed.
 //!
 //! This crate owns the simulated side of the seam ([`TurmoilNet`],
-//! [`SimClock`]), the [`SimWorld`] that builds a seeded turmoil `Sim` with a
-//! fixed epoch, the fault vocabulary and its executor ([`faults`]), the hook
+//! [`SimClock`], [`EventNet`]), the [`SimWorld`] that builds a seeded
+//! turmoil `Sim` with a fixed epoch, the event-driven [`EventWorld`] with
+//! the same surface and exact time, the [`World`] trait over both, the
+//! fault vocabulary and its executor ([`faults`]), the hook
 //! through which control-plane actions reach the mesh ([`ControlHook`]), and
 //! the comparison of two runs' traces ([`determinism`]).
 //!
@@ -18,6 +20,8 @@
 //! | stream | label path | owner |
 //! |---|---|---|
 //! | network (latency jitter, loss, tokio's per-host RNG) | `turmoil` | [`SimWorld::new`] |
+//! | event network (latency, jitter, loss) | `network` | [`EventWorld::new`] |
+//! | tokio's RNG in the event world (`select!`) | `tokio` | [`EventWorld::new`] |
 //! | per-host streams | `host/<name>/…` | [`SimWorld::env_for`] |
 //! | service times | `host/<name>/service-time` | the REC apps |
 //! | crypto (identity keys) | `host/<name>/identity-key/<attempt>`, `host/<name>/ca-server-key`, `ca/root`, `ca/issuer`, `bootstrap-token/<id>` | mesh |
@@ -33,11 +37,19 @@
 
 mod control;
 pub mod determinism;
+mod event;
+mod executor;
 pub mod faults;
 mod net;
 mod world;
+mod worlds;
 
 pub use control::{ControlHook, ControlOutcome, NoControl};
+pub use event::{
+    DEFAULT_WATCHDOG, EventNet, EventWorld, HostFuture, HostResult, PIPE_BYTES,
+    SEED_LABEL_EVENT_NETWORK, SEED_LABEL_TOKIO,
+};
 pub use faults::{ControlAction, Fault, FaultAction, FaultSchedule};
 pub use net::{SimClock, TurmoilNet};
 pub use world::{SEED_LABEL_HOSTS, SEED_LABEL_NETWORK, SimConfig, SimError, SimWorld};
+pub use worlds::World;

@@ -1,13 +1,13 @@
 //! A seeded turmoil simulation with a fixed epoch and a fault executor.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use seam::{HostEnv, MemDisk, Seed, SkewHandle, SlowHandle, Trace};
+use seam::{HostEnv, Seed, Trace};
 
 use crate::control::{ControlHook, NoControl};
+use crate::executor::{Executor, Target};
 use crate::faults::{FaultAction, FaultSchedule};
 use crate::{SimClock, TurmoilNet};
 
@@ -48,9 +48,18 @@ impl SimConfig {
 /// Why a simulation stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    /// A host returned an error or turmoil hit its duration limit.
+    /// A host returned an error or panicked, or the run hit its duration
+    /// limit (the name is historic: the event world reports these too).
     #[error("simulation failed: {0}")]
     Turmoil(String),
+    /// Simulated time froze: a host blocked or never yielded (event world).
+    #[error("watchdog: host \"{host}\": {reason}")]
+    Watchdog {
+        /// The host being polled (or polled most) when time froze.
+        host: String,
+        /// What the watchdog saw.
+        reason: String,
+    },
     /// The fault schedule names a host the world does not have, or crashes
     /// a client (turmoil can only crash hosts).
     #[error("invalid fault at {at:?} ({action}): {reason}")]
@@ -64,55 +73,13 @@ pub enum SimError {
     },
 }
 
-/// Faults in force, so that [`FaultAction::Heal`] can undo exactly them.
-/// Ordered sets: heal undoes in a stable order, so the trace is too.
-#[derive(Default)]
-struct InForce {
-    /// Host pairs (sorted) whose link was partitioned or held.
-    cut_or_held: BTreeSet<(String, String)>,
-    /// Host pairs (sorted) with a latency override.
-    latency: BTreeSet<(String, String)>,
-    /// Host pairs (sorted) with a loss rate.
-    loss: BTreeSet<(String, String)>,
-    /// Crashed and not restarted.
-    crashed: BTreeSet<String>,
-    /// Hosts with a clock skew.
-    skewed: BTreeSet<String>,
-    /// Hosts with a service-time factor.
-    slowed: BTreeSet<String>,
-}
-
 /// A turmoil `Sim` plus the seam pieces meshsim hands to hosts.
 pub struct SimWorld<'a> {
     sim: turmoil::Sim<'a>,
     config: SimConfig,
     trace: Trace,
-    skews: BTreeMap<String, SkewHandle>,
-    slows: BTreeMap<String, SlowHandle>,
-    disks: BTreeMap<String, MemDisk>,
-    /// Hosts whose software can crash and restart.
-    hosts: BTreeSet<String>,
-    /// Clients: their return ends the run; turmoil cannot crash them.
-    clients: BTreeSet<String>,
-    in_force: InForce,
-}
-
-/// Every (x, y) with x in `a`, y in `b`, x != y (turmoil has no self-link).
-fn pairs<'s>(a: &'s [String], b: &'s [String]) -> impl Iterator<Item = (&'s str, &'s str)> {
-    a.iter().flat_map(move |x| {
-        b.iter()
-            .filter(move |y| *y != x)
-            .map(move |y| (x.as_str(), y.as_str()))
-    })
-}
-
-/// The pair in a canonical order (links are undirected for heal's purposes).
-fn link(x: &str, y: &str) -> (String, String) {
-    if x <= y {
-        (x.to_owned(), y.to_owned())
-    } else {
-        (y.to_owned(), x.to_owned())
-    }
+    /// Hosts, clients, per-host handles and the faults in force.
+    executor: Executor,
 }
 
 impl<'a> SimWorld<'a> {
@@ -131,20 +98,13 @@ impl<'a> SimWorld<'a> {
             sim,
             config,
             trace,
-            skews: BTreeMap::new(),
-            slows: BTreeMap::new(),
-            disks: BTreeMap::new(),
-            hosts: BTreeSet::new(),
-            clients: BTreeSet::new(),
-            in_force: InForce::default(),
+            executor: Executor::default(),
         }
     }
 
     /// The environment of `host`. Valid both outside and inside the host.
     pub fn env_for(&mut self, host: &str) -> HostEnv {
-        let skew = self.skews.entry(host.to_owned()).or_default().clone();
-        let slow = self.slows.entry(host.to_owned()).or_default().clone();
-        let disk = self.disks.entry(host.to_owned()).or_default().clone();
+        let (skew, slow, disk) = self.executor.handles.of(host);
         HostEnv {
             name: host.to_owned(),
             net: Arc::new(TurmoilNet::new(host)),
@@ -163,7 +123,7 @@ impl<'a> SimWorld<'a> {
         Fut: Future<Output = Result<(), Box<dyn std::error::Error>>> + 'static,
     {
         let env = self.env_for(name);
-        self.hosts.insert(name.to_owned());
+        self.executor.hosts.insert(name.to_owned());
         self.sim.host(name, move || software(env.clone()));
     }
 
@@ -173,7 +133,7 @@ impl<'a> SimWorld<'a> {
         Fut: Future<Output = Result<(), Box<dyn std::error::Error>>> + 'static,
     {
         let env = self.env_for(name);
-        self.clients.insert(name.to_owned());
+        self.executor.clients.insert(name.to_owned());
         self.sim.client(name, software(env));
     }
 
@@ -199,7 +159,7 @@ impl<'a> SimWorld<'a> {
         faults: &FaultSchedule,
         control: &mut dyn ControlHook,
     ) -> Result<(), SimError> {
-        self.check(faults)?;
+        self.executor.check(faults)?;
         // Host tasks go to each host's LocalSet, so a crash drops them in
         // spawn order rather than process-wide task-id order (seam::task).
         let _local_spawning = seam::task::LocalSpawning::enter();
@@ -218,34 +178,6 @@ impl<'a> SimWorld<'a> {
         }
     }
 
-    /// Refuses a schedule turmoil would panic on, before anything runs.
-    fn check(&self, faults: &FaultSchedule) -> Result<(), SimError> {
-        for fault in &faults.faults {
-            let bad = |reason: String| SimError::BadFault {
-                at: fault.at,
-                action: fault.action.to_string(),
-                reason,
-            };
-            for host in fault.action.hosts() {
-                let known = self.hosts.contains(host) || self.clients.contains(host);
-                if !known {
-                    return Err(bad(format!("no host named \"{host}\"")));
-                }
-                if fault.action.is_lifecycle() && self.clients.contains(host) {
-                    return Err(bad(format!(
-                        "\"{host}\" is a client; only hosts can crash and restart"
-                    )));
-                }
-            }
-            if let FaultAction::LinkLoss { loss, .. } = fault.action
-                && !(0.0..=1.0).contains(&loss)
-            {
-                return Err(bad(format!("loss {loss} is not a probability")));
-            }
-        }
-        Ok(())
-    }
-
     fn record(&self, detail: String) {
         let at_us = self.sim.elapsed().as_micros() as u64;
         self.trace.record(at_us, "sim", seam::event::FAULT, detail);
@@ -258,139 +190,76 @@ impl<'a> SimWorld<'a> {
                 self.record(format!("{action} => {outcome}"));
             }
             FaultAction::Heal => {
-                let summary = self.heal();
+                let mut target = TurmoilTarget {
+                    sim: &mut self.sim,
+                    config: &self.config,
+                };
+                let summary = self.executor.heal(&mut target);
                 self.record(format!("heal: {summary}"));
             }
             _ => {
                 self.record(action.to_string());
-                self.apply_network_or_host(action);
+                let mut target = TurmoilTarget {
+                    sim: &mut self.sim,
+                    config: &self.config,
+                };
+                self.executor.apply(action, &mut target);
             }
         }
     }
+}
 
-    fn apply_network_or_host(&mut self, action: &FaultAction) {
-        match action {
-            FaultAction::Partition { a, b } => {
-                for (x, y) in pairs(a, b) {
-                    self.sim.partition(x, y);
-                    self.in_force.cut_or_held.insert(link(x, y));
-                }
-            }
-            FaultAction::PartitionOneway { from, to } => {
-                for (x, y) in pairs(from, to) {
-                    self.sim.partition_oneway(x, y);
-                    self.in_force.cut_or_held.insert(link(x, y));
-                }
-            }
-            FaultAction::Repair { a, b } => pairs(a, b).for_each(|(x, y)| self.sim.repair(x, y)),
-            FaultAction::RepairOneway { from, to } => {
-                pairs(from, to).for_each(|(x, y)| self.sim.repair_oneway(x, y))
-            }
-            FaultAction::Hold { a, b } => {
-                for (x, y) in pairs(a, b) {
-                    self.sim.hold(x, y);
-                    self.in_force.cut_or_held.insert(link(x, y));
-                }
-            }
-            FaultAction::Release { a, b } => pairs(a, b).for_each(|(x, y)| self.sim.release(x, y)),
-            FaultAction::LinkLatency {
-                a,
-                b,
-                latency,
-                jitter,
-            } => {
-                for (x, y) in pairs(a, b) {
-                    self.set_latency(x, y, *latency, *latency + *jitter);
-                    self.in_force.latency.insert(link(x, y));
-                }
-            }
-            FaultAction::LinkLatencyReset { a, b } => {
-                let (min, max) = (self.config.link_latency_min, self.config.link_latency_max);
-                pairs(a, b).for_each(|(x, y)| self.set_latency(x, y, min, max));
-            }
-            FaultAction::LinkLoss { a, b, loss } => {
-                for (x, y) in pairs(a, b) {
-                    self.sim.set_link_fail_rate(x, y, *loss);
-                    self.in_force.loss.insert(link(x, y));
-                }
-            }
-            FaultAction::Crash { hosts } => {
-                for host in hosts {
-                    self.sim.crash(host.as_str());
-                    self.in_force.crashed.insert(host.clone());
-                }
-            }
-            FaultAction::Restart { hosts } => {
-                for host in hosts {
-                    self.sim.bounce(host.as_str());
-                    self.in_force.crashed.remove(host);
-                }
-            }
-            FaultAction::ClockSkew { hosts, skew_ms } => {
-                for host in hosts {
-                    self.skews.entry(host.clone()).or_default().set_ms(*skew_ms);
-                    self.in_force.skewed.insert(host.clone());
-                }
-            }
-            FaultAction::SlowHost { hosts, factor } => {
-                for host in hosts {
-                    self.slows
-                        .entry(host.clone())
-                        .or_default()
-                        .set_factor(*factor);
-                    self.in_force.slowed.insert(host.clone());
-                }
-            }
-            FaultAction::Control(_) | FaultAction::Heal => {
-                unreachable!("handled by apply")
-            }
-        }
-    }
+/// turmoil's operations behind the shared executor.
+struct TurmoilTarget<'w, 'a> {
+    sim: &'w mut turmoil::Sim<'a>,
+    config: &'w SimConfig,
+}
 
+impl TurmoilTarget<'_, '_> {
     /// turmoil draws per-message latency in `[min, max]` (exponential,
     /// millisecond granularity); `set_link_latency` pins both ends, then
     /// the max is raised for jitter.
-    fn set_latency(&self, x: &str, y: &str, min: Duration, max: Duration) {
+    fn latency_range(&self, x: &str, y: &str, min: Duration, max: Duration) {
         self.sim.set_link_latency(x, y, min);
         if max > min {
             self.sim.set_link_max_message_latency(x, y, max);
         }
     }
+}
 
-    /// Undoes every fault in force; returns what it did, for the trace.
-    fn heal(&mut self) -> String {
-        let in_force = std::mem::take(&mut self.in_force);
-        // `release` makes both directions healthy and delivers held
-        // messages; `repair` alone would leave held messages stuck.
-        for (x, y) in &in_force.cut_or_held {
-            self.sim.release(x.as_str(), y.as_str());
-        }
+impl Target for TurmoilTarget<'_, '_> {
+    fn partition(&mut self, x: &str, y: &str) {
+        self.sim.partition(x, y);
+    }
+    fn partition_oneway(&mut self, from: &str, to: &str) {
+        self.sim.partition_oneway(from, to);
+    }
+    fn repair(&mut self, x: &str, y: &str) {
+        self.sim.repair(x, y);
+    }
+    fn repair_oneway(&mut self, from: &str, to: &str) {
+        self.sim.repair_oneway(from, to);
+    }
+    fn hold(&mut self, x: &str, y: &str) {
+        self.sim.hold(x, y);
+    }
+    fn release(&mut self, x: &str, y: &str) {
+        self.sim.release(x, y);
+    }
+    fn set_latency(&mut self, x: &str, y: &str, latency: Duration, jitter: Duration) {
+        self.latency_range(x, y, latency, latency + jitter);
+    }
+    fn reset_latency(&mut self, x: &str, y: &str) {
         let (min, max) = (self.config.link_latency_min, self.config.link_latency_max);
-        for (x, y) in &in_force.latency {
-            self.set_latency(x, y, min, max);
-        }
-        for (x, y) in &in_force.loss {
-            self.sim.set_link_fail_rate(x.as_str(), y.as_str(), 0.0);
-        }
-        for host in &in_force.skewed {
-            self.skews.entry(host.clone()).or_default().set_ms(0);
-        }
-        for host in &in_force.slowed {
-            self.slows.entry(host.clone()).or_default().set_factor(1.0);
-        }
-        // Restart last: rebooted software finds the network already healed.
-        for host in &in_force.crashed {
-            self.sim.bounce(host.as_str());
-        }
-        let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(",");
-        format!(
-            "links={} latency={} loss={} restarted=[{}] unskewed=[{}] unslowed=[{}]",
-            in_force.cut_or_held.len(),
-            in_force.latency.len(),
-            in_force.loss.len(),
-            names(&in_force.crashed),
-            names(&in_force.skewed),
-            names(&in_force.slowed),
-        )
+        self.latency_range(x, y, min, max);
+    }
+    fn set_loss(&mut self, x: &str, y: &str, loss: f64) {
+        self.sim.set_link_fail_rate(x, y, loss);
+    }
+    fn crash(&mut self, host: &str) {
+        self.sim.crash(host);
+    }
+    fn restart(&mut self, host: &str) {
+        self.sim.bounce(host);
     }
 }

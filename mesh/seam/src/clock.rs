@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use crate::BoxFuture;
+
 /// A host's view of time.
 pub trait Clock: Send + Sync + 'static {
     /// Wall-clock time on this host, including its skew. Certificate checks
@@ -20,6 +22,16 @@ pub trait Clock: Send + Sync + 'static {
     /// seeded (replayable, hence insecure) TLS randomness.
     fn simulated(&self) -> bool {
         false
+    }
+    /// Sleeps for exactly `duration` of this host's monotonic time.
+    ///
+    /// Service times and other drawn delays should sleep here rather than
+    /// on `tokio::time::sleep`, whose timer wheel rounds every deadline up
+    /// to a whole millisecond: a simulated world overrides this with a
+    /// timer that wakes at the drawn instant to the microsecond. In real
+    /// mode it is `tokio::time::sleep` (the OS timer is not exact anyway).
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 

@@ -5,7 +5,7 @@
 //! Every connection a host opens to another host is relayed through two
 //! pumps, one per direction, that consult the table for that direction:
 //! - **cut** (partition or hold): bytes stop moving until the link is
-//!   repaired, as with packets dropped and later retransmitted by TCP; a
+//!   repaired (stalled pumps sleep until the table changes, no polling), as with packets dropped and later retransmitted by TCP; a
 //!   new connection waits too (its SYNs are lost), so callers' timeouts
 //!   decide, exactly as in a real partition;
 //! - **latency**: each chunk is delivered `latency` + up to `jitter` after
@@ -25,16 +25,13 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use crate::{BoxFuture, BoxIo, LOCALHOST, Listener, Net, Seed};
 
 /// Linux's minimum TCP retransmission timeout: what one lost segment costs.
 pub const RETRANSMIT_DELAY: Duration = Duration::from_millis(200);
-
-/// How often a stalled pump looks at the table again.
-const STALL_POLL: Duration = Duration::from_millis(5);
 
 /// Largest chunk a pump moves at once.
 const CHUNK_BYTES: usize = 16 * 1024;
@@ -56,17 +53,46 @@ impl LinkFaults {
     fn is_clear(&self) -> bool {
         *self == LinkFaults::default()
     }
+
+    /// The extra delay of one chunk on this link: `latency`, plus up to
+    /// `jitter`, plus one [`RETRANSMIT_DELAY`] per loss (each
+    /// retransmission can be lost again, at most six times). The one
+    /// fault model of both the real-mode relay and the simulated network.
+    pub fn draw_delay(&self, rng: &mut impl Rng) -> Duration {
+        let mut delay = self.latency;
+        if !self.jitter.is_zero() {
+            delay += self.jitter.mul_f64(rng.random::<f64>());
+        }
+        if self.loss > 0.0 {
+            for _ in 0..6 {
+                if rng.random::<f64>() >= self.loss {
+                    break;
+                }
+                delay += RETRANSMIT_DELAY;
+            }
+        }
+        delay
+    }
 }
 
 /// The faults in force between hosts, shared by every [`FaultyNet`] of a
 /// run. Directions are `(from, to)`.
 #[derive(Clone, Default)]
-pub struct FaultTable(Arc<Mutex<BTreeMap<(String, String), LinkFaults>>>);
+pub struct FaultTable(Arc<Table>);
+
+#[derive(Default)]
+struct Table {
+    links: Mutex<BTreeMap<(String, String), LinkFaults>>,
+    /// Every change wakes the stalled pumps and connects, so a long
+    /// partition costs nothing while it lasts (no polling).
+    changed: Notify,
+}
 
 impl FaultTable {
     /// The faults from `from` to `to`.
     pub fn link(&self, from: &str, to: &str) -> LinkFaults {
         self.0
+            .links
             .lock()
             .expect("fault table poisoned")
             .get(&(from.to_owned(), to.to_owned()))
@@ -76,18 +102,36 @@ impl FaultTable {
 
     /// Changes the faults from `from` to `to`.
     pub fn update(&self, from: &str, to: &str, change: impl FnOnce(&mut LinkFaults)) {
-        let mut links = self.0.lock().expect("fault table poisoned");
-        let key = (from.to_owned(), to.to_owned());
-        let link = links.entry(key.clone()).or_default();
-        change(link);
-        if link.is_clear() {
-            links.remove(&key);
+        {
+            let mut links = self.0.links.lock().expect("fault table poisoned");
+            let key = (from.to_owned(), to.to_owned());
+            let link = links.entry(key.clone()).or_default();
+            change(link);
+            if link.is_clear() {
+                links.remove(&key);
+            }
         }
+        self.0.changed.notify_waiters();
     }
 
     /// Removes every fault.
     pub fn clear(&self) {
-        self.0.lock().expect("fault table poisoned").clear();
+        self.0.links.lock().expect("fault table poisoned").clear();
+        self.0.changed.notify_waiters();
+    }
+
+    /// Waits until `cut()` is false, re-checking on every table change.
+    async fn wait_while(&self, cut: impl Fn(&FaultTable) -> bool) {
+        loop {
+            // Registered before the check, so a change in between is seen.
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !cut(self) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     fn is_cut(&self, from: &str, to: &str) -> bool {
@@ -131,9 +175,9 @@ impl Net for FaultyNet {
                 return self.inner.connect(host, port).await;
             }
             // The handshake needs both directions.
-            while self.table.is_cut(&me, host) || self.table.is_cut(host, &me) {
-                tokio::time::sleep(STALL_POLL).await;
-            }
+            self.table
+                .wait_while(|t| t.is_cut(&me, host) || t.is_cut(host, &me))
+                .await;
             let socket = self.inner.connect(host, port).await?;
             let index = self.connections.fetch_add(1, Ordering::Relaxed);
             let seed = self.seed.child("faultnet").child(&index.to_string());
@@ -188,20 +232,7 @@ impl Direction {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let link = self.table.link(&self.from, &self.to);
-                let mut delay = link.latency;
-                if !link.jitter.is_zero() {
-                    delay += link.jitter.mul_f64(rng.random::<f64>());
-                }
-                if link.loss > 0.0 {
-                    // Each retransmission can be lost again (bounded).
-                    for _ in 0..6 {
-                        if rng.random::<f64>() >= link.loss {
-                            break;
-                        }
-                        delay += RETRANSMIT_DELAY;
-                    }
-                }
+                let delay = self.table.link(&self.from, &self.to).draw_delay(&mut rng);
                 if tx
                     .send((Instant::now() + delay, buf[..n].to_vec()))
                     .is_err()
@@ -213,9 +244,7 @@ impl Direction {
         crate::task::spawn(async move {
             while let Some((deliver_at, chunk)) = rx.recv().await {
                 tokio::time::sleep_until(deliver_at).await;
-                while table.is_cut(&from, &to) {
-                    tokio::time::sleep(STALL_POLL).await;
-                }
+                table.wait_while(|t| t.is_cut(&from, &to)).await;
                 if writer.write_all(&chunk).await.is_err() {
                     return;
                 }
