@@ -180,7 +180,8 @@ impl<'a> SimWorld<'a> {
 
     fn record(&self, detail: String) {
         let at_us = self.sim.elapsed().as_micros() as u64;
-        self.trace.record(at_us, "sim", seam::event::FAULT, detail);
+        self.trace
+            .record(at_us, seam::hosts::SIM, seam::event::FAULT, detail);
     }
 
     fn apply(&mut self, action: &FaultAction, control: &mut dyn ControlHook) {

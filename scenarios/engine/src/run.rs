@@ -13,8 +13,8 @@ use mesh::{MeshError, ports};
 use reports::Summary;
 use seam::real::SystemClock;
 use seam::{Clock, HostEnv, LOCALHOST, Seed, SkewHandle, Trace};
-use sim::{SimConfig, SimWorld};
-use spec::Scenario;
+use sim::{EventWorld, SimConfig, SimWorld, World};
+use spec::{Network, Scenario};
 
 use crate::install::Install;
 use crate::plan::{RunPlan, VariantPlan};
@@ -256,33 +256,44 @@ fn simulate(
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
     let config = SimConfig {
         seed,
-        tick: scenario.sim.tick.0,
+        tick: scenario.sim.turmoil_tick(),
         link_latency_min: scenario.sim.link_latency_min.0,
         link_latency_max: scenario.sim.link_latency_max.0,
         duration_limit: duration_limit(variant),
         tcp_capacity: 4096,
     };
-    let mut world = SimWorld::new(config, trace.clone());
+    let mut world: Box<dyn World<'_>> = match scenario.sim.network {
+        Network::Event => Box::new(EventWorld::new(config, trace.clone())),
+        Network::Turmoil => Box::new(SimWorld::new(config, trace.clone())),
+    };
     for (host, role) in install.hosts() {
         let install = install.clone();
-        world.host(&host, move |env| {
-            let software = install.software(&role, env);
-            async move {
-                software
-                    .await
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
-            }
-        });
+        world.add_host(
+            &host,
+            Box::new(move |env| {
+                let software = install.software(&role, env);
+                Box::pin(async move {
+                    software
+                        .await
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+                })
+            }),
+        );
     }
     let sink = Arc::new(Mutex::new(None));
     let app = apps::for_scenario(scenario);
     let (client_install, client_variant, client_sink) =
         (install.clone(), variant.clone(), sink.clone());
-    world.client(seam::hosts::LOADGEN, move |env| async move {
-        drive_load(client_install, client_variant, env, app, client_sink)
-            .await
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
-    });
+    world.add_client(
+        seam::hosts::LOADGEN,
+        Box::new(move |env| {
+            Box::pin(async move {
+                drive_load(client_install, client_variant, env, app, client_sink)
+                    .await
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error>)
+            })
+        }),
+    );
     world.run_with(
         &variant.faults.schedule(),
         &mut crate::operator::OperatorHook::new(install.clone()),

@@ -32,6 +32,7 @@ pub use faults::{
 pub use mesh::MeshSpec;
 pub use overrides::Override;
 pub use phases::PhasesSpec;
+
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
 /// A duration written as `250ms`, `2s`, `5m`, `24h` (or `1500us`).
@@ -130,25 +131,75 @@ fn default_seed() -> u64 {
     1
 }
 
+/// Which simulated network a run uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// `sim::EventWorld`: one paused runtime, exact delivery and service
+    /// times, cost per event rather than per host and tick.
+    #[default]
+    Event,
+    /// `sim::SimWorld` on turmoil: the reference backend, ticked.
+    Turmoil,
+}
+
 /// Simulator settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimSpec {
-    /// turmoil tick: the time resolution.
-    pub tick: Dur,
+    pub network: Network,
+    /// turmoil's tick (its time resolution); the event world has none.
+    pub tick: Option<Spanned<Dur>>,
     /// Fastest one-way link latency.
     pub link_latency_min: Dur,
     /// Slowest one-way link latency; the spread is seeded jitter.
     pub link_latency_max: Dur,
 }
 
+/// turmoil's tick when the file names none.
+pub const TURMOIL_TICK_DEFAULT: Duration = Duration::from_millis(1);
+
 impl Default for SimSpec {
     fn default() -> Self {
         SimSpec {
-            tick: Dur(Duration::from_millis(1)),
+            network: Network::Event,
+            tick: None,
             link_latency_min: Dur(Duration::from_millis(1)),
             link_latency_max: Dur(Duration::from_millis(3)),
         }
+    }
+}
+
+impl SimSpec {
+    /// The tick turmoil steps by.
+    pub fn turmoil_tick(&self) -> Duration {
+        self.tick
+            .as_ref()
+            .map_or(TURMOIL_TICK_DEFAULT, |t| t.get_ref().0)
+    }
+
+    /// A tick is turmoil's alone, and turmoil keeps time in whole
+    /// milliseconds: a finer tick reports sim time too small and never
+    /// fires a timed fault.
+    fn validate(&self, locate: &Locator<'_>) -> Result<(), SpecError> {
+        let Some(tick) = &self.tick else {
+            return Ok(());
+        };
+        let span = Some(tick.span());
+        if self.network == Network::Event {
+            return Err(locate.error(
+                span,
+                "tick applies only to network = \"turmoil\"; the event world delivers at exact times and has no tick (remove it)",
+            ));
+        }
+        let tick = tick.get_ref().0;
+        if tick < Duration::from_millis(1) || tick.subsec_nanos() % 1_000_000 != 0 {
+            return Err(locate.error(
+                span,
+                format!("turmoil's tick must be a whole number of milliseconds, at least 1ms (got {tick:?})"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -371,6 +422,7 @@ impl Scenario {
     }
 
     fn validate(&self, locate: &Locator<'_>) -> Result<(), SpecError> {
+        self.sim.validate(locate)?;
         let services: Vec<&str> = self
             .services
             .iter()

@@ -237,7 +237,8 @@ impl Inner<'_> {
 
     fn record(&self, detail: String) {
         let at_us = self.elapsed().as_micros() as u64;
-        self.trace.record(at_us, "sim", "fault", detail);
+        self.trace
+            .record(at_us, seam::hosts::SIM, seam::event::FAULT, detail);
     }
 
     async fn run(
@@ -357,7 +358,8 @@ impl Inner<'_> {
         let at = Instant::now().saturating_duration_since(self.timers.start());
         let record = |detail: String| {
             let at_us = at.as_micros() as u64;
-            self.trace.record(at_us, "sim", "fault", detail);
+            self.trace
+                .record(at_us, seam::hosts::SIM, seam::event::FAULT, detail);
         };
         match action {
             FaultAction::Control(control_action) => {

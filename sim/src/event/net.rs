@@ -207,7 +207,10 @@ impl EventNet {
         }
     }
 
-    fn connect_local(&self, port: u16) -> io::Result<BoxIo> {
+    /// A connection within this host. Through [`LOCALHOST`] the peer sees a
+    /// loopback address, as on a real host (the outbound proxy serves only
+    /// loopback callers); through its own name, the host's address.
+    fn connect_local(&self, port: u16, loopback: bool) -> io::Result<BoxIo> {
         let state = &self.state;
         let bound = state
             .bound(&self.host, port)
@@ -218,7 +221,11 @@ impl EventNet {
         });
         state.register(&[&self.host], &conn);
         let (ours, theirs) = EventStream::pair(conn);
-        if !bound.push(theirs, state.ephemeral(&self.host), state.backlog) {
+        let mut peer = state.ephemeral(&self.host);
+        if loopback {
+            peer.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        if !bound.push(theirs, peer, state.backlog) {
             return Err(refused(&self.host, port));
         }
         Ok(Box::new(ours))
@@ -331,7 +338,7 @@ impl Net for EventNet {
     fn connect<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, io::Result<BoxIo>> {
         Box::pin(async move {
             if host == LOCALHOST || host == self.host {
-                self.connect_local(port)
+                self.connect_local(port, host == LOCALHOST)
             } else {
                 self.connect_remote(host, port).await
             }

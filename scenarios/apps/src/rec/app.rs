@@ -81,6 +81,8 @@ struct Server {
     rng: Mutex<ChaCha12Rng>,
     /// The host's "slow host" factor, read per request.
     slow: seam::SlowHandle,
+    /// Service times sleep on the world's clock, which is exact in the event world.
+    clock: std::sync::Arc<dyn seam::Clock>,
 }
 
 /// Serves `handler` on `port` until the host stops.
@@ -98,6 +100,7 @@ pub async fn serve(
         slots,
         rng: Mutex::new(env.seed.child("service-time").rng()),
         slow: env.slow.clone(),
+        clock: env.clock.clone(),
     });
     loop {
         let (io, _) = listener.accept().await?;
@@ -122,7 +125,9 @@ impl Server {
         // Drawn after the slot is taken, so the draw order is the service order.
         let drawn = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
         let service_time = self.slow.stretch(drawn);
-        tokio::time::sleep(service_time).await;
+        // The world's exact sleep: a drawn 10.3 ms takes 10.3 ms, not the
+        // 11 ms of tokio's millisecond timer wheel.
+        self.clock.sleep(service_time).await;
         let header = |name: &str| {
             parts
                 .headers
