@@ -3,6 +3,12 @@
 //! scenario's faults applied at their times through the seam's fault layer
 //! ([`seam::faultnet`]).
 //!
+//! The fault layer is always under every host, even in a run without
+//! faults: its base state is the scenario's `[sim] link_latency_min`..`max`
+//! (one-way latency plus seeded jitter per chunk, as the event world draws
+//! it), so a real run and a simulated run of one file model the same
+//! network. A host's own loopback connections (sidecar ↔ app) never get it.
+//!
 //! A crash drops the host's runtime, which cancels every task the host
 //! spawned and closes its sockets (peers see resets, as after `kill -9`);
 //! a restart runs the host's software again with the same disk, skew and
@@ -11,9 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use seam::faultnet::{FaultTable, FaultyNet};
+use seam::faultnet::{FaultTable, FaultyNet, LinkFaults};
 use seam::real::{AddressBook, SystemClock};
 use seam::{Clock, HostEnv, MemDisk, Net, Seed, SkewHandle, SlowHandle, Trace};
 use sim::{ControlHook, FaultAction, FaultSchedule};
@@ -35,7 +40,6 @@ pub struct RealWorld {
     clock: SystemClock,
     seed: Seed,
     trace: Trace,
-    faulty: bool,
     roles: BTreeMap<String, Role>,
     skews: BTreeMap<String, SkewHandle>,
     slows: BTreeMap<String, SlowHandle>,
@@ -45,17 +49,17 @@ pub struct RealWorld {
 }
 
 impl RealWorld {
-    /// A world for `install`; `faulty` puts the fault layer under every
-    /// host (a run without faults skips its relay copies).
-    pub fn new(install: Arc<Install>, seed: Seed, trace: Trace, faulty: bool) -> Self {
+    /// A world for `install`, every link starting at the scenario's
+    /// latency range.
+    pub fn new(install: Arc<Install>, seed: Seed, trace: Trace) -> Self {
+        let table = FaultTable::with_base(base_link(&install.scenario));
         RealWorld {
             install,
             book: AddressBook::ephemeral(),
-            table: FaultTable::default(),
+            table,
             clock: SystemClock::new(SkewHandle::default()),
             seed,
             trace,
-            faulty,
             roles: BTreeMap::new(),
             skews: BTreeMap::new(),
             slows: BTreeMap::new(),
@@ -71,15 +75,11 @@ impl RealWorld {
         let slow = self.slows.entry(host.to_owned()).or_default().clone();
         let disk = self.disks.entry(host.to_owned()).or_default().clone();
         let real: Arc<dyn Net> = Arc::new(self.book.net_for(host));
-        let net: Arc<dyn Net> = if self.faulty {
-            Arc::new(FaultyNet::new(
-                real,
-                self.table.clone(),
-                self.seed.child("faultnet").child(host),
-            ))
-        } else {
-            real
-        };
+        let net: Arc<dyn Net> = Arc::new(FaultyNet::new(
+            real,
+            self.table.clone(),
+            self.seed.child("faultnet").child(host),
+        ));
         HostEnv {
             name: host.to_owned(),
             net,
@@ -217,10 +217,14 @@ impl RealWorld {
                 l.latency = *latency;
                 l.jitter = *jitter;
             }),
-            FaultAction::LinkLatencyReset { a, b } => self.links(a, b, true, |l| {
-                l.latency = Duration::ZERO;
-                l.jitter = Duration::ZERO;
-            }),
+            FaultAction::LinkLatencyReset { a, b } => {
+                // Back to the scenario's own network, not to a zero wire.
+                let base = self.table.base().clone();
+                self.links(a, b, true, |l| {
+                    l.latency = base.latency;
+                    l.jitter = base.jitter;
+                })
+            }
             FaultAction::LinkLoss { a, b, loss } => self.links(a, b, true, |l| l.loss = *loss),
             FaultAction::Crash { hosts } => hosts.iter().for_each(|h| self.crash(h)),
             FaultAction::Restart { hosts } => hosts.iter().for_each(|h| self.restart(h)),
@@ -249,6 +253,21 @@ impl RealWorld {
         }
         self.skews.values().for_each(|s| s.set_ms(0));
         self.slows.values().for_each(|s| s.set_factor(1.0));
+    }
+}
+
+/// The base state of every link between two hosts: the scenario's one-way
+/// latency range as `latency` = min and `jitter` = max − min, the same
+/// uniform draw the event world makes per chunk.
+fn base_link(scenario: &spec::Scenario) -> LinkFaults {
+    let (min, max) = (
+        scenario.sim.link_latency_min.0,
+        scenario.sim.link_latency_max.0,
+    );
+    LinkFaults {
+        latency: min,
+        jitter: max.saturating_sub(min),
+        ..LinkFaults::default()
     }
 }
 

@@ -369,8 +369,7 @@ async fn real_once(
     let wall_now = SystemClock::new(SkewHandle::default()).wall();
     let install = Install::new(scenario.clone(), seed, wall_now)?;
     let schedule = variant.faults.schedule();
-    let faulty = !schedule.faults.is_empty();
-    let mut world = RealWorld::new(install.clone(), seed, trace.clone(), faulty);
+    let mut world = RealWorld::new(install.clone(), seed, trace.clone());
     let loadgen_env = world.env_for(seam::hosts::LOADGEN);
     let started = tokio::time::Instant::now();
     world.start_all();
