@@ -50,10 +50,6 @@ pub struct LinkFaults {
 }
 
 impl LinkFaults {
-    fn is_clear(&self) -> bool {
-        *self == LinkFaults::default()
-    }
-
     /// The extra delay of one chunk on this link: `latency`, plus up to
     /// `jitter`, plus one [`RETRANSMIT_DELAY`] per loss (each
     /// retransmission can be lost again, at most six times). The one
@@ -77,11 +73,18 @@ impl LinkFaults {
 
 /// The faults in force between hosts, shared by every [`FaultyNet`] of a
 /// run. Directions are `(from, to)`.
+///
+/// Every link starts from the table's `base` (the scenario's own network:
+/// `[sim] link_latency_min`..`max` as latency + jitter), so a real run
+/// models the same network as the simulation, and [`FaultTable::clear`]
+/// (heal) returns links to that base rather than to a zero-latency wire.
 #[derive(Clone, Default)]
 pub struct FaultTable(Arc<Table>);
 
 #[derive(Default)]
 struct Table {
+    base: LinkFaults,
+    /// Only links that differ from `base`.
     links: Mutex<BTreeMap<(String, String), LinkFaults>>,
     /// Every change wakes the stalled pumps and connects, so a long
     /// partition costs nothing while it lasts (no polling).
@@ -89,6 +92,19 @@ struct Table {
 }
 
 impl FaultTable {
+    /// A table whose every link starts as (and heals back to) `base`.
+    pub fn with_base(base: LinkFaults) -> Self {
+        FaultTable(Arc::new(Table {
+            base,
+            ..Table::default()
+        }))
+    }
+
+    /// The state every link starts from and heals back to.
+    pub fn base(&self) -> &LinkFaults {
+        &self.0.base
+    }
+
     /// The faults from `from` to `to`.
     pub fn link(&self, from: &str, to: &str) -> LinkFaults {
         self.0
@@ -97,7 +113,7 @@ impl FaultTable {
             .expect("fault table poisoned")
             .get(&(from.to_owned(), to.to_owned()))
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_else(|| self.0.base.clone())
     }
 
     /// Changes the faults from `from` to `to`.
@@ -105,16 +121,18 @@ impl FaultTable {
         {
             let mut links = self.0.links.lock().expect("fault table poisoned");
             let key = (from.to_owned(), to.to_owned());
-            let link = links.entry(key.clone()).or_default();
+            let link = links
+                .entry(key.clone())
+                .or_insert_with(|| self.0.base.clone());
             change(link);
-            if link.is_clear() {
+            if *link == self.0.base {
                 links.remove(&key);
             }
         }
         self.0.changed.notify_waiters();
     }
 
-    /// Removes every fault.
+    /// Removes every fault: each link is back at the base.
     pub fn clear(&self) {
         self.0.links.lock().expect("fault table poisoned").clear();
         self.0.changed.notify_waiters();
@@ -325,6 +343,28 @@ mod tests {
         let started = Instant::now();
         round_trip(&mut io).await.expect("round trip");
         assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn links_start_at_the_base_and_heal_back_to_it() {
+        let base = LinkFaults {
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(2),
+            ..LinkFaults::default()
+        };
+        let table = FaultTable::with_base(base.clone());
+        assert_eq!(table.link("a", "b"), base);
+        table.update("a", "b", |l| l.latency = Duration::from_millis(50));
+        assert_eq!(table.link("a", "b").latency, Duration::from_millis(50));
+        assert_eq!(table.link("a", "b").jitter, base.jitter, "the rest stays");
+        table.update("a", "b", |l| l.latency = Duration::from_millis(1));
+        assert!(
+            table.0.links.lock().unwrap().is_empty(),
+            "a link back at the base is not stored"
+        );
+        table.update("b", "a", |l| l.cut = true);
+        table.clear();
+        assert_eq!(table.link("b", "a"), base);
     }
 
     #[tokio::test]

@@ -354,3 +354,59 @@ fn assert_report_draws_the_run_s_own_fault_times(out: &Path, trace: &Path) {
         );
     }
 }
+
+/// The p50 and p99 latency (ms) of one `meshsim run` of smoke, from its
+/// summary.json; `extra` picks the world.
+fn smoke_latency(label: &str, extra: &[&str]) -> (f64, f64) {
+    let out = std::env::temp_dir().join(format!("meshsim-smoke-{label}-{}", std::process::id()));
+    let output = run(Command::new(MESHSIM)
+        .arg("run")
+        .arg(smoke())
+        .args(extra)
+        .arg("--out")
+        .arg(&out));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{label}: {text}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let at = |p: &str| {
+        summary["latency_ms"][p]
+            .as_f64()
+            .expect("a latency percentile")
+    };
+    (at("p50"), at("p99"))
+}
+
+/// Sim and real run one file on one network: smoke's `[sim]` link latency
+/// applies in both (through `seam::faultnet` in real mode), so their p50
+/// and p99 agree within 25 %. A larger gap is a modelling difference to
+/// explain (BENCHMARKS.md "Sim against real (smoke)"), not noise to widen.
+///
+/// Ignored because it fails today, by more than the tolerance: measured
+/// p50 16.2 ms sim vs 29.4 ms real, p99 27.4 vs 50.1. The link-latency
+/// part agrees (the 1-3 ms links add 13.0 ms p50 in the sim, 11.7 ms in
+/// real mode); the gap is real mode's fixed cost, present with zero link
+/// latency too (3.2 ms sim vs 17.7 ms real p50): CPU for TLS and HTTP that
+/// the sim does not charge, millisecond timer rounding of every service
+/// time and relay delay, and the relay's two extra tasks per direction
+/// (about 8 ms p50 on its own). Run it with `--ignored` after changing
+/// either side.
+#[test]
+#[ignore = "fails: real p50 is 1.8x the sim's on smoke; see BENCHMARKS.md \"Sim against real (smoke)\""]
+fn sim_and_real_agree_on_smoke_latency() {
+    let (sim_p50, sim_p99) = smoke_latency("sim", &[]);
+    let (real_p50, real_p99) = smoke_latency("real", &["--real"]);
+    eprintln!("smoke p50 sim {sim_p50:.3} ms real {real_p50:.3} ms");
+    eprintln!("smoke p99 sim {sim_p99:.3} ms real {real_p99:.3} ms");
+    // Within 25 % of each other: the larger at most 1.25 × the smaller.
+    let within = |sim: f64, real: f64| sim.max(real) <= 1.25 * sim.min(real);
+    assert!(
+        within(sim_p50, real_p50),
+        "p50: sim {sim_p50} ms, real {real_p50} ms"
+    );
+    assert!(
+        within(sim_p99, real_p99),
+        "p99: sim {sim_p99} ms, real {real_p99} ms"
+    );
+}

@@ -3,20 +3,40 @@
 //! scenario's faults applied at their times through the seam's fault layer
 //! ([`seam::faultnet`]).
 //!
+//! The fault layer is always under every host, even in a run without
+//! faults: its base state is the scenario's `[sim] link_latency_min`..`max`
+//! (one-way latency plus seeded jitter per chunk, as the event world draws
+//! it), so a real run and a simulated run of one file model the same
+//! network. A host's own loopback connections (sidecar ↔ app) never get it.
+//!
 //! A crash drops the host's runtime, which cancels every task the host
 //! spawned and closes its sockets (peers see resets, as after `kill -9`);
 //! a restart runs the host's software again with the same disk, skew and
 //! slowness handles, as turmoil's bounce does.
+//!
+//! [`RealWorld`] implements [`sim::World`], so the engine runs a variant
+//! through one function for all three worlds. The trait's host software is
+//! a `Box<dyn Fn(HostEnv) -> HostFuture + 'a>` whose futures are not
+//! `Send` (the simulated worlds poll every host on one thread), while a
+//! real host runs on its own thread and runtime. Rather than widen the
+//! trait (and force `Send` on the simulated worlds' software), the real
+//! world is built from the [`Install`] and builds each host's `Send`
+//! software itself from the host's role ([`Install::software`]);
+//! `add_host` registers the host and drops the closure, which for the
+//! engine's hosts builds the same software from the same role. Clients
+//! need no thread of their own: `run_with` polls them on the calling
+//! thread inside `Handle::block_on`, which takes a non-`Send` future, so
+//! the client closures are used as given.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use seam::faultnet::{FaultTable, FaultyNet};
+use seam::faultnet::{FaultTable, FaultyNet, LinkFaults};
 use seam::real::{AddressBook, SystemClock};
 use seam::{Clock, HostEnv, MemDisk, Net, Seed, SkewHandle, SlowHandle, Trace};
-use sim::{ControlHook, FaultAction, FaultSchedule};
+use sim::{ControlHook, FaultAction, FaultSchedule, HostFuture, SimError, World};
 use tokio::sync::oneshot;
 
 use crate::install::{Install, Role};
@@ -27,15 +47,15 @@ struct HostThread {
     thread: JoinHandle<()>,
 }
 
-/// The hosts of one real run and the faults in force.
-pub struct RealWorld {
+/// The hosts of one real run and the faults in force (shared with the
+/// blocking tasks that crash and restart hosts).
+struct RealHosts {
     install: Arc<Install>,
     book: AddressBook,
     table: FaultTable,
     clock: SystemClock,
     seed: Seed,
     trace: Trace,
-    faulty: bool,
     roles: BTreeMap<String, Role>,
     skews: BTreeMap<String, SkewHandle>,
     slows: BTreeMap<String, SlowHandle>,
@@ -44,18 +64,16 @@ pub struct RealWorld {
     crashed: BTreeSet<String>,
 }
 
-impl RealWorld {
-    /// A world for `install`; `faulty` puts the fault layer under every
-    /// host (a run without faults skips its relay copies).
-    pub fn new(install: Arc<Install>, seed: Seed, trace: Trace, faulty: bool) -> Self {
-        RealWorld {
+impl RealHosts {
+    fn new(install: Arc<Install>, seed: Seed, trace: Trace) -> Self {
+        let table = FaultTable::with_base(base_link(&install.scenario));
+        RealHosts {
             install,
             book: AddressBook::ephemeral(),
-            table: FaultTable::default(),
+            table,
             clock: SystemClock::new(SkewHandle::default()),
             seed,
             trace,
-            faulty,
             roles: BTreeMap::new(),
             skews: BTreeMap::new(),
             slows: BTreeMap::new(),
@@ -66,20 +84,16 @@ impl RealWorld {
     }
 
     /// The environment of `host` (its handles survive crash and restart).
-    pub fn env_for(&mut self, host: &str) -> HostEnv {
+    fn env_for(&mut self, host: &str) -> HostEnv {
         let skew = self.skews.entry(host.to_owned()).or_default().clone();
         let slow = self.slows.entry(host.to_owned()).or_default().clone();
         let disk = self.disks.entry(host.to_owned()).or_default().clone();
         let real: Arc<dyn Net> = Arc::new(self.book.net_for(host));
-        let net: Arc<dyn Net> = if self.faulty {
-            Arc::new(FaultyNet::new(
-                real,
-                self.table.clone(),
-                self.seed.child("faultnet").child(host),
-            ))
-        } else {
-            real
-        };
+        let net: Arc<dyn Net> = Arc::new(FaultyNet::new(
+            real,
+            self.table.clone(),
+            self.seed.child("faultnet").child(host),
+        ));
         HostEnv {
             name: host.to_owned(),
             net,
@@ -91,10 +105,10 @@ impl RealWorld {
         }
     }
 
-    /// Starts every host of the install.
-    pub fn start_all(&mut self) {
-        for (host, role) in self.install.hosts() {
-            self.roles.insert(host.clone(), role);
+    /// Starts every registered host.
+    fn start_all(&mut self) {
+        let hosts: Vec<String> = self.roles.keys().cloned().collect();
+        for host in hosts {
             self.start(&host);
         }
     }
@@ -147,7 +161,7 @@ impl RealWorld {
     }
 
     /// Stops every host.
-    pub fn stop_all(&mut self) {
+    fn stop_all(&mut self) {
         let hosts: Vec<String> = self.running.keys().cloned().collect();
         for host in hosts {
             self.crash(&host);
@@ -159,13 +173,10 @@ impl RealWorld {
         self.trace.record(at_us, "real", seam::event::FAULT, detail);
     }
 
-    /// Applies one action now.
-    pub fn apply(&mut self, action: &FaultAction, control: &mut dyn ControlHook) {
+    /// Applies one action other than a control action now.
+    fn apply(&mut self, action: &FaultAction) {
         match action {
-            FaultAction::Control(control_action) => {
-                let outcome = control.apply(self.clock.run_elapsed(), control_action);
-                self.record(format!("{action} => {outcome}"));
-            }
+            FaultAction::Control(_) => {}
             FaultAction::Heal => {
                 self.heal();
                 self.record("heal".into());
@@ -217,10 +228,14 @@ impl RealWorld {
                 l.latency = *latency;
                 l.jitter = *jitter;
             }),
-            FaultAction::LinkLatencyReset { a, b } => self.links(a, b, true, |l| {
-                l.latency = Duration::ZERO;
-                l.jitter = Duration::ZERO;
-            }),
+            FaultAction::LinkLatencyReset { a, b } => {
+                // Back to the scenario's own network, not to a zero wire.
+                let base = self.table.base().clone();
+                self.links(a, b, true, |l| {
+                    l.latency = base.latency;
+                    l.jitter = base.jitter;
+                })
+            }
             FaultAction::LinkLoss { a, b, loss } => self.links(a, b, true, |l| l.loss = *loss),
             FaultAction::Crash { hosts } => hosts.iter().for_each(|h| self.crash(h)),
             FaultAction::Restart { hosts } => hosts.iter().for_each(|h| self.restart(h)),
@@ -252,30 +267,178 @@ impl RealWorld {
     }
 }
 
-/// Applies `schedule` to `world` at its times (counted from `started`;
-/// the plan already stretched them), until every fault is applied.
-pub async fn run_schedule(
-    world: Arc<Mutex<RealWorld>>,
-    schedule: FaultSchedule,
-    mut control: Box<dyn ControlHook + Send>,
+/// The base state of every link between two hosts: the scenario's one-way
+/// latency range as `latency` = min and `jitter` = max − min, the same
+/// uniform draw the event world makes per chunk.
+fn base_link(scenario: &spec::Scenario) -> LinkFaults {
+    let (min, max) = (
+        scenario.sim.link_latency_min.0,
+        scenario.sim.link_latency_max.0,
+    );
+    LinkFaults {
+        latency: min,
+        jitter: max.saturating_sub(min),
+        ..LinkFaults::default()
+    }
+}
+
+/// A client as the [`World`] trait hands it over.
+type ClientSoftware<'a> = Box<dyn FnOnce(HostEnv) -> HostFuture + 'a>;
+
+/// The real world: [`RealHosts`] plus the clients, run on `runtime`.
+pub struct RealWorld<'a> {
+    hosts: Arc<Mutex<RealHosts>>,
+    runtime: tokio::runtime::Handle,
+    clients: Vec<(String, ClientSoftware<'a>)>,
+    /// Hosts added that the install has no role for (an error at run time,
+    /// since the trait's `add_host` cannot fail).
+    unknown: Vec<String>,
+    elapsed: Duration,
+}
+
+impl RealWorld<'_> {
+    /// A world for `install` on `runtime` (a multi-thread runtime: faults
+    /// that join host threads run on its blocking pool), every link
+    /// starting at the scenario's latency range.
+    pub fn new(
+        install: Arc<Install>,
+        seed: Seed,
+        trace: Trace,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        RealWorld {
+            hosts: Arc::new(Mutex::new(RealHosts::new(install, seed, trace))),
+            runtime,
+            clients: Vec::new(),
+            unknown: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn hosts(&self) -> std::sync::MutexGuard<'_, RealHosts> {
+        self.hosts.lock().expect("real world poisoned")
+    }
+}
+
+impl<'a> World<'a> for RealWorld<'a> {
+    fn env_for(&mut self, host: &str) -> HostEnv {
+        self.hosts().env_for(host)
+    }
+
+    /// Registers `name` by its role in the install; `_software` is not
+    /// used (see the module doc: a real host's software must be `Send`).
+    fn add_host(&mut self, name: &str, _software: Box<dyn Fn(HostEnv) -> HostFuture + 'a>) {
+        let mut hosts = self.hosts.lock().expect("real world poisoned");
+        match hosts.install.role_of(name) {
+            Some(role) => {
+                hosts.roles.insert(name.to_owned(), role);
+            }
+            None => self.unknown.push(name.to_owned()),
+        }
+    }
+
+    fn add_client(&mut self, name: &str, software: Box<dyn FnOnce(HostEnv) -> HostFuture + 'a>) {
+        self.clients.push((name.to_owned(), software));
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    fn run_with(
+        &mut self,
+        faults: &FaultSchedule,
+        control: &mut dyn ControlHook,
+    ) -> Result<(), SimError> {
+        if let Some(host) = self.unknown.first() {
+            return Err(SimError::Turmoil(format!(
+                "real host {host:?} has no role in the install"
+            )));
+        }
+        let clients: Vec<_> = std::mem::take(&mut self.clients)
+            .into_iter()
+            .map(|(name, software)| {
+                let env = self.env_for(&name);
+                async move { software(env).await.map_err(|e| format!("{name}: {e}")) }
+            })
+            .collect();
+        let started = tokio::time::Instant::now();
+        self.hosts().start_all();
+        let hosts = self.hosts.clone();
+        let outcome = self.runtime.block_on(async move {
+            let clients = futures_join_all(clients);
+            tokio::pin!(clients);
+            tokio::select! {
+                biased;
+                done = &mut clients => done,
+                () = run_schedule(hosts, faults, control, started) => clients.await,
+            }
+        });
+        self.elapsed = started.elapsed();
+        // Joins every host thread: outside the runtime, on this thread.
+        self.hosts().stop_all();
+        outcome.map_err(SimError::Turmoil)
+    }
+}
+
+/// Runs every client to completion (in order of their results, each
+/// polled concurrently); the first error wins.
+async fn futures_join_all(
+    clients: Vec<impl std::future::Future<Output = Result<(), String>>>,
+) -> Result<(), String> {
+    let mut set: Vec<_> = clients.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        let mut index = 0;
+        while index < set.len() {
+            match set[index].as_mut().poll(cx) {
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Ready(Ok(())) => {
+                    drop(set.swap_remove(index));
+                }
+                std::task::Poll::Pending => {
+                    pending = true;
+                    index += 1;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    })
+    .await
+}
+
+/// Applies `schedule` to the hosts at its times (counted from `started`;
+/// the plan already stretched them), until every fault is applied. Control
+/// actions are handed to `control` here (queueing a job is quick); host
+/// and network actions run on the blocking pool, since a crash joins a
+/// host thread and must not stall the clients polled beside this.
+async fn run_schedule(
+    hosts: Arc<Mutex<RealHosts>>,
+    schedule: &FaultSchedule,
+    control: &mut dyn ControlHook,
     started: tokio::time::Instant,
 ) {
     for fault in schedule.sorted() {
         tokio::time::sleep_until(started + fault.at).await;
-        let world = world.clone();
         let action = fault.action.clone();
-        let handed_back = tokio::task::spawn_blocking(move || {
-            // Crashes join host threads: keep them off the async workers.
-            world
-                .lock()
-                .expect("real world poisoned")
-                .apply(&action, control.as_mut());
-            control
+        if let FaultAction::Control(control_action) = &action {
+            let hosts = hosts.lock().expect("real world poisoned");
+            let outcome = control.apply(hosts.clock.run_elapsed(), control_action);
+            hosts.record(format!("{action} => {outcome}"));
+            continue;
+        }
+        let hosts = hosts.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            hosts.lock().expect("real world poisoned").apply(&action);
         })
         .await;
-        match handed_back {
-            Ok(hook) => control = hook,
-            Err(_) => return,
+        if applied.is_err() {
+            return;
         }
     }
+    std::future::pending::<()>().await
 }

@@ -245,14 +245,13 @@ fn duration_limit(variant: &VariantPlan) -> Duration {
         + Duration::from_secs(60)
 }
 
-/// One simulated run of one variant.
+/// One simulated run of one variant, in the world `[sim] network` picks.
 fn simulate(
     variant: &VariantPlan,
     seed: Seed,
     trace: &Trace,
 ) -> Result<VariantOutcome, EngineError> {
     let scenario = &variant.scenario;
-    let trace_from_seq = trace.count();
     let install = Install::new(scenario.clone(), seed, SimConfig::epoch())?;
     let config = SimConfig {
         seed,
@@ -266,6 +265,21 @@ fn simulate(
         Network::Event => Box::new(EventWorld::new(config, trace.clone())),
         Network::Turmoil => Box::new(SimWorld::new(config, trace.clone())),
     };
+    run_variant(world.as_mut(), variant, install, trace, "simulated")
+}
+
+/// Runs one variant in `world`, any of the three (turmoil, event, real):
+/// every host of the install with its software, the load generator as the
+/// client, the fault schedule with the operator as the control hook.
+fn run_variant(
+    world: &mut dyn World<'_>,
+    variant: &VariantPlan,
+    install: Arc<Install>,
+    trace: &Trace,
+    mode: &str,
+) -> Result<VariantOutcome, EngineError> {
+    let scenario = &variant.scenario;
+    let trace_from_seq = trace.count();
     for (host, role) in install.hosts() {
         let install = install.clone();
         world.add_host(
@@ -299,7 +313,7 @@ fn simulate(
         &mut crate::operator::OperatorHook::new(install.clone()),
     )?;
     let sim_seconds = world.elapsed().as_secs_f64();
-    let (load, app_evidence) = take_report(&sink, "simulated")?;
+    let (load, app_evidence) = take_report(&sink, mode)?;
     Ok(VariantOutcome {
         run: variant_run(variant, &install, load, trace_from_seq),
         app_evidence,
@@ -349,7 +363,7 @@ pub fn run_real_scaled(
     let outcomes = plan
         .variants
         .iter()
-        .map(|variant| runtime.block_on(real_once(variant, seed, &trace)))
+        .map(|variant| real_once(variant, seed, &trace, runtime.handle()))
         .collect::<Result<Vec<_>, _>>()?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();
@@ -357,49 +371,19 @@ pub fn run_real_scaled(
 }
 
 /// One real run of one variant: every host on its own runtime thread, the
-/// fault schedule applied through the seam's fault layer.
-async fn real_once(
+/// load generator on `runtime`, the fault schedule applied through the
+/// seam's fault layer.
+fn real_once(
     variant: &VariantPlan,
     seed: Seed,
     trace: &Trace,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<VariantOutcome, EngineError> {
-    use crate::realworld::{RealWorld, run_schedule};
-    let scenario = &variant.scenario;
-    let trace_from_seq = trace.count();
     let wall_now = SystemClock::new(SkewHandle::default()).wall();
-    let install = Install::new(scenario.clone(), seed, wall_now)?;
-    let schedule = variant.faults.schedule();
-    let faulty = !schedule.faults.is_empty();
-    let mut world = RealWorld::new(install.clone(), seed, trace.clone(), faulty);
-    let loadgen_env = world.env_for(seam::hosts::LOADGEN);
-    let started = tokio::time::Instant::now();
-    world.start_all();
-    let world = Arc::new(Mutex::new(world));
-    let hook = Box::new(crate::operator::OperatorHook::new(install.clone()));
-    let executor = seam::task::spawn(run_schedule(world.clone(), schedule, hook, started));
-    let sink = Arc::new(Mutex::new(None));
-    let app = apps::for_scenario(scenario);
-    let outcome = drive_load(
-        install.clone(),
-        variant.clone(),
-        loadgen_env,
-        app,
-        sink.clone(),
-    )
-    .await;
-    executor.abort();
-    let stopping = world.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        stopping.lock().expect("real world poisoned").stop_all()
-    })
-    .await;
-    outcome?;
-    let (load, app_evidence) = take_report(&sink, "real")?;
-    Ok(VariantOutcome {
-        run: variant_run(variant, &install, load, trace_from_seq),
-        app_evidence,
-        sim_seconds: 0.0,
-    })
+    let install = Install::new(variant.scenario.clone(), seed, wall_now)?;
+    let mut world =
+        crate::realworld::RealWorld::new(install.clone(), seed, trace.clone(), runtime.clone());
+    run_variant(&mut world, variant, install, trace, "real")
 }
 
 /// Measures how long a run took on the wall clock. It is only ever read
