@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use seam::{HostEnv, Seed, Trace};
+use seam::{HostEnv, HostParts, Seed, Trace};
 
 use crate::control::{ControlHook, NoControl};
 use crate::executor::{Executor, Target};
@@ -19,7 +19,7 @@ pub const SIM_EPOCH_UNIX_S: u64 = 1_767_225_600;
 /// The seed-tree label of turmoil's own RNG (link latency draws, loss).
 pub const SEED_LABEL_NETWORK: &str = "turmoil";
 /// The seed-tree label under which every host's seed hangs (`host/<name>`).
-pub const SEED_LABEL_HOSTS: &str = "host";
+pub use seam::SEED_LABEL_HOSTS;
 
 /// How the world is built.
 #[derive(Clone, Debug)]
@@ -105,15 +105,14 @@ impl<'a> SimWorld<'a> {
     /// The environment of `host`. Valid both outside and inside the host.
     pub fn env_for(&mut self, host: &str) -> HostEnv {
         let (skew, slow, disk) = self.executor.handles.of(host);
-        HostEnv {
-            name: host.to_owned(),
+        let parts = HostParts {
             net: Arc::new(TurmoilNet::new(host)),
             clock: Arc::new(SimClock::new(SimConfig::epoch(), skew)),
             disk: Arc::new(disk),
-            seed: self.config.seed.child(SEED_LABEL_HOSTS).child(host),
             trace: self.trace.clone(),
             slow,
-        }
+        };
+        HostEnv::new(host, self.config.seed, parts)
     }
 
     /// Adds a restartable host; `software` is re-run after a crash.

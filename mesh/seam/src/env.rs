@@ -26,7 +26,36 @@ pub struct HostEnv {
     pub slow: SlowHandle,
 }
 
+/// The seed-tree label under which every host's seed hangs (`host/<name>`).
+pub const SEED_LABEL_HOSTS: &str = "host";
+
+/// What a world supplies for one host; [`HostEnv::new`] adds the name and
+/// the host's seed.
+pub struct HostParts {
+    pub net: Arc<dyn Net>,
+    pub clock: Arc<dyn Clock>,
+    pub disk: Arc<dyn Disk>,
+    pub trace: Trace,
+    pub slow: SlowHandle,
+}
+
 impl HostEnv {
+    /// The environment of `name` in a run of `run_seed`. Every world (both
+    /// simulations, real mode, the deployed processes) builds hosts here, so
+    /// the host's seed path `host/<name>` is spelled once and a host draws
+    /// the same streams in every mode.
+    pub fn new(name: &str, run_seed: Seed, parts: HostParts) -> HostEnv {
+        HostEnv {
+            name: name.to_owned(),
+            net: parts.net,
+            clock: parts.clock,
+            disk: parts.disk,
+            seed: run_seed.child(SEED_LABEL_HOSTS).child(name),
+            trace: parts.trace,
+            slow: parts.slow,
+        }
+    }
+
     /// Records a trace event stamped with run time and this host.
     pub fn record(&self, kind: &str, detail: impl Into<String>) {
         let at_us = self.clock.run_elapsed().as_micros() as u64;

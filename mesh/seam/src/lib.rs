@@ -29,7 +29,7 @@ mod trace;
 
 pub use clock::{Clock, SkewHandle};
 pub use disk::{DirDisk, Disk, MemDisk};
-pub use env::{HostEnv, Shutdown, ShutdownTrigger};
+pub use env::{HostEnv, HostParts, SEED_LABEL_HOSTS, Shutdown, ShutdownTrigger};
 pub use net::{BoxFuture, BoxIo, Io, LOCALHOST, Listener, Net};
 pub use seed::Seed;
 pub use slow::SlowHandle;

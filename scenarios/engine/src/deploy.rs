@@ -35,7 +35,7 @@ use mesh::tls::MeshTls;
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
 use seam::real::{AddressBook, SystemClock};
-use seam::{Clock, HostEnv, Seed, SkewHandle, Trace};
+use seam::{Clock, HostEnv, HostParts, Seed, SkewHandle, Trace};
 use serde::{Deserialize, Serialize};
 
 use crate::install::{HostFuture, Install, Role};
@@ -152,8 +152,8 @@ impl Part {
     /// The host the part runs as.
     pub fn host(&self) -> &str {
         match self {
-            Part::Ca => "ca",
-            Part::Control => "control",
+            Part::Ca => seam::hosts::CA,
+            Part::Control => seam::hosts::CONTROL,
             Part::Proxy { host } | Part::App { host } => host,
         }
     }
@@ -161,8 +161,8 @@ impl Part {
     /// A name for its log file.
     pub fn label(&self) -> String {
         match self {
-            Part::Ca => "ca".into(),
-            Part::Control => "control".into(),
+            Part::Ca => seam::hosts::CA.into(),
+            Part::Control => seam::hosts::CONTROL.into(),
             Part::Proxy { host } => format!("{host}.proxy"),
             Part::App { host } => format!("{host}.app"),
         }
@@ -245,15 +245,14 @@ impl MeshState {
     pub fn host_env(&self, dir: &Path, host: &str) -> Result<HostEnv, DeployError> {
         let disk_dir = dir.join("disk").join(host);
         let disk = seam::DirDisk::new(&disk_dir).map_err(file_error(&disk_dir))?;
-        Ok(HostEnv {
-            name: host.to_owned(),
+        let parts = HostParts {
             net: Arc::new(self.book().net_for(host)),
             clock: Arc::new(SystemClock::new(SkewHandle::default())),
             disk: Arc::new(disk),
-            seed: Seed::new(self.seed).child("host").child(host),
             trace: Trace::hash_only(),
             slow: seam::SlowHandle::default(),
-        })
+        };
+        Ok(HostEnv::new(host, Seed::new(self.seed), parts))
     }
 }
 

@@ -15,7 +15,7 @@ use mesh::proxy::{Limits, ProxyConfig};
 use mesh::telemetry::Telemetry;
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
-use seam::{HostEnv, Seed, Shutdown};
+use seam::{HostEnv, Seed, Shutdown, hosts};
 
 use checks::rogue::RogueLog;
 use spec::mesh::{RogueKind, RogueSpec};
@@ -92,8 +92,8 @@ impl Install {
     /// separate: it is the client that ends the run).
     pub fn hosts(&self) -> Vec<(String, Role)> {
         let mut hosts = vec![
-            ("ca".to_owned(), Role::Ca),
-            ("control".to_owned(), Role::Control),
+            (hosts::CA.to_owned(), Role::Ca),
+            (hosts::CONTROL.to_owned(), Role::Control),
         ];
         for service in &self.scenario.services {
             for replica in 0..service.replicas {
@@ -104,7 +104,7 @@ impl Install {
             }
         }
         if crate::operator::needed(&self.scenario) {
-            hosts.push(("operator".to_owned(), Role::Operator));
+            hosts.push((hosts::OPERATOR.to_owned(), Role::Operator));
         }
         for rogue in &self.scenario.mesh.rogues {
             hosts.push((
@@ -140,9 +140,9 @@ impl Install {
     /// Every identity the CA holds a bootstrap token for.
     pub fn every_identity(&self) -> Vec<SpiffeId> {
         let mut ids = vec![
-            self.identity(Some(SYSTEM_NAMESPACE), "control"),
+            self.identity(Some(SYSTEM_NAMESPACE), hosts::CONTROL),
             self.operator_identity(),
-            self.identity(None, "loadgen"),
+            self.identity(None, hosts::LOADGEN),
         ];
         ids.extend(
             self.scenario
@@ -164,24 +164,24 @@ impl Install {
 
     /// The identity allowed to change mesh config (`meshsim`'s operator host).
     pub fn operator_identity(&self) -> SpiffeId {
-        self.identity(Some(SYSTEM_NAMESPACE), "operator")
+        self.identity(Some(SYSTEM_NAMESPACE), hosts::OPERATOR)
     }
 
     /// Where the control plane is, for operators.
     pub fn control_upstream(&self) -> Upstream {
         Upstream {
-            host: "control".into(),
+            host: hosts::CONTROL.into(),
             port: ports::CONTROL,
-            identity: self.identity(Some(SYSTEM_NAMESPACE), "control"),
+            identity: self.identity(Some(SYSTEM_NAMESPACE), hosts::CONTROL),
         }
     }
 
     /// Where the CA is, and the identity it proves.
     pub fn ca_upstream(&self) -> Upstream {
         Upstream {
-            host: "ca".into(),
+            host: hosts::CA.into(),
             port: ports::CA,
-            identity: self.identity(Some(SYSTEM_NAMESPACE), "ca"),
+            identity: self.identity(Some(SYSTEM_NAMESPACE), hosts::CA),
         }
     }
 

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use seam::faultnet::{FaultTable, FaultyNet, LinkFaults};
 use seam::real::{AddressBook, SystemClock};
-use seam::{Clock, HostEnv, MemDisk, Net, Seed, SkewHandle, SlowHandle, Trace};
+use seam::{Clock, HostEnv, HostParts, MemDisk, Net, Seed, SkewHandle, SlowHandle, Trace};
 use sim::{ControlHook, FaultAction, FaultSchedule, HostFuture, SimError, World};
 use tokio::sync::oneshot;
 
@@ -94,15 +94,14 @@ impl RealHosts {
             self.table.clone(),
             self.seed.child("faultnet").child(host),
         ));
-        HostEnv {
-            name: host.to_owned(),
+        let parts = HostParts {
             net,
             clock: Arc::new(self.clock.sibling(skew)),
             disk,
-            seed: self.seed.child("host").child(host),
             trace: self.trace.clone(),
             slow,
-        }
+        };
+        HostEnv::new(host, self.seed, parts)
     }
 
     /// Starts every registered host.

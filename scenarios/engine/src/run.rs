@@ -65,7 +65,10 @@ async fn drive_load(
 ) -> Result<(), MeshError> {
     let started = tokio::time::Instant::now();
     let scenario = &variant.scenario;
-    let proxy = mesh::proxy::start(install.proxy_config("loadgen", false), env.clone());
+    let proxy = mesh::proxy::start(
+        install.proxy_config(seam::hosts::LOADGEN, false),
+        env.clone(),
+    );
     let mut ready = proxy.ready.clone();
     let warmup = scenario.workload.warmup.0;
     let readiness_limit = warmup + Duration::from_secs(30);

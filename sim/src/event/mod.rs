@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seam::{HostEnv, Trace};
+use seam::{HostEnv, HostParts, Trace};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
@@ -34,7 +34,7 @@ pub use pipe::PIPE_BYTES;
 use crate::control::{ControlHook, NoControl};
 use crate::executor::{Executor, Target};
 use crate::faults::{FaultAction, FaultSchedule};
-use crate::world::{SEED_LABEL_HOSTS, SimConfig, SimError};
+use crate::world::{SimConfig, SimError};
 use host::{Booted, RunShared};
 use net::NetState;
 use pipe::{Latency, LinkState};
@@ -140,15 +140,14 @@ impl<'a> EventWorld<'a> {
             inner.timers.clone(),
             self.runtime.handle().clone(),
         );
-        HostEnv {
-            name: host.to_owned(),
+        let parts = HostParts {
             net: Arc::new(EventNet::new(host, inner.net.clone())),
             clock: Arc::new(clock),
             disk: Arc::new(disk),
-            seed: inner.config.seed.child(SEED_LABEL_HOSTS).child(host),
             trace: inner.trace.clone(),
             slow,
-        }
+        };
+        HostEnv::new(host, inner.config.seed, parts)
     }
 
     /// Adds a restartable host; `software` is re-run after a crash.
