@@ -17,7 +17,6 @@ name = "simpath-bench"
 seed = 7
 
 [sim]
-tick = "1ms"
 link_latency_min = "1ms"
 link_latency_max = "1ms"
 

@@ -60,11 +60,20 @@ impl Drop for StreamGuard {
     }
 }
 
+/// How long h2 remembers a locally reset stream: longer than any run.
+const RESET_STREAM_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Opens an HTTP/2 client connection over `io` (prior knowledge or ALPN
 /// `h2`); the connection task runs until every sender is dropped.
 pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
     let (sender, connection) = hyper::client::conn::http2::Builder::new(seam::task::Executor)
         .timer(TokioTimer::new())
+        // h2 forgets a stream it reset after `reset_stream_duration` of the
+        // OS clock (`std::time::Instant`, not the seam's), which made a
+        // simulation's bytes depend on how fast it ran. A day never elapses
+        // in a run; the count bound (`max_concurrent_reset_streams`) alone
+        // limits the memory, and it depends only on what happened.
+        .reset_stream_duration(RESET_STREAM_MEMORY)
         .handshake(TokioIo::new(io))
         .await?;
     seam::task::spawn(async move {

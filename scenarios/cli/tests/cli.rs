@@ -221,7 +221,7 @@ fn junit_is_xml_with_one_testcase_per_check_and_the_detail_on_failure() {
     let text = std::fs::read_to_string(workspace().join("scenarios/library/config-rollout.toml"))
         .unwrap()
         .replace(
-            "slo = \"p(99) < 200ms\"",
+            "slo = \"p(99) < 100ms\"",
             "slo = \"p(99) < 1ms\"\nabort_on_fail = true",
         );
     let failing = dir.join("rollout-failing.toml");

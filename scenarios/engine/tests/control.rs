@@ -97,7 +97,6 @@ fn abortable(slo: &str) -> Scenario {
         r#"
 name = "abort"
 [sim]
-tick = "5ms"
 [[services]]
 name = "gateway"
 app = "edge"

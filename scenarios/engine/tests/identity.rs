@@ -16,7 +16,6 @@ fn scenario(name: &str, seconds: u32, extra: &str) -> Scenario {
         r#"
 name = "{name}"
 [sim]
-tick = "5ms"
 link_latency_min = "1ms"
 link_latency_max = "2ms"
 [mesh]
