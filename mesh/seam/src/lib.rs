@@ -20,6 +20,7 @@ mod env;
 pub mod event;
 pub mod faultnet;
 pub mod hosts;
+pub mod math;
 mod net;
 pub mod real;
 mod seed;
