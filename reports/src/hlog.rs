@@ -2,12 +2,13 @@
 //! tools (Java `HistogramLogProcessor`, HdrHistogram's online log analyzer,
 //! the Rust `IntervalLogIterator`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, LogIteratorError,
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, LogIteratorError, Tag,
 };
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
@@ -30,10 +31,13 @@ const MAX_VALUE_DIVISOR_US_PER_MS: f64 = 1000.0;
 
 /// Writes `intervals` as an interval log whose StartTime and BaseTime are
 /// `start_unix_s`, so each line's timestamp is seconds since run start.
+/// Each route's intervals follow as histograms tagged with its name (see
+/// [`tag_of`]); readers that know no tags skip them.
 pub(crate) fn write(
     path: &Path,
     start_unix_s: f64,
     intervals: &[IntervalHistogram],
+    routes: &BTreeMap<String, Vec<IntervalHistogram>>,
 ) -> Result<PathBuf, ReportError> {
     let start = unix_time(start_unix_s);
     let mut buf = Vec::new();
@@ -48,22 +52,75 @@ pub(crate) fn write(
         .with_max_value_divisor(MAX_VALUE_DIVISOR_US_PER_MS)
         .begin_log_with(&mut buf, &mut serializer)
         .map_err(|e| ReportError::io(path, e))?;
-    for interval in intervals {
+    let tagged = routes
+        .iter()
+        .flat_map(|(route, list)| list.iter().map(move |i| (Some(tag_of(route)), i)));
+    for (tag, interval) in intervals.iter().map(|i| (None, i)).chain(tagged) {
         let begin = seconds(interval.start_s);
         let length = seconds(interval.end_s - interval.start_s);
-        log.write_histogram(&interval.histogram, begin, length, None)
+        // tag_of leaves nothing Tag::new refuses.
+        let tag = tag.as_deref().and_then(Tag::new);
+        log.write_histogram(&interval.histogram, begin, length, tag)
             .map_err(|e| ReportError::render(path, e))?;
     }
     crate::write_file(path, buf)?;
     Ok(path.to_owned())
 }
 
-/// Reads a log written by [`write`]: returns the BaseTime (seconds since the
-/// epoch, 0.0 when absent) and the untagged interval histograms.
-pub(crate) fn read(path: &Path) -> Result<(f64, Vec<IntervalHistogram>), ReportError> {
+/// A route name as an interval-log tag. The format cannot carry a comma,
+/// space, CR or LF in a tag, so those (and `%`, so the mapping reverses)
+/// are percent-encoded: `GET /balance` is `GET%20/balance`.
+pub(crate) fn tag_of(route: &str) -> String {
+    let mut tag = String::with_capacity(route.len());
+    for c in route.chars() {
+        match c {
+            ',' | ' ' | '\r' | '\n' | '%' => tag += &format!("%{:02X}", c as u32),
+            c => tag.push(c),
+        }
+    }
+    tag
+}
+
+/// The route a tag names (inverse of [`tag_of`]; other tags pass as they are).
+fn route_of(tag: &str) -> String {
+    let mut route = String::with_capacity(tag.len());
+    let mut rest = tag;
+    while let Some(at) = rest.find('%') {
+        route += &rest[..at];
+        let code = rest
+            .get(at + 1..at + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match code {
+            Some(byte) if b", \r\n%".contains(&byte) => {
+                route.push(char::from(byte));
+                rest = &rest[at + 3..];
+            }
+            _ => {
+                route.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    route + rest
+}
+
+/// What [`read`] found in a log.
+#[derive(Debug)]
+pub(crate) struct Log {
+    /// BaseTime, seconds since the epoch (0.0 when absent).
+    pub base_unix_s: f64,
+    /// The untagged (all-route) intervals.
+    pub intervals: Vec<IntervalHistogram>,
+    /// Tagged intervals by tag (route).
+    pub tagged: BTreeMap<String, Vec<IntervalHistogram>>,
+}
+
+/// Reads a log written by [`write`] (or any interval log).
+pub(crate) fn read(path: &Path) -> Result<Log, ReportError> {
     let bytes = std::fs::read(path).map_err(|e| ReportError::io(path, e))?;
     let mut base_unix_s = 0.0;
     let mut intervals = Vec::new();
+    let mut tagged: BTreeMap<String, Vec<IntervalHistogram>> = BTreeMap::new();
     for entry in IntervalLogIterator::new(&bytes) {
         let entry = entry.map_err(|LogIteratorError::ParseError { offset }| {
             ReportError::parse(path, format!("not an interval log line at byte {offset}"))
@@ -71,22 +128,31 @@ pub(crate) fn read(path: &Path) -> Result<(f64, Vec<IntervalHistogram>), ReportE
         match entry {
             LogEntry::BaseTime(t) => base_unix_s = t.as_secs_f64(),
             LogEntry::StartTime(_) => {}
-            // Tagged histograms belong to someone else's series.
-            LogEntry::Interval(i) if i.tag().is_some() => {}
             LogEntry::Interval(i) => {
                 let histogram = decode_histogram(i.encoded_histogram())
                     .map_err(|e| ReportError::parse(path, e))?;
                 let start_s = i.start_timestamp().as_secs_f64();
                 let end_s = start_s + i.duration().as_secs_f64();
-                intervals.push(IntervalHistogram {
+                let interval = IntervalHistogram {
                     start_s,
                     end_s,
                     histogram,
-                });
+                };
+                match i.tag() {
+                    Some(tag) => tagged
+                        .entry(route_of(tag.as_str()))
+                        .or_default()
+                        .push(interval),
+                    None => intervals.push(interval),
+                }
             }
         }
     }
-    Ok((base_unix_s, intervals))
+    Ok(Log {
+        base_unix_s,
+        intervals,
+        tagged,
+    })
 }
 
 /// Serializes a histogram the way interval logs do (V2, deflate, base64), so
@@ -134,7 +200,13 @@ mod tests {
         let dir = testdata::temp_dir("hlog-counts");
         let path = dir.join("l.hlog");
         let data = testdata::run();
-        write(&path, 1_700_000_000.5, &data.latency_intervals).unwrap();
+        write(
+            &path,
+            1_700_000_000.5,
+            &data.latency_intervals,
+            &BTreeMap::new(),
+        )
+        .unwrap();
 
         let bytes = std::fs::read(&path).unwrap();
         let mut counts = Vec::new();
@@ -162,21 +234,29 @@ mod tests {
         let dir = testdata::temp_dir("hlog-roundtrip");
         let path = dir.join("l.hlog");
         let data = testdata::run();
-        write(&path, 0.0, &data.latency_intervals).unwrap();
-        let (base, intervals) = read(&path).unwrap();
-        assert_eq!(base, 0.0);
-        assert_eq!(intervals, data.latency_intervals);
+        write(
+            &path,
+            0.0,
+            &data.latency_intervals,
+            &data.route_latency_intervals,
+        )
+        .unwrap();
+        let log = read(&path).unwrap();
+        assert_eq!(log.base_unix_s, 0.0);
+        assert_eq!(log.intervals, data.latency_intervals);
+        assert!(!log.tagged.is_empty());
+        assert_eq!(log.tagged, data.route_latency_intervals);
     }
 
     #[test]
     fn header_names_start_and_base_time() {
         let dir = testdata::temp_dir("hlog-header");
         let path = dir.join("l.hlog");
-        write(&path, 0.0, &[]).unwrap();
+        write(&path, 0.0, &[], &BTreeMap::new()).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("#[StartTime: 0.000"), "{text}");
         assert!(text.contains("#[BaseTime: 0.000"), "{text}");
-        assert_eq!(read(&path).unwrap().1, vec![]);
+        assert_eq!(read(&path).unwrap().intervals, vec![]);
     }
 
     #[test]
@@ -187,6 +267,15 @@ mod tests {
         let err = read(&path).unwrap_err();
         assert!(matches!(err, ReportError::Parse { .. }), "{err}");
         assert!(err.to_string().contains("l.hlog"));
+    }
+
+    #[test]
+    fn route_tags_round_trip() {
+        for route in ["GET /balance", "a,b", "100%", "%2C", "line\nbreak"] {
+            let tag = tag_of(route);
+            assert!(Tag::new(&tag).is_some(), "{tag}");
+            assert_eq!(route_of(&tag), route);
+        }
     }
 
     #[test]

@@ -81,11 +81,98 @@ fn run_table(s: &Summary) -> String {
     if let Some(hash) = &s.trace_hash {
         rows.push(("trace hash", hash.clone()));
     }
+    let p = &s.provenance;
+    for (name, value) in [
+        ("scenario sha256", &p.scenario_sha256),
+        ("meshsim version", &p.meshsim_version),
+        ("source revision", &p.source_revision),
+        ("platform", &p.platform),
+    ] {
+        if !value.is_empty() {
+            rows.push((name, value.clone()));
+        }
+    }
     let body: String = rows
         .iter()
         .map(|(k, v)| format!("<tr><th>{k}</th><td>{}</td></tr>\n", escape(v)))
         .collect();
     format!("<h2>Run</h2>\n<table>\n{body}</table>\n")
+}
+
+/// The "Compared with the baseline" section `meshsim diff --out` adds.
+pub(crate) fn diff_section(diff: &crate::diff::RunDiff) -> String {
+    let mut out = String::from("<h2>Compared with the baseline</h2>\n");
+    out += &format!(
+        "<p>Baseline <code>{}</code>. {}</p>\n",
+        escape(&diff.baseline),
+        if diff.comparable {
+            "Comparable: same scenario (sha256), seed and meshsim version.".to_owned()
+        } else {
+            "<strong>Not comparable</strong>: the runs differ in scenario, seed or meshsim version (below).".to_owned()
+        }
+    );
+    out += "<table>\n<tr><th>field</th><th>baseline</th><th>run</th></tr>\n";
+    for p in &diff.provenance {
+        let class = if p.same { "" } else { " class=\"failed\"" };
+        out += &format!(
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&p.field),
+            escape(&p.baseline),
+            escape(&p.run)
+        );
+    }
+    out += "</table>\n<table>\n<tr><th>route</th><th>metric</th><th>baseline</th><th>run</th><th>change</th></tr>\n";
+    for route in &diff.routes {
+        for m in &route.metrics {
+            out += &format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td></tr>\n",
+                escape(&route.route),
+                escape(&m.metric),
+                m.baseline,
+                m.run,
+                m.change_pct
+                    .map_or_else(|| "n/a".to_owned(), |c| format!("{c:+.1}%"))
+            );
+        }
+    }
+    out += "</table>\n<table>\n<tr><th>check</th><th>baseline</th><th>run</th></tr>\n";
+    let verdict = |v: Option<bool>| match v {
+        Some(true) => "pass",
+        Some(false) => "fail",
+        None => "-",
+    };
+    for c in &diff.checks {
+        let class = if c.baseline != c.run {
+            " class=\"failed\""
+        } else {
+            ""
+        };
+        out += &format!(
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&c.name),
+            verdict(c.baseline),
+            verdict(c.run)
+        );
+    }
+    out += "</table>\n";
+    if !diff.thresholds.is_empty() {
+        out += "<table>\n<tr><th>--fail-on</th><th>route</th><th>change</th><th>result</th></tr>\n";
+        for t in &diff.thresholds {
+            let (class, result) = if t.crossed {
+                (" class=\"failed\"", "crossed")
+            } else {
+                ("", "held")
+            };
+            out += &format!(
+                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{result}</td></tr>\n",
+                escape(&t.expression),
+                escape(&t.route),
+                escape(&t.change)
+            );
+        }
+        out += "</table>\n";
+    }
+    out
 }
 
 fn checks_table(checks: &[Check]) -> String {

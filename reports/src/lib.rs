@@ -10,7 +10,9 @@
 
 mod capacity;
 mod charts;
+pub mod diff;
 mod events;
+pub mod explore;
 mod hlog;
 mod html;
 mod junit;
@@ -28,7 +30,7 @@ pub use model::{
     WindowKind, latency_histogram,
 };
 pub use spectrum::percentile_spectrum_text;
-pub use summary::{Check, CheckKind, LatencyMs, Mode, RequestCounts, Summary, Verdict};
+pub use summary::{Check, CheckKind, LatencyMs, Mode, Provenance, RequestCounts, Summary, Verdict};
 
 use std::path::{Path, PathBuf};
 
@@ -126,6 +128,7 @@ pub fn write_all(dir: &Path, data: &RunData) -> Result<Vec<PathBuf>, ReportError
         &dir.join(files::HLOG),
         data.start_unix_s,
         &data.latency_intervals,
+        &data.route_latency_intervals,
     )?);
     written.push(events::write(&dir.join(files::EVENTS), data)?);
     written.extend(render_derived(dir, data)?);
@@ -152,7 +155,9 @@ pub fn read_summary(dir: &Path) -> Result<Summary, ReportError> {
 pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
     let mut data = RunData::new(read_summary(dir)?);
     data.intervals = timeseries::read(&dir.join(files::TIMESERIES))?;
-    (data.start_unix_s, data.latency_intervals) = hlog::read(&dir.join(files::HLOG))?;
+    let log = hlog::read(&dir.join(files::HLOG))?;
+    (data.start_unix_s, data.latency_intervals) = (log.base_unix_s, log.intervals);
+    data.route_latency_intervals = log.tagged;
     events::read_into(&dir.join(files::EVENTS), &mut data)?;
     Ok(data)
 }
@@ -254,6 +259,7 @@ mod tests {
         assert_eq!(back.start_unix_s, data.start_unix_s);
         assert_eq!(back.intervals, data.intervals);
         assert_eq!(back.latency_intervals, data.latency_intervals);
+        assert_eq!(back.route_latency_intervals, data.route_latency_intervals);
         assert_eq!(back.overall, data.overall);
         assert_eq!(back.per_route, data.per_route);
         assert_eq!(back.windows, data.windows);

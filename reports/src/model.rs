@@ -40,6 +40,10 @@ pub struct RunData {
     /// Aggregate latency histogram per interval, saved as `latency.hlog` so
     /// any percentile over any time range can be recomputed later.
     pub latency_intervals: Vec<IntervalHistogram>,
+    /// The same per route, saved in `latency.hlog` as tagged intervals
+    /// (`Tag=<route>`), so `meshsim diff` merges a route's histograms
+    /// exactly instead of averaging its percentiles.
+    pub route_latency_intervals: BTreeMap<String, Vec<IntervalHistogram>>,
     /// Whole-run latency histogram (microseconds): the percentile spectrum.
     pub overall: Histogram<u64>,
     /// Whole-run latency histogram per route (microseconds): route comparison.
@@ -58,6 +62,7 @@ impl RunData {
             start_unix_s: 0.0,
             intervals: Vec::new(),
             latency_intervals: Vec::new(),
+            route_latency_intervals: BTreeMap::new(),
             overall: latency_histogram(),
             per_route: BTreeMap::new(),
             windows: Vec::new(),

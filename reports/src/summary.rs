@@ -93,6 +93,25 @@ impl LatencyMs {
     }
 }
 
+/// Where a run came from, so two runs can be judged comparable (`meshsim
+/// diff`, `check-determinism --against`). Empty strings in summaries
+/// written before these fields existed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The meshsim version (`CARGO_PKG_VERSION`).
+    #[serde(default)]
+    pub meshsim_version: String,
+    /// The git commit the binary was built from, or `unknown`.
+    #[serde(default)]
+    pub source_revision: String,
+    /// Hex SHA-256 of the scenario text as run (the file after `--set`).
+    #[serde(default)]
+    pub scenario_sha256: String,
+    /// `ARCH-OS` of the machine that ran it, e.g. `x86_64-linux`.
+    #[serde(default)]
+    pub platform: String,
+}
+
 /// The run summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -125,6 +144,9 @@ pub struct Summary {
     pub generator_late: u64,
     /// Requests dropped because the in-flight bound was reached.
     pub generator_dropped: u64,
+    /// Tool version, source revision, scenario hash, platform.
+    #[serde(flatten)]
+    pub provenance: Provenance,
     /// Each proxy's config version over time: host → [(seconds, version)].
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub config_versions: std::collections::BTreeMap<String, Vec<(f64, u64)>>,

@@ -62,6 +62,12 @@ fn summary(checks: Vec<Check>, requests: RequestCounts) -> Summary {
         generator_late: 3,
         generator_dropped: 0,
         config_versions: Default::default(),
+        provenance: crate::Provenance {
+            meshsim_version: "0.1.0".to_owned(),
+            source_revision: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            scenario_sha256: "cd34".repeat(16),
+            platform: "x86_64-linux".to_owned(),
+        },
     }
 }
 
@@ -112,6 +118,14 @@ pub(crate) fn run() -> RunData {
             }
             let errors = if faulty { 21 } else { 0 };
             data.intervals.push(row(start_s, end_s, route, &h, errors));
+            data.route_latency_intervals
+                .entry((*route).to_owned())
+                .or_default()
+                .push(IntervalHistogram {
+                    start_s,
+                    end_s,
+                    histogram: h.clone(),
+                });
             interval.add(&h).unwrap();
             data.per_route
                 .entry((*route).to_owned())

@@ -113,7 +113,7 @@ fn exponential_sleeps_average_to_their_mean_without_rounding_bias() {
         let (mut drawn, start) = (Duration::ZERO, Instant::now());
         for _ in 0..1000 {
             let u: f64 = rng.random();
-            let d = Duration::from_secs_f64(-(1.0 - u).ln() * 0.002);
+            let d = Duration::from_secs_f64(-seam::math::ln(1.0 - u) * 0.002);
             drawn += d;
             env.clock.sleep(d).await;
         }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
-use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 
 pub use trace::{TRACE_ROWS_MAX, TraceRow, TraceRows, parse_trace, read_trace_file};
@@ -529,10 +528,9 @@ fn poisson(rate: f64, from_s: f64, to_s: f64, rng: &mut ChaCha12Rng, out: &mut V
     if rate <= 0.0 {
         return;
     }
-    let Ok(exp) = Exp::new(rate) else { return };
     let mut t_s = from_s;
     loop {
-        t_s += exp.sample(rng);
+        t_s += seam::math::exponential(rng, rate);
         if t_s >= to_s {
             return;
         }
@@ -544,10 +542,12 @@ fn poisson(rate: f64, from_s: f64, to_s: f64, rng: &mut ChaCha12Rng, out: &mut V
 /// probability rate(t) / peak, give a Poisson process with rate(t).
 fn thinned(curve: &RateCurve, end_s: f64, rng: &mut ChaCha12Rng, out: &mut Vec<f64>) {
     let peak = curve.peak_per_s();
-    let Ok(exp) = Exp::new(peak) else { return };
+    if !(peak > 0.0 && peak.is_finite()) {
+        return;
+    }
     let mut t_s = 0.0;
     loop {
-        t_s += exp.sample(rng);
+        t_s += seam::math::exponential(rng, peak);
         if t_s >= end_s {
             return;
         }
@@ -566,12 +566,12 @@ fn bursts(
     rng: &mut ChaCha12Rng,
     out: &mut Vec<f64>,
 ) {
-    let dwell = dwell_means_s.map(|mean| Exp::new(1.0 / mean).expect("validated positive"));
     let burst_share = dwell_means_s[1] / (dwell_means_s[0] + dwell_means_s[1]);
     let mut state = usize::from(rng.random::<f64>() < burst_share);
     let mut spell_start_s = 0.0;
     while spell_start_s < end_s {
-        let spell_end_s = (spell_start_s + dwell[state].sample(rng)).min(end_s);
+        let spell_end_s =
+            (spell_start_s + seam::math::exponential(rng, 1.0 / dwell_means_s[state])).min(end_s);
         poisson(rates_per_s[state], spell_start_s, spell_end_s, rng, out);
         spell_start_s = spell_end_s;
         state = 1 - state;

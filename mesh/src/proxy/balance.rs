@@ -48,7 +48,7 @@ impl PeakEwma {
     /// so it is eventually probed again).
     fn decayed(&self, now: Instant, decay_ms: u64) -> f64 {
         let elapsed = now.saturating_duration_since(self.updated).as_nanos() as f64;
-        self.estimate_ns * (-elapsed / (decay_ms as f64 * 1e6)).exp()
+        self.estimate_ns * seam::math::exp(-elapsed / (decay_ms as f64 * 1e6))
     }
 
     /// A sample above the estimate replaces it; one below is averaged in,
@@ -59,7 +59,7 @@ impl PeakEwma {
             self.estimate_ns = rtt_ns;
         } else {
             let elapsed = now.saturating_duration_since(self.updated).as_nanos() as f64;
-            let decay = (-elapsed / (decay_ms as f64 * 1e6)).exp();
+            let decay = seam::math::exp(-elapsed / (decay_ms as f64 * 1e6));
             self.estimate_ns = self.estimate_ns * decay + rtt_ns * (1.0 - decay);
         }
         self.updated = now;

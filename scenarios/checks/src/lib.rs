@@ -247,6 +247,8 @@ fn summarize(evidence: &RunEvidence, events: &[TraceEvent]) -> Summary {
         generator_late: load.late,
         generator_dropped: load.dropped,
         config_versions: control::version_timeline(events),
+        // The engine knows no file or binary; the cli fills this in.
+        provenance: Default::default(),
     }
 }
 

@@ -16,23 +16,31 @@ const COLUMN_CHARS: usize = 64;
 /// are two runs repeated keeping every event, to show where they part.
 pub(crate) fn check(
     scenario: &Scenario,
+    text: &str,
     seed: Option<u64>,
     against: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let scenario = scenario.clone();
     let (seed, a, b, events) = match against {
         Some(dir) => {
-            let recorded = reports::read_summary(dir)?;
+            let recorded =
+                reports::read_summary(dir).map_err(|e| crate::BadInput(e.to_string()))?;
             let seed = seed.unwrap_or(recorded.seed);
             if seed != recorded.seed {
-                anyhow::bail!(
+                return Err(crate::BadInput(format!(
                     "{} was run with seed {}, not {seed}",
                     dir.display(),
                     recorded.seed
-                );
+                ))
+                .into());
             }
+            refuse_other_scenario(&recorded.provenance.scenario_sha256, text, dir)?;
             let Some(a) = recorded.trace_hash else {
-                anyhow::bail!("{} records no trace hash", dir.display());
+                return Err(crate::BadInput(format!(
+                    "{} records no trace hash (a --real run?)",
+                    dir.display()
+                ))
+                .into());
             };
             let replay = engine::run_sim(&scenario, seam::Seed::new(seed), Trace::hash_only())?;
             (seed, a, replay.trace.hash_hex(), replay.trace.count())
@@ -83,6 +91,22 @@ pub(crate) fn check(
         }
     }
     Ok(ExitCode::from(1))
+}
+
+/// A replay of another scenario (or the same file with other `--set`
+/// values) would report a divergence that is no bug: refuse it (exit 2).
+/// A run recorded before summaries carried the hash is compared anyway.
+fn refuse_other_scenario(recorded_sha256: &str, text: &str, dir: &Path) -> anyhow::Result<()> {
+    let now = spec::scenario_sha256(text);
+    if recorded_sha256.is_empty() || recorded_sha256 == now {
+        return Ok(());
+    }
+    Err(crate::BadInput(format!(
+        "{} ran a different scenario: its scenario_sha256 is {recorded_sha256}, this file (after --set) hashes to {now}; \
+         replay the file and --set values that run used (its summary.json's `reproduce`)",
+        dir.display()
+    ))
+    .into())
 }
 
 /// Two runs of one seed on two threads (runs in one process are

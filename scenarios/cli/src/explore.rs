@@ -6,15 +6,23 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use reports::explore::{
+    ExploreHeader, ExploreSummary, ExploreVerdict, RecheckLine, ResultsWriter, SeedLine,
+    SeedVerdict, write_explore_end,
+};
 use search::explore::{
-    ExploreOptions, ExploreReport, Outcome, Progress, ScenarioSource, explore, parse_seed_range,
+    ExploreOptions, Outcome, Progress, ScenarioSource, SeedRecord, explore, parse_seed_range,
     parse_shard, sampled_for_recheck, shard_seeds,
 };
 
 use super::BadInput;
+use crate::interrupt;
 
 /// One seed in this many is re-run to check determinism (5 %).
 const RECHECK_ONE_IN: u64 = 20;
+
+/// Exit code of an exploration in which a seed hit an internal error.
+pub(crate) const EXIT_INTERNAL_ERROR: u8 = 3;
 
 /// What `meshsim explore` was asked.
 pub(crate) struct Request {
@@ -28,6 +36,8 @@ pub(crate) struct Request {
 
 pub(crate) fn run(request: Request) -> anyhow::Result<ExitCode> {
     let source = ScenarioSource::load(&request.scenario).map_err(|e| BadInput(e.to_string()))?;
+    let text = std::fs::read_to_string(&request.scenario)
+        .with_context(|| format!("reading {}", request.scenario.display()))?;
     let range = parse_seed_range(&request.seeds).map_err(BadInput)?;
     let shard = request
         .shard
@@ -35,6 +45,12 @@ pub(crate) fn run(request: Request) -> anyhow::Result<ExitCode> {
         .map(parse_shard)
         .transpose()
         .map_err(BadInput)?;
+    let recheck: Vec<u64> = range
+        .clone()
+        .enumerate()
+        .filter(|(i, _)| sampled_for_recheck(*i, RECHECK_ONE_IN))
+        .map(|(_, seed)| seed)
+        .collect();
     let seeds = shard_seeds(range, shard);
     let jobs = request
         .jobs
@@ -42,54 +58,151 @@ pub(crate) fn run(request: Request) -> anyhow::Result<ExitCode> {
     if jobs == 0 {
         return Err(BadInput("--jobs must be at least 1".into()).into());
     }
-    let options = ExploreOptions {
-        swarm: request.swarm,
-        jobs,
-        recheck_one_in: RECHECK_ONE_IN,
-    };
-    let bar = progress_bar(&seeds, request.swarm);
-    // A panicking simulation is reported as a failing seed; keep the
-    // default hook from printing over the progress bar.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let sampled: Vec<u64> = seeds
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| sampled_for_recheck(*i, RECHECK_ONE_IN))
-        .map(|(_, seed)| *seed)
-        .collect();
-    let report = explore(&source, &seeds, &options, |event| match event {
-        Progress::Ran(result) => {
-            if result.outcome != Outcome::Pass && !sampled.contains(&result.seed) {
-                bar.inc_length(1);
-            }
-            bar.inc(1);
-        }
-        Progress::Invalid(..) => bar.inc(1),
-        Progress::Rechecked(_) => bar.inc(1),
-    });
-    std::panic::set_hook(hook);
-    bar.finish_and_clear();
-    let out = request.out.unwrap_or_else(|| {
+    let out = request.out.clone().unwrap_or_else(|| {
         PathBuf::from("results")
             .join("explore")
             .join(&source.scenario.name)
     });
-    print_report(&source, &request.scenario, &report, request.swarm, &out)?;
-    let clean =
-        report.failures().is_empty() && report.mismatches().is_empty() && report.invalid.is_empty();
-    Ok(if clean {
-        ExitCode::SUCCESS
+    let header = ExploreHeader {
+        scenario: source.scenario.name.clone(),
+        scenario_path: request.scenario.display().to_string(),
+        swarm: request.swarm,
+        seeds: request.seeds.clone(),
+        seeds_planned: seeds.len() as u64,
+        shard: request.shard.clone(),
+        provenance: crate::provenance::of(Some(&text)),
+    };
+    let mut writer = ResultsWriter::create(&out, &header)?;
+    let options = ExploreOptions {
+        swarm: request.swarm,
+        jobs,
+        recheck: recheck
+            .iter()
+            .copied()
+            .filter(|s| seeds.contains(s))
+            .collect(),
+        stop: interrupt::on_signal()?,
+    };
+    let bar = progress_bar(&seeds, &options.recheck, request.swarm);
+    // A panicking simulation is reported as a failing seed; keep the
+    // default hook from printing over the progress bar.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut lines = Vec::new();
+    let mut write_error = None;
+    let report = explore(&source, &seeds, &options, |event| match event {
+        Progress::Ran(result) => {
+            if result.outcome != Outcome::Pass && !options.recheck.contains(&result.seed) {
+                bar.inc_length(1);
+            }
+            bar.inc(1);
+        }
+        Progress::Invalid(..) | Progress::Rechecked(_) => bar.inc(1),
+        Progress::Finished(record) => {
+            let line = seed_line(&source, &request, &out, &record);
+            let written = line.and_then(|line| {
+                writer.append(&line)?;
+                lines.push(line);
+                Ok(())
+            });
+            if let Err(e) = written {
+                // Stop: a result that cannot be recorded is an I/O failure.
+                options
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                write_error.get_or_insert(e);
+            }
+        }
+    });
+    std::panic::set_hook(hook);
+    bar.finish_and_clear();
+    if let Some(error) = write_error {
+        return Err(error.context(format!("recording results in {}", out.display())));
+    }
+    let summary = write_explore_end(&out, &header, &lines, false)?;
+    print_report(&summary, &lines, &out, report.interrupted);
+    Ok(exit_code(&summary, report.interrupted))
+}
+
+/// 4 interrupted, else 3 internal error, 1 a finding, 0 clean.
+pub(crate) fn exit_code(summary: &ExploreSummary, interrupted: bool) -> ExitCode {
+    if interrupted {
+        return ExitCode::from(interrupt::EXIT_INTERRUPTED);
+    }
+    match summary.verdict {
+        ExploreVerdict::Error => ExitCode::from(EXIT_INTERNAL_ERROR),
+        ExploreVerdict::Fail => ExitCode::from(1),
+        ExploreVerdict::Pass => ExitCode::SUCCESS,
+    }
+}
+
+/// A finished seed as a `results.jsonl` line, with its reproduce command
+/// (a swarm failure's schedule is written out first, so plain `meshsim
+/// run` replays it).
+fn seed_line(
+    source: &ScenarioSource,
+    request: &Request,
+    out: &Path,
+    record: &SeedRecord,
+) -> anyhow::Result<SeedLine> {
+    let seed = record.seed;
+    let path = request.scenario.display();
+    let mode = if request.swarm { " --swarm" } else { "" };
+    let plain = format!("meshsim run {path} --seed {seed}");
+    let recheck = record.recheck.as_ref().map(|r| RecheckLine {
+        second: r.second.clone(),
+        agreed: r.agreed(),
+    });
+    let result = match &record.first {
+        Ok(result) => result,
+        Err(invalid) => {
+            return Ok(SeedLine {
+                seed,
+                verdict: SeedVerdict::Error,
+                failed_checks: vec![],
+                error: Some(format!(
+                    "the swarm variant is not a valid scenario: {invalid}"
+                )),
+                trace_hash: String::new(),
+                actions: 0,
+                excused: vec![],
+                recheck,
+                wall_seconds: 0.0,
+                reproduce: format!("meshsim explore {path} --seeds {seed}{mode}"),
+                shrink: None,
+            });
+        }
+    };
+    let (verdict, failed_checks, error) = match &result.outcome {
+        Outcome::Pass => (SeedVerdict::Pass, vec![], None),
+        Outcome::Fail(checks) => (SeedVerdict::Fail, checks.clone(), None),
+        Outcome::Error(error) => (SeedVerdict::Error, vec![], Some(error.clone())),
+    };
+    let reproduce = if request.swarm && verdict != SeedVerdict::Pass {
+        let file = write_swarm_variant(source, seed, out)?;
+        format!("meshsim run {} --seed {seed}", file.display())
     } else {
-        ExitCode::from(1)
+        plain
+    };
+    let shrink = (verdict == SeedVerdict::Fail)
+        .then(|| format!("meshsim shrink {path} --seed {seed}{mode} --out shrunk-{seed}.toml"));
+    Ok(SeedLine {
+        seed,
+        verdict,
+        failed_checks,
+        error,
+        trace_hash: result.trace_hash.clone(),
+        actions: result.actions,
+        excused: result.excused.clone(),
+        recheck,
+        wall_seconds: result.wall_seconds,
+        reproduce,
+        shrink,
     })
 }
 
-fn progress_bar(seeds: &[u64], swarm: bool) -> ProgressBar {
-    let sampled = (0..seeds.len())
-        .filter(|i| sampled_for_recheck(*i, RECHECK_ONE_IN))
-        .count();
-    let bar = ProgressBar::new((seeds.len() + sampled) as u64);
+fn progress_bar(seeds: &[u64], recheck: &[u64], swarm: bool) -> ProgressBar {
+    let bar = ProgressBar::new((seeds.len() + recheck.len()) as u64);
     let style =
         ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} runs ({per_sec}, eta {eta})")
             .expect("static template")
@@ -99,91 +212,86 @@ fn progress_bar(seeds: &[u64], swarm: bool) -> ProgressBar {
     bar
 }
 
-fn print_report(
-    source: &ScenarioSource,
-    path: &Path,
-    report: &ExploreReport,
-    swarm: bool,
+/// Prints every failing seed with its reproduce (and shrink) command, then
+/// the totals. Also used by `explore merge`.
+pub(crate) fn print_report(
+    summary: &ExploreSummary,
+    lines: &[SeedLine],
     out: &Path,
-) -> anyhow::Result<()> {
+    interrupted: bool,
+) {
     use std::fmt::Write as _;
     let mut text = String::new();
-    let failures = report.failures();
-    let mode = if swarm { " --swarm" } else { "" };
-    for result in &failures {
-        let why = match &result.outcome {
-            Outcome::Fail(checks) => checks
+    let mut lines: Vec<&SeedLine> = lines.iter().collect();
+    lines.sort_by_key(|l| l.seed);
+    for line in lines.iter().filter(|l| l.verdict != SeedVerdict::Pass) {
+        let why = match &line.error {
+            Some(error) => format!("error: {error}"),
+            None => line
+                .failed_checks
                 .iter()
                 .map(|c| format!("{} ({})", c.name, c.detail))
                 .collect::<Vec<_>>()
                 .join("; "),
-            Outcome::Error(error) => format!("error: {error}"),
-            Outcome::Pass => unreachable!("failures only"),
         };
-        let _ = writeln!(
-            text,
-            "FAIL seed={} actions={}: {why}",
-            result.seed, result.actions
-        );
-        let replay = if swarm {
-            let file = write_swarm_variant(source, result.seed, out)?;
-            format!("meshsim run {} --seed {}", file.display(), result.seed)
+        let label = if line.verdict == SeedVerdict::Error {
+            "ERROR"
         } else {
-            format!("meshsim run {} --seed {}", path.display(), result.seed)
+            "FAIL"
         };
-        let _ = writeln!(text, "  reproduce  {replay}");
         let _ = writeln!(
             text,
-            "  shrink     meshsim shrink {} --seed {}{mode} --out shrunk-{}.toml",
-            path.display(),
-            result.seed,
-            result.seed
+            "{label} seed={} actions={}: {why}",
+            line.seed, line.actions
         );
+        let _ = writeln!(text, "  reproduce  {}", line.reproduce);
+        if let Some(shrink) = &line.shrink {
+            let _ = writeln!(text, "  shrink     {shrink}");
+        }
     }
-    for (seed, message) in &report.invalid {
-        let _ = writeln!(text, "INVALID seed={seed}: {message}");
-    }
-    for mismatch in report.mismatches() {
+    let h = &summary.header;
+    for line in lines.iter().filter(|l| l.nondeterministic()) {
+        let second = line.recheck.as_ref().map_or("", |r| r.second.as_str());
         let _ = writeln!(
             text,
-            "NON-DETERMINISTIC seed={}: {} then {}\n  investigate  meshsim check-determinism {} --seed {}",
-            mismatch.seed,
-            mismatch.first,
-            mismatch.second,
-            path.display(),
-            mismatch.seed
+            "NON-DETERMINISTIC seed={}: {} then {second}\n  investigate  meshsim check-determinism {} --seed {}",
+            line.seed, line.trace_hash, h.scenario_path, line.seed
         );
     }
-    let errors = failures
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Error(_)))
-        .count();
+    let mode = if h.swarm { " --swarm" } else { "" };
     let _ = writeln!(
         text,
-        "explored {} seeds of {}{mode}: {} passed, {} failed, {} errors, {} invalid; determinism: {} re-runs, {} mismatches",
-        report.results.len() + report.invalid.len(),
-        source.scenario.name,
-        report.results.len() - failures.len(),
-        failures.len() - errors,
-        errors,
-        report.invalid.len(),
-        report.rechecks.len(),
-        report.mismatches().len()
+        "explored {} seeds of {}{mode}: {} passed, {} failed, {} errors; determinism: {} re-runs, {} mismatches",
+        summary.seeds_finished,
+        h.scenario,
+        summary.passed,
+        summary.failed,
+        summary.errors,
+        summary.rechecked,
+        summary.nondeterministic.len()
     );
-    if swarm {
-        let excused = report
-            .results
-            .iter()
-            .filter(|r| !r.excused.is_empty())
-            .count();
+    if summary.seeds_missing > 0 {
+        let why = if interrupted {
+            "interrupted"
+        } else {
+            "no result"
+        };
+        let _ = writeln!(
+            text,
+            "{} planned seeds not run ({why})",
+            summary.seeds_missing
+        );
+    }
+    if h.swarm {
+        let excused = lines.iter().filter(|l| !l.excused.is_empty()).count();
         let _ = writeln!(
             text,
             "(swarm runs are judged by security, ledger and liveness checks; the injected faults broke whole-run SLOs in {excused} seeds, as expected)"
         );
     }
+    let _ = writeln!(text, "results    {}", out.display());
     use std::io::Write as _;
     let _ = std::io::stdout().write_all(text.as_bytes());
-    Ok(())
 }
 
 /// Writes the scenario with `seed`'s swarm schedule fixed into it, so that
@@ -201,4 +309,20 @@ fn write_swarm_variant(source: &ScenarioSource, seed: u64, out: &Path) -> anyhow
     std::fs::write(&file, header + &variant.text()?)
         .with_context(|| format!("writing {}", file.display()))?;
     Ok(file)
+}
+
+/// `meshsim explore merge DIR… --out DIR`: the shards' lines in seed order,
+/// and the summary, `junit.xml` and failing-seed list one unsharded run of
+/// the whole range would have written. Shards must share the scenario (by
+/// hash), the seed range, swarm and the meshsim build; a seed in two
+/// shards is an error.
+pub(crate) fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<ExitCode> {
+    let planned = |header: &ExploreHeader| {
+        parse_seed_range(&header.seeds).map_or(header.seeds_planned, |r| r.end - r.start)
+    };
+    let (header, lines) =
+        reports::explore::merge_explore(dirs, planned).map_err(|e| BadInput(e.to_string()))?;
+    let summary = write_explore_end(out, &header, &lines, true)?;
+    print_report(&summary, &lines, out, false);
+    Ok(exit_code(&summary, summary.seeds_missing > 0))
 }

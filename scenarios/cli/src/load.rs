@@ -401,6 +401,7 @@ fn summary(args: &LoadArgs, report: &LoadReport, checks: Vec<Check>, wall_second
         reproduce: reproduce_command(),
         generator_late: report.late,
         config_versions: Default::default(),
+        provenance: crate::provenance::of(None),
         generator_dropped: report.dropped,
     }
 }

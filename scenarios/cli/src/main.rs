@@ -1,11 +1,16 @@
 //! `meshsim`: run, check and explore mesh scenarios.
 //!
-//! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
+//! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage,
+//! 3 internal error (an engine or I/O failure of the tool itself), 4
+//! stopped by SIGINT/SIGTERM after writing what had finished.
 
 mod capacity;
 mod certs;
 mod determinism;
+mod diff;
 mod explore;
+mod interrupt;
+mod provenance;
 mod report;
 mod serve;
 mod shrink;
@@ -76,12 +81,20 @@ enum Command {
         against: Option<PathBuf>,
     },
     /// Run many seeds in parallel; print each failing seed and how to reproduce it.
+    ///
+    /// Exit 0 every seed passed, 1 a seed failed a check or did not replay,
+    /// 3 a seed hit an internal error (panic, hung simulation), 4 stopped by
+    /// SIGINT/SIGTERM after writing the seeds that finished.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Explore {
+        #[command(subcommand)]
+        merge: Option<ExploreCommand>,
         /// Scenario file (TOML).
-        scenario: PathBuf,
+        #[arg(required = true)]
+        scenario: Option<PathBuf>,
         /// Seeds: `A..B` (B excluded), `A..=B`, or one seed.
-        #[arg(long)]
-        seeds: String,
+        #[arg(long, required = true)]
+        seeds: Option<String>,
         /// Draw each seed's fault schedule within the scenario's `[swarm]` bounds.
         #[arg(long)]
         swarm: bool,
@@ -91,10 +104,16 @@ enum Command {
         /// Run only shard `i` of `n` of the seeds (1-based, round-robin), e.g. `2/4`.
         #[arg(long)]
         shard: Option<String>,
-        /// Where swarm failures' scenario files go (default: results/explore/<scenario>).
+        /// Output directory: `results.jsonl` (a line per seed as it
+        /// finishes), `junit.xml`, `summary.json`, `failing-seeds.txt`, swarm
+        /// failures' scenario files (default: results/explore/<scenario>).
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Compare a run with a baseline run (their --out directories): latency,
+    /// errors, throughput per route, checks, comparability. Exit 1 when a
+    /// `--fail-on` threshold is crossed.
+    Diff(diff::DiffArgs),
     /// Shrink a failing seed to a minimal scenario file that still fails.
     Shrink {
         /// Scenario file (TOML).
@@ -149,6 +168,21 @@ enum Command {
     Certs(certs::CertsCommand),
 }
 
+/// `meshsim explore merge`.
+#[derive(Subcommand)]
+enum ExploreCommand {
+    /// Merge shards' output directories into one summary, junit.xml and
+    /// failing-seed list (exit codes as for explore; 4 if seeds are missing).
+    Merge {
+        /// The shards' `--out` directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged files go.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 /// Failures that are the user's input, not the run: exit 2.
 #[derive(Debug)]
 struct BadInput(String);
@@ -172,7 +206,12 @@ const LIFECYCLE_EVENTS: &[&str] = &[
 ];
 
 fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
-    Scenario::load_with(path, overrides).map_err(|e| BadInput(e.to_string()).into())
+    load_as_run(path, overrides).map(|(scenario, _)| scenario)
+}
+
+/// The scenario and its text as run (after `--set`), for provenance.
+fn load_as_run(path: &Path, overrides: &[Override]) -> anyhow::Result<(Scenario, String)> {
+    Scenario::load_as_run(path, overrides).map_err(|e| BadInput(e.to_string()).into())
 }
 
 fn main() -> ExitCode {
@@ -185,7 +224,7 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(3)
         }
     }
 }
@@ -208,7 +247,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
             let mode = if real { Some(time_scale) } else { None };
             run(
-                load(&scenario, &set)?,
+                load_as_run(&scenario, &set)?,
                 &scenario,
                 &set,
                 seed,
@@ -222,8 +261,16 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             set,
             seed,
             against,
-        } => determinism::check(&load(&scenario, &set)?, seed, against.as_deref()),
+        } => {
+            let (parsed, text) = load_as_run(&scenario, &set)?;
+            determinism::check(&parsed, &text, seed, against.as_deref())
+        }
         Command::Explore {
+            merge: Some(ExploreCommand::Merge { dirs, out }),
+            ..
+        } => explore::merge(&dirs, &out),
+        Command::Explore {
+            merge: None,
             scenario,
             seeds,
             swarm,
@@ -231,8 +278,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             shard,
             out,
         } => explore::run(explore::Request {
-            scenario,
-            seeds,
+            scenario: scenario.context("explore needs a scenario file")?,
+            seeds: seeds.context("explore needs --seeds")?,
             swarm,
             jobs,
             shard,
@@ -254,6 +301,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             runs_max,
         }),
         Command::Load(args) => load::run(*args),
+        Command::Diff(args) => diff::run(args),
         Command::Capacity(args) => capacity::run(args),
         Command::Report { dir } => report::run(&dir),
         Command::Up(args) => up::run(args),
@@ -275,7 +323,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn run(
-    scenario: Scenario,
+    (scenario, text): (Scenario, String),
     path: &Path,
     set: &[Override],
     seed: Option<u64>,
@@ -302,6 +350,7 @@ fn run(
         None => String::new(),
     };
     summary.reproduce = format!("meshsim run {}{sets} --seed {seed}{mode}", path.display());
+    summary.provenance = provenance::of(Some(&text));
     let out =
         out.unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{seed}", scenario.name)));
     let mut data = engine::output::run_data(&output);

@@ -104,7 +104,8 @@ fn explore_finds_exactly_the_seeds_whose_partition_hits_the_workload() {
     let options = ExploreOptions {
         swarm: false,
         jobs: 2,
-        recheck_one_in: 4,
+        recheck: vec![1, 5],
+        ..ExploreOptions::default()
     };
     let report = explore(&source, &seeds, &options, |_| {});
     assert_eq!(report.results.len(), seeds.len());

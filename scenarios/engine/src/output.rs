@@ -50,6 +50,14 @@ pub fn load_data(summary: reports::Summary, load: &LoadReport) -> RunData {
         data.intervals.push(row(start_s, end_s, ROUTE_ALL, &total));
         for (op, stats) in &interval.ops {
             data.intervals.push(row(start_s, end_s, op, stats));
+            data.route_latency_intervals
+                .entry(op.clone())
+                .or_default()
+                .push(IntervalHistogram {
+                    start_s,
+                    end_s,
+                    histogram: stats.latency_us.clone(),
+                });
         }
         data.latency_intervals.push(IntervalHistogram {
             start_s,

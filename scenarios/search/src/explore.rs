@@ -6,11 +6,11 @@
 //! list) is a small edit of the document, parsed and validated exactly like
 //! a file the user wrote, and can be written out as one.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 use rand::Rng;
@@ -341,6 +341,8 @@ pub struct SeedResult {
     pub actions: usize,
     /// Checks that failed but do not count (whole-run SLOs under swarm).
     pub excused: Vec<String>,
+    /// Wall-clock seconds the run took (reporting only).
+    pub wall_seconds: f64,
 }
 
 /// Which checks decide a seed's fate.
@@ -369,6 +371,8 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs one scenario with one seed, hash-only, catching panics.
 pub fn run_seed(scenario: &Scenario, seed: u64, swarm: bool) -> SeedResult {
+    #[allow(clippy::disallowed_methods)] // reporting only: outside the simulation.
+    let started = std::time::Instant::now();
     let actions = scenario.fault_schedule(Seed::new(seed)).action_count();
     let ran = catch_unwind(AssertUnwindSafe(|| {
         engine::run_sim(scenario, seam::Seed::new(seed), Trace::hash_only())
@@ -404,19 +408,23 @@ pub fn run_seed(scenario: &Scenario, seed: u64, swarm: bool) -> SeedResult {
         trace_hash,
         actions,
         excused,
+        wall_seconds: started.elapsed().as_secs_f64(),
     }
 }
 
 /// How to explore.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ExploreOptions {
     /// Draw a swarm schedule per seed.
     pub swarm: bool,
     /// Runs at once (one simulation per thread).
     pub jobs: usize,
-    /// Re-run one seed in this many (and every failing seed) to check
-    /// determinism; 20 = 5 %.
-    pub recheck_one_in: u64,
+    /// Seeds re-run to check determinism even when they pass (every
+    /// failing seed is re-run too); see [`sampled_for_recheck`].
+    pub recheck: Vec<u64>,
+    /// Set from outside (a signal handler) to stop: no new run starts, and
+    /// [`explore`] returns at once with what had finished.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// A determinism re-check: the same seed run again, on whichever thread.
@@ -446,6 +454,8 @@ pub struct ExploreReport {
     pub rechecks: Vec<Recheck>,
     /// Seeds whose scenario variant could not be built (swarm only).
     pub invalid: Vec<(u64, String)>,
+    /// The stop flag was raised before every seed finished.
+    pub interrupted: bool,
 }
 
 impl ExploreReport {
@@ -463,15 +473,28 @@ impl ExploreReport {
     }
 }
 
-/// Whether the seed at `index` in the explored list is re-checked: one in
-/// `one_in` by position, starting with the first, so every range and every
-/// shard re-checks the same share (5 % of 1,000 seeds is 50 re-runs, not
-/// "about" 50) and even a one-seed shard re-checks its seed.
+/// Whether the seed at `index` in the whole seed range is re-checked: one
+/// in `one_in` by position, starting with the first, so every range
+/// re-checks the same share (5 % of 1,000 seeds is 50 re-runs, not "about"
+/// 50). Positions count in the whole range, not in a shard, so shards
+/// together re-check exactly the seeds one unsharded run would.
 pub fn sampled_for_recheck(index: usize, one_in: u64) -> bool {
     one_in > 0 && (index as u64).is_multiple_of(one_in)
 }
 
-/// A progress event, for a progress bar.
+/// Everything about one seed, once it is done (first run and, if it was
+/// re-run, the re-check): what `explore` streams.
+#[derive(Clone, Debug)]
+pub struct SeedRecord {
+    /// The seed.
+    pub seed: u64,
+    /// Its first run, or why its swarm variant was not a valid scenario.
+    pub first: Result<SeedResult, String>,
+    /// The determinism re-run, if it had one.
+    pub recheck: Option<Recheck>,
+}
+
+/// A progress event.
 #[derive(Clone, Debug)]
 pub enum Progress {
     /// A first run finished.
@@ -480,6 +503,8 @@ pub enum Progress {
     Rechecked(Recheck),
     /// A seed's swarm variant was not a valid scenario.
     Invalid(u64, String),
+    /// A seed is done (after its re-check, if any): stream it.
+    Finished(SeedRecord),
 }
 
 /// The scenario one seed runs (the swarm variant, or the scenario itself).
@@ -494,42 +519,80 @@ fn scenario_for(source: &ScenarioSource, seed: u64, swarm: bool) -> Result<Scena
     }
 }
 
-/// Runs `tasks` on `jobs` threads, one simulation per thread at a time,
-/// reporting each result to `progress` on the calling thread.
-fn parallel<T: Send>(
-    tasks: Vec<u64>,
-    jobs: usize,
-    work: impl Fn(u64) -> T + Sync,
-    mut progress: impl FnMut(&T),
-) -> Vec<T> {
-    let queue = Mutex::new(tasks.into_iter().collect::<VecDeque<u64>>());
-    let (sender, receiver) = mpsc::channel();
-    let mut results = Vec::new();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            let sender = sender.clone();
-            let (queue, work) = (&queue, &work);
-            scope.spawn(move || {
-                loop {
-                    let next = queue.lock().expect("queue poisoned").pop_front();
-                    let Some(seed) = next else { break };
-                    if sender.send(work(seed)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        for result in receiver {
-            progress(&result);
-            results.push(result);
-        }
-    });
-    results
+/// A unit of work: a seed's first run, or its re-run.
+#[derive(Clone, Copy, Debug)]
+enum Task {
+    First(u64),
+    Recheck(u64),
 }
 
-/// Runs every seed, then re-runs the sampled and the failing ones and
-/// compares hashes.
+/// What a worker sends back.
+enum Done {
+    First(u64, Result<SeedResult, String>),
+    Recheck(u64, String),
+}
+
+/// The work queue the workers share with the coordinating thread.
+#[derive(Default)]
+struct Queue {
+    tasks: VecDeque<Task>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// The next task, waiting while the queue is empty but not closed;
+    /// `None` once closed or stopped.
+    fn next(&self) -> Option<Task> {
+        let mut queue = self.queue.lock().expect("queue poisoned");
+        loop {
+            if self.stop.load(Ordering::SeqCst) || queue.closed {
+                return None;
+            }
+            if let Some(task) = queue.tasks.pop_front() {
+                return Some(task);
+            }
+            // Woken by a push or close; the timeout notices the stop flag.
+            queue = self
+                .wake
+                .wait_timeout(queue, STOP_POLL)
+                .expect("queue poisoned")
+                .0;
+        }
+    }
+
+    fn push_front(&self, task: Task) {
+        self.queue
+            .lock()
+            .expect("queue poisoned")
+            .tasks
+            .push_front(task);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.queue.lock().expect("queue poisoned").closed = true;
+        self.wake.notify_all();
+    }
+}
+
+/// How often a waiting thread looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Runs every seed on `options.jobs` threads, one simulation per thread at
+/// a time. A seed that fails, or is in `options.recheck`, is re-run at once
+/// on whichever thread is free (its re-run goes to the front of the queue)
+/// and the hashes compared; then the seed is done and reported as
+/// [`Progress::Finished`], so results stream in the order seeds finish.
+///
+/// When `options.stop` is raised, no new run starts and this returns at
+/// once with the seeds that were done (`interrupted` set); runs still in
+/// flight are abandoned to their threads, which end with the process.
 pub fn explore(
     source: &ScenarioSource,
     seeds: &[u64],
@@ -537,68 +600,112 @@ pub fn explore(
     mut progress: impl FnMut(Progress),
 ) -> ExploreReport {
     let swarm = options.swarm;
-    let first = parallel(
-        seeds.to_vec(),
-        options.jobs,
-        |seed| {
-            (
-                seed,
-                scenario_for(source, seed, swarm).map(|s| run_seed(&s, seed, swarm)),
-            )
-        },
-        |(seed, r)| match r {
-            Ok(result) => progress(Progress::Ran(result.clone())),
-            Err(message) => progress(Progress::Invalid(*seed, message.clone())),
-        },
-    );
-    let mut report = ExploreReport::default();
-    let mut results = Vec::new();
-    for (seed, result) in first {
-        match result {
-            Ok(result) => results.push(result),
-            Err(message) => report.invalid.push((seed, message)),
-        }
-    }
-    results.sort_by_key(|r| r.seed);
-    report.invalid.sort();
-    let sampled: Vec<u64> = seeds
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| sampled_for_recheck(*i, options.recheck_one_in))
-        .map(|(_, seed)| *seed)
-        .collect();
-    let recheck: Vec<u64> = results
-        .iter()
-        .filter(|r| r.outcome != Outcome::Pass || sampled.contains(&r.seed))
-        .map(|r| r.seed)
-        .collect();
-    let firsts: Vec<(u64, String)> = results
-        .iter()
-        .map(|r| (r.seed, outcome_fingerprint(r)))
-        .collect();
-    let mut rechecks = parallel(
-        recheck,
-        options.jobs,
-        |seed| {
-            let second = scenario_for(source, seed, swarm)
-                .map(|s| outcome_fingerprint(&run_seed(&s, seed, swarm)))
-                .unwrap_or_else(|e| format!("invalid: {e}"));
-            let first = firsts
-                .iter()
-                .find(|(s, _)| *s == seed)
-                .map(|(_, f)| f.clone())
-                .unwrap_or_default();
-            Recheck {
-                seed,
-                first,
-                second,
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            tasks: seeds.iter().map(|s| Task::First(*s)).collect(),
+            closed: false,
+        }),
+        wake: Condvar::new(),
+        stop: options.stop.clone(),
+    });
+    let source = Arc::new(source.clone());
+    let (sender, receiver) = mpsc::channel();
+    for _ in 0..options.jobs.max(1) {
+        let (shared, source, sender) = (shared.clone(), source.clone(), sender.clone());
+        std::thread::spawn(move || {
+            while let Some(task) = shared.next() {
+                let done = match task {
+                    Task::First(seed) => Done::First(
+                        seed,
+                        scenario_for(&source, seed, swarm).map(|s| run_seed(&s, seed, swarm)),
+                    ),
+                    Task::Recheck(seed) => Done::Recheck(
+                        seed,
+                        scenario_for(&source, seed, swarm)
+                            .map(|s| outcome_fingerprint(&run_seed(&s, seed, swarm)))
+                            .unwrap_or_else(|e| format!("invalid: {e}")),
+                    ),
+                };
+                if sender.send(done).is_err() {
+                    break;
+                }
             }
-        },
-        |r| progress(Progress::Rechecked(r.clone())),
-    );
-    rechecks.sort_by_key(|r| r.seed);
-    report.results = results;
-    report.rechecks = rechecks;
+        });
+    }
+    drop(sender);
+    let mut report = ExploreReport::default();
+    let mut awaiting: BTreeMap<u64, SeedResult> = BTreeMap::new();
+    let mut finished = 0;
+    while finished < seeds.len() {
+        if options.stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        let done = match receiver.recv_timeout(STOP_POLL) {
+            Ok(done) => done,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let record = match done {
+            Done::First(seed, Err(message)) => {
+                progress(Progress::Invalid(seed, message.clone()));
+                report.invalid.push((seed, message.clone()));
+                SeedRecord {
+                    seed,
+                    first: Err(message),
+                    recheck: None,
+                }
+            }
+            Done::First(seed, Ok(result)) => {
+                progress(Progress::Ran(result.clone()));
+                if result.outcome != Outcome::Pass || options.recheck.contains(&seed) {
+                    awaiting.insert(seed, result);
+                    shared.push_front(Task::Recheck(seed));
+                    continue;
+                }
+                report.results.push(result.clone());
+                SeedRecord {
+                    seed,
+                    first: Ok(result),
+                    recheck: None,
+                }
+            }
+            Done::Recheck(seed, second) => {
+                let Some(result) = awaiting.remove(&seed) else {
+                    continue;
+                };
+                let recheck = Recheck {
+                    seed,
+                    first: outcome_fingerprint(&result),
+                    second,
+                };
+                progress(Progress::Rechecked(recheck.clone()));
+                report.results.push(result.clone());
+                report.rechecks.push(recheck.clone());
+                SeedRecord {
+                    seed,
+                    first: Ok(result),
+                    recheck: Some(recheck),
+                }
+            }
+        };
+        finished += 1;
+        progress(Progress::Finished(record));
+    }
+    shared.close();
+    // Interrupted: a first run that was waiting for its re-run is still a
+    // finished result; keep it, without the re-check.
+    for (seed, result) in std::mem::take(&mut awaiting) {
+        report.results.push(result.clone());
+        progress(Progress::Finished(SeedRecord {
+            seed,
+            first: Ok(result),
+            recheck: None,
+        }));
+    }
+    report.results.sort_by_key(|r| r.seed);
+    report.rechecks.sort_by_key(|r| r.seed);
+    report.invalid.sort();
     report
 }
 

@@ -353,6 +353,30 @@ pub(crate) fn defined_twice(role: &str, name: &str) -> String {
     format!("{role} \"{name}\" is defined twice")
 }
 
+/// A scenario file's text; invalid UTF-8 is reported at its position.
+fn read_text(path: &Path) -> Result<String, SpecError> {
+    let bytes = std::fs::read(path).map_err(|e| SpecError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, column) = line_column(&String::from_utf8_lossy(&e.into_bytes()[..at]), at);
+        SpecError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            message: "the file is not valid UTF-8".into(),
+        }
+    })
+}
+
+/// The hex SHA-256 of scenario text as run (see [`Scenario::load_as_run`]).
+pub fn scenario_sha256(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Whether `name` occurs more than once among `names`.
 pub(crate) fn repeated<'n>(names: impl IntoIterator<Item = &'n str>, name: &str) -> bool {
     names.into_iter().filter(|n| *n == name).count() > 1
@@ -361,35 +385,29 @@ pub(crate) fn repeated<'n>(names: impl IntoIterator<Item = &'n str>, name: &str)
 impl Scenario {
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, SpecError> {
-        let bytes = std::fs::read(path).map_err(|e| SpecError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to();
-            let (line, column) = line_column(&String::from_utf8_lossy(&e.into_bytes()[..at]), at);
-            SpecError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message: "the file is not valid UTF-8".into(),
-            }
-        })?;
-        Scenario::parse(path, &text)
+        Scenario::load_with(path, &[])
     }
 
     /// Reads a scenario file and applies `--set` overrides before parsing.
     /// The file must be valid by itself; an override that breaks it is
     /// reported against the override.
     pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Scenario, SpecError> {
-        let scenario = Scenario::load(path)?;
+        Scenario::load_as_run(path, overrides).map(|(scenario, _)| scenario)
+    }
+
+    /// Like [`Scenario::load_with`], and also returns the text the scenario
+    /// was parsed from (the file after `--set`): what `scenario_sha256` in
+    /// `summary.json` hashes, so two runs with the same hash ran the same
+    /// scenario whether it was edited or overridden.
+    pub fn load_as_run(
+        path: &Path,
+        overrides: &[Override],
+    ) -> Result<(Scenario, String), SpecError> {
+        let text = read_text(path)?;
+        let scenario = Scenario::parse(path, &text)?;
         if overrides.is_empty() {
-            return Ok(scenario);
+            return Ok((scenario, text));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
         let overridden =
             overrides::apply(&text, overrides).map_err(|message| SpecError::Override {
                 path: path.to_owned(),
@@ -400,7 +418,7 @@ impl Scenario {
             .map(|o| format!("--set {o}"))
             .collect::<Vec<_>>()
             .join(" ");
-        Scenario::parse(path, &overridden).map_err(|e| {
+        let scenario = Scenario::parse(path, &overridden).map_err(|e| {
             let message = match e {
                 SpecError::Invalid { message, .. } => message,
                 other => other.to_string(),
@@ -409,7 +427,8 @@ impl Scenario {
                 path: path.to_owned(),
                 message: format!("{list}: {message}"),
             }
-        })
+        })?;
+        Ok((scenario, overridden))
     }
 
     /// Parses and validates scenario text; `path` is only for messages.

@@ -1,6 +1,9 @@
 //! The threshold language, in the syntax k6 users know:
 //! `p(99) < 250ms`, `avg < 100ms`, `max < 1s`, `error_rate < 0.1%`,
-//! `availability > 99.9%`, `rate > 900/s`.
+//! `availability > 99.9%`, `rate > 900/s`; and, for `meshsim diff
+//! --fail-on`, the same metrics compared as a change against a baseline:
+//! `p(99) > +10%` (relative), `p(99) > +20ms` or `error_rate > +0.5pp`
+//! (absolute, in the metric's unit; `pp` = percentage points).
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +36,24 @@ pub enum Comparison {
     Gt,
     /// `>=`
     Ge,
+}
+
+impl Metric {
+    /// The metric's value for `counts` and a latency lookup (`quantile →
+    /// ms`, `None` → mean), in its unit: ms, a fraction, or per second.
+    pub fn measure(self, counts: Measured, latency_ms: impl Fn(Option<f64>) -> f64) -> f64 {
+        let total = counts.total.max(1) as f64;
+        match self {
+            Metric::Percentile(p) => latency_ms(Some(p / 100.0)),
+            Metric::Avg => latency_ms(None),
+            Metric::Max => latency_ms(Some(1.0)),
+            Metric::ErrorRate => counts.failed as f64 / total,
+            Metric::Availability => (counts.total - counts.failed) as f64 / total,
+            Metric::Rate => {
+                (counts.total - counts.failed) as f64 / counts.window_s.max(f64::MIN_POSITIVE)
+            }
+        }
+    }
 }
 
 impl Comparison {
@@ -83,17 +104,7 @@ impl Threshold {
         counts: Measured,
         latency_ms: impl Fn(Option<f64>) -> f64,
     ) -> (bool, f64) {
-        let total = counts.total.max(1) as f64;
-        let measured = match self.metric {
-            Metric::Percentile(p) => latency_ms(Some(p / 100.0)),
-            Metric::Avg => latency_ms(None),
-            Metric::Max => latency_ms(Some(1.0)),
-            Metric::ErrorRate => counts.failed as f64 / total,
-            Metric::Availability => (counts.total - counts.failed) as f64 / total,
-            Metric::Rate => {
-                (counts.total - counts.failed) as f64 / counts.window_s.max(f64::MIN_POSITIVE)
-            }
-        };
+        let measured = self.metric.measure(counts, latency_ms);
         // No traffic cannot prove a latency or availability objective.
         let passed = counts.total > 0 && self.comparison.holds(measured, self.bound);
         (passed, measured)
@@ -187,27 +198,145 @@ fn parse_bound(metric: Metric, text: &str) -> Result<f64, ThresholdError> {
     }
 }
 
+/// How far a metric may move from its baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Change {
+    /// A fraction of the baseline value: `+10%` is 0.10.
+    Relative(f64),
+    /// An amount in the metric's unit (ms, fraction, per second).
+    Absolute(f64),
+}
+
+/// A regression threshold for `meshsim diff --fail-on`: the condition
+/// that fails the comparison, e.g. `p(99) > +10%`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeThreshold {
+    /// What is measured.
+    pub metric: Metric,
+    /// How the change is compared with the bound.
+    pub comparison: Comparison,
+    /// The bound on the change.
+    pub change: Change,
+    text: String,
+}
+
+impl ChangeThreshold {
+    /// Whether the move from `baseline` to `run` crosses the threshold, and
+    /// the change in the bound's terms (`+12.5%`, `+3.000ms`). A relative
+    /// change from a baseline of 0 is infinite unless the run is 0 too.
+    pub fn crossed(&self, baseline: f64, run: f64) -> (bool, String) {
+        match self.change {
+            Change::Relative(bound) => {
+                let change = if baseline != 0.0 {
+                    (run - baseline) / baseline
+                } else if run == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY.copysign(run)
+                };
+                (
+                    self.comparison.holds(change, bound),
+                    format!("{:+.2}%", change * 100.0),
+                )
+            }
+            Change::Absolute(bound) => {
+                let change = run - baseline;
+                let shown = match self.metric {
+                    Metric::Percentile(_) | Metric::Avg | Metric::Max => {
+                        format!("{change:+.3}ms")
+                    }
+                    Metric::ErrorRate | Metric::Availability => {
+                        format!("{:+.4}pp", change * 100.0)
+                    }
+                    Metric::Rate => format!("{change:+.1}/s"),
+                };
+                (self.comparison.holds(change, bound), shown)
+            }
+        }
+    }
+}
+
+impl fmt::Display for ChangeThreshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for ChangeThreshold {
+    type Err = ThresholdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (metric_text, comparison, bound_text) = split_comparison(text)?;
+        let metric = parse_metric(metric_text)?;
+        let (sign, magnitude) = match bound_text.chars().next() {
+            Some('+') => (1.0, &bound_text[1..]),
+            Some('-') => (-1.0, &bound_text[1..]),
+            _ => {
+                return Err(err(format!(
+                    "`{bound_text}` is not a change; expected a signed bound like +10% (relative) or +20ms (absolute)"
+                )));
+            }
+        };
+        let magnitude = magnitude.trim();
+        let change = if let Some(points) = magnitude.strip_suffix("pp") {
+            if !matches!(metric, Metric::ErrorRate | Metric::Availability) {
+                return Err(err(format!(
+                    "`{bound_text}`: percentage points (pp) apply to error_rate and availability"
+                )));
+            }
+            let value = parse_bound(metric, &format!("{}%", points.trim()))?;
+            Change::Absolute(sign * value)
+        } else if let Some(percent) = magnitude.strip_suffix('%') {
+            let value: f64 = percent
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                .ok_or_else(|| err(format!("`{bound_text}` is not a percentage change")))?;
+            Change::Relative(sign * value / 100.0)
+        } else {
+            Change::Absolute(sign * parse_bound(metric, magnitude)?)
+        };
+        Ok(ChangeThreshold {
+            metric,
+            comparison,
+            change,
+            text: text.trim().to_owned(),
+        })
+    }
+}
+
+/// Splits `metric OP bound` at its comparison operator.
+fn split_comparison(text: &str) -> Result<(&str, Comparison, &str), ThresholdError> {
+    let ops = [
+        ("<=", Comparison::Le),
+        (">=", Comparison::Ge),
+        ("<", Comparison::Lt),
+        (">", Comparison::Gt),
+    ];
+    let (at, op_text, comparison) = ops
+        .iter()
+        .filter_map(|(op, cmp)| text.find(op).map(|at| (at, *op, *cmp)))
+        .min_by_key(|(at, op, _)| (*at, usize::MAX - op.len()))
+        .ok_or_else(|| {
+            err(format!(
+                "`{text}` has no comparison; expected e.g. `p(99) < 250ms`"
+            ))
+        })?;
+    Ok((
+        text[..at].trim(),
+        comparison,
+        text[at + op_text.len()..].trim(),
+    ))
+}
+
 impl FromStr for Threshold {
     type Err = ThresholdError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let ops = [
-            ("<=", Comparison::Le),
-            (">=", Comparison::Ge),
-            ("<", Comparison::Lt),
-            (">", Comparison::Gt),
-        ];
-        let (at, op_text, comparison) = ops
-            .iter()
-            .filter_map(|(op, cmp)| text.find(op).map(|at| (at, *op, *cmp)))
-            .min_by_key(|(at, op, _)| (*at, usize::MAX - op.len()))
-            .ok_or_else(|| {
-                err(format!(
-                    "`{text}` has no comparison; expected e.g. `p(99) < 250ms`"
-                ))
-            })?;
-        let metric = parse_metric(text[..at].trim())?;
-        let bound = parse_bound(metric, text[at + op_text.len()..].trim())?;
+        let (metric, comparison, bound) = split_comparison(text)?;
+        let metric = parse_metric(metric)?;
+        let bound = parse_bound(metric, bound)?;
         Ok(Threshold {
             metric,
             comparison,
@@ -259,6 +388,42 @@ mod tests {
         ] {
             let error = bad.parse::<Threshold>().unwrap_err();
             assert!(!error.0.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn change_thresholds_parse_and_cross() {
+        let t: ChangeThreshold = "p(99) > +10%".parse().unwrap();
+        assert_eq!(
+            (t.metric, t.comparison, t.change),
+            (
+                Metric::Percentile(99.0),
+                Comparison::Gt,
+                Change::Relative(0.1)
+            )
+        );
+        assert_eq!(t.crossed(100.0, 111.0), (true, "+11.00%".to_owned()));
+        assert!(!t.crossed(100.0, 110.0).0);
+        assert!(!t.crossed(100.0, 50.0).0);
+        assert!(t.crossed(0.0, 1.0).0, "from zero, any rise is infinite");
+        assert!(!t.crossed(0.0, 0.0).0);
+        let t: ChangeThreshold = "p(99.9) >= +20ms".parse().unwrap();
+        assert_eq!(t.change, Change::Absolute(20.0));
+        assert_eq!(t.crossed(5.0, 25.0), (true, "+20.000ms".to_owned()));
+        let t: ChangeThreshold = "error_rate > +0.5pp".parse().unwrap();
+        assert_eq!(t.change, Change::Absolute(0.005));
+        assert!(t.crossed(0.001, 0.01).0);
+        let t: ChangeThreshold = "rate < -5%".parse().unwrap();
+        assert!(t.crossed(1000.0, 900.0).0);
+        assert!(!t.crossed(1000.0, 990.0).0);
+        for bad in [
+            "p(99) > 10%",
+            "p(99) > +10",
+            "avg > +1pp",
+            "p(99) +10%",
+            "p(99) > +x%",
+        ] {
+            assert!(bad.parse::<ChangeThreshold>().is_err(), "{bad}");
         }
     }
 

@@ -52,6 +52,10 @@ fn shape(sigma: f64, kappa: f64, n: f64) -> f64 {
     n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
 }
 
+fn square(x: f64) -> f64 {
+    x * x
+}
+
 /// The best λ for fixed (σ, κ), and the squared error it leaves.
 fn best_lambda(points: &[(f64, f64)], sigma: f64, kappa: f64) -> (f64, f64) {
     let (mut xg, mut gg) = (0.0, 0.0);
@@ -63,7 +67,7 @@ fn best_lambda(points: &[(f64, f64)], sigma: f64, kappa: f64) -> (f64, f64) {
     let lambda = if gg > 0.0 { (xg / gg).max(0.0) } else { 0.0 };
     let sse = points
         .iter()
-        .map(|&(n, x)| (x - lambda * shape(sigma, kappa, n)).powi(2))
+        .map(|&(n, x)| square(x - lambda * shape(sigma, kappa, n)))
         .sum();
     (lambda, sse)
 }
@@ -84,7 +88,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<UslFit> {
     let (sigma, kappa) = search(points);
     let (lambda, sse) = best_lambda(points, sigma, kappa);
     let mean = points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64;
-    let sst: f64 = points.iter().map(|p| (p.1 - mean).powi(2)).sum();
+    let sst: f64 = points.iter().map(|p| square(p.1 - mean)).sum();
     let r_squared = if sst > 0.0 { 1.0 - sse / sst } else { 1.0 };
     let n_max = (kappa > 0.0).then(|| ((1.0 - sigma) / kappa).sqrt().max(1.0));
     let mut model = UslFit {
@@ -108,9 +112,9 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
     const GRID: usize = 40;
     const ROUNDS: usize = 30;
     let sse = |sigma: f64, log_kappa: Option<f64>| {
-        best_lambda(points, sigma, log_kappa.map_or(0.0, f64::exp)).1
+        best_lambda(points, sigma, log_kappa.map_or(0.0, seam::math::exp)).1
     };
-    let (log_lo, log_hi) = (1e-7f64.ln(), 0.0f64);
+    let (log_lo, log_hi) = (seam::math::ln(1e-7), 0.0f64);
     // Each candidate is (σ, ln κ or None for κ = 0).
     let mut best = (0.0, None);
     let mut best_sse = f64::INFINITY;
@@ -147,7 +151,7 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
         sigma_step /= 2.0;
         log_step /= 2.0;
     }
-    (best.0, best.1.map_or(0.0, f64::exp))
+    (best.0, best.1.map_or(0.0, seam::math::exp))
 }
 
 #[cfg(test)]
