@@ -6,6 +6,7 @@ mod capacity;
 mod certs;
 mod determinism;
 mod explore;
+mod import_mesh;
 mod report;
 mod serve;
 mod shrink;
@@ -147,6 +148,16 @@ enum Command {
     /// Certificates from a running mesh's CA.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Translate another mesh's configuration into a scenario's terms.
+    #[command(subcommand)]
+    Import(ImportKind),
+}
+
+/// What `meshsim import` reads.
+#[derive(Subcommand)]
+enum ImportKind {
+    /// Istio, Linkerd and Gateway API YAML → the equivalent `[mesh]` TOML.
+    Mesh(import_mesh::Args),
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -172,7 +183,11 @@ const LIFECYCLE_EVENTS: &[&str] = &[
 ];
 
 fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
-    Scenario::load_with(path, overrides).map_err(|e| BadInput(e.to_string()).into())
+    let scenario = Scenario::load_with(path, overrides).map_err(|e| BadInput(e.to_string()))?;
+    for warning in scenario.import_warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(scenario)
 }
 
 fn main() -> ExitCode {
@@ -262,6 +277,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => serve::proxy(args),
         Command::App(args) => serve::app(args),
         Command::Certs(command) => certs::run(command),
+        Command::Import(ImportKind::Mesh(args)) => import_mesh::run(args),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
