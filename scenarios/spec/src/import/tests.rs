@@ -2,7 +2,7 @@
 //! (The behaviour of each in a simulated run is tested in
 //! `scenarios/engine/tests/import.rs`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mesh::config as cfg;
 
@@ -18,7 +18,7 @@ fn context() -> ImportContext {
 
 /// Writes `yaml` to a file of its own and imports it.
 fn import(name: &str, yaml: &str) -> Result<Imported, SpecError> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import-unit");
+    let dir = std::env::temp_dir().join(format!("meshsim-import-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(name);
     std::fs::write(&file, yaml).unwrap();
@@ -147,8 +147,8 @@ spec:
     );
     assert_eq!(imported.warnings.len(), 1, "{:?}", imported.warnings);
     assert!(imported.warnings[0].to_string().ends_with(
-        "dr.yaml:15:7: outlierDetection.interval is not modelled: meshsim ejects as soon as the consecutive count is reached and returns an endpoint when its ejection time is over, not at the next sweep"
-    ));
+        "dr.yaml:14:7: outlierDetection.interval is not modelled: meshsim ejects as soon as the consecutive count is reached and returns an endpoint when its ejection time is over, not at the next sweep"
+    ), "{}", imported.warnings[0]);
 }
 
 #[test]
@@ -228,7 +228,7 @@ spec: { mtls: { mode: STRICT } }
     import("strict.yaml", strict).unwrap();
     assert_eq!(
         error("permissive.yaml", &strict.replace("STRICT", "PERMISSIVE")),
-        "5:24: mtls.mode PERMISSIVE is refused: meshsim's sidecars never accept plaintext, so only STRICT can be simulated faithfully"
+        "5:23: mtls.mode PERMISSIVE is refused: meshsim's sidecars never accept plaintext, so only STRICT can be simulated faithfully"
     );
 }
 
@@ -413,7 +413,7 @@ spec:
 
 #[test]
 fn globs_expand_in_sorted_order() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import-glob");
+    let dir = std::env::temp_dir().join(format!("meshsim-import-glob-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["b.yaml", "a.yaml", "c.yml"] {
         std::fs::write(dir.join(name), "").unwrap();
