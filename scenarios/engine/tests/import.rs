@@ -42,12 +42,12 @@ weight = 1
 
 /// Writes `policy.yaml` and a scenario importing it (plus `extra` TOML)
 /// into a directory of the test's own, and loads the scenario.
-fn scenario(name: &str, yaml: &str, extra: &str) -> Scenario {
+fn imported(name: &str, yaml: &str, extra: &str) -> Scenario {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.yaml"), yaml).unwrap();
     let text = format!(
-        "name = \"{name}\"\n[mesh]\nimport = [\"policy.yaml\"]\n{BASE}\n{extra}"
+        "name = \"{name}\"\n{BASE}\n[mesh]\nimport = [\"policy.yaml\"]\n{extra}"
     );
     let path = dir.join("scenario.toml");
     std::fs::write(&path, text).unwrap();
@@ -72,7 +72,7 @@ fn check<'s>(summary: &'s Summary, name: &str) -> &'s reports::Check {
 
 #[test]
 fn istio_fault_abort_of_50_percent_answers_about_half_with_503() {
-    let scenario = scenario(
+    let scenario = imported(
         "fault-abort",
         r#"
 apiVersion: networking.istio.io/v1
@@ -100,6 +100,7 @@ spec:
     let total: u64 = load.statuses.values().sum();
     let aborted = load.statuses.get(&503).copied().unwrap_or(0);
     let share = aborted as f64 / total as f64;
+    eprintln!("fault.abort 50 %: {aborted} of {total} answered 503 ({share:.3})");
     assert!(total > 800, "{:?}", load.statuses);
     assert!((0.45..=0.55).contains(&share), "503 share {share:.3} of {total}: {:?}", load.statuses);
     assert_eq!(load.statuses.get(&200).copied().unwrap_or(0) + aborted, total, "{:?}", load.statuses);
@@ -129,12 +130,13 @@ private_paths = ["/recs/available"]
 
 #[test]
 fn istio_deny_gives_403_to_the_denied_principal_and_2xx_to_the_others() {
-    let scenario = scenario("deny", DENY_ROGUE, ROGUE);
+    let scenario = imported("deny", DENY_ROGUE, ROGUE);
     let authz = service(&scenario, "registry").authorization.unwrap();
     assert_eq!(authz.deny[0].principals, ["spiffe://rec.meshsim/ns/rec/sa/rogue-insider"]);
     assert_eq!(authz.allow[0].principals, ["*"], "no ALLOW policy: everything else is allowed");
     let output = run(&scenario);
     let never = check(&output.summary, "rogue_never_succeeds");
+    eprintln!("DENY: {}; loadgen statuses {:?}", never.detail, output.load.statuses);
     assert!(never.passed, "the denied principal got through: {}", never.detail);
     let statuses = &output.load.statuses;
     assert!(
@@ -142,7 +144,7 @@ fn istio_deny_gives_403_to_the_denied_principal_and_2xx_to_the_others() {
         "the gateway's calls (another principal) must all succeed: {statuses:?}"
     );
     // The control: the same run without the DENY document lets the rogue in.
-    let open = scenario(
+    let open = imported(
         "deny-control",
         "apiVersion: v1\nkind: List\nitems: []\n",
         ROGUE,
@@ -153,7 +155,7 @@ fn istio_deny_gives_403_to_the_denied_principal_and_2xx_to_the_others() {
 
 #[test]
 fn istio_outlier_detection_ejects_a_failing_replica() {
-    let scenario = scenario(
+    let scenario = imported(
         "outlier",
         r#"
 apiVersion: networking.istio.io/v1
@@ -185,12 +187,13 @@ expect = ["value <= 1000"]
     assert_eq!((outlier.consecutive_5xx, outlier.base_ejection_ms), (3, 30_000));
     let summary = run(&scenario).summary;
     let ejected = check(&summary, "ejected_within_1s");
+    eprintln!("outlierDetection: {}", ejected.detail);
     assert!(ejected.passed, "{}", ejected.detail);
 }
 
 #[test]
 fn linkerd_retry_budget_bounds_the_retry_ratio() {
-    let scenario = scenario(
+    let scenario = imported(
         "budget",
         r#"
 apiVersion: linkerd.io/v1alpha2
@@ -228,5 +231,6 @@ expect = ["value <= 1.2", "value >= 1.05"]
     assert_eq!(registry.routes[0].retry.as_ref().unwrap().max_attempts, 10);
     let summary = run(&scenario).summary;
     let budget = check(&summary, "retries_within_budget");
+    eprintln!("retryBudget: {}", budget.detail);
     assert!(budget.passed, "{}", budget.detail);
 }
