@@ -101,7 +101,7 @@ fn import_mesh_prints_toml_a_scenario_reads_back() {
         library.join("destination-rule-fixed.yaml").to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let text = String::from_utf8(output.stdout).unwrap();
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
     assert!(text.contains("[mesh.services.registry]"), "{text}");
     assert!(text.contains("consecutive_5xx = 5"), "{text}");
     assert!(text.contains("max_attempts = 4"), "{text}");
