@@ -194,7 +194,8 @@ fn rule_matches(rule: &AuthzRule, principal: &str, method: &str, path: &str) -> 
     let any = |patterns: &[String], value: &str| {
         patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p, value))
     };
-    let none = |patterns: &[String], value: &str| !patterns.iter().any(|p| pattern_matches(p, value));
+    let none =
+        |patterns: &[String], value: &str| !patterns.iter().any(|p| pattern_matches(p, value));
     any(&rule.principals, principal)
         && none(&rule.not_principals, principal)
         && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
@@ -368,8 +369,14 @@ mod tests {
             deny: vec![],
         };
         let caller = "spiffe://td/ns/rec/sa/gateway";
-        assert_eq!(evaluate(&policy, caller, "GET", "/api/quote"), Verdict::Allow);
-        assert_eq!(evaluate(&policy, caller, "GET", "/api/admin/x"), Verdict::Deny);
+        assert_eq!(
+            evaluate(&policy, caller, "GET", "/api/quote"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            evaluate(&policy, caller, "GET", "/api/admin/x"),
+            Verdict::Deny
+        );
         assert_eq!(evaluate(&policy, caller, "GET", "/other"), Verdict::Deny);
     }
 }

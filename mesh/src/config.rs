@@ -144,9 +144,8 @@ pub struct PathRegex {
 impl PathRegex {
     /// Compiles `source`, anchored at both ends.
     pub fn new(source: &str) -> Result<PathRegex, ConfigError> {
-        let anchored = regex::Regex::new(&format!("^(?:{source})$")).map_err(|e| {
-            ConfigError(format!("path regex \"{source}\" does not compile: {e}"))
-        })?;
+        let anchored = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| ConfigError(format!("path regex \"{source}\" does not compile: {e}")))?;
         Ok(PathRegex {
             source: source.to_owned(),
             anchored,

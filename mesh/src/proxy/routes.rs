@@ -240,8 +240,14 @@ mod tests {
     fn a_path_regex_matches_the_whole_path() {
         let regex = PathMatch::Regex(crate::config::PathRegex::new("/books/[^/]+").unwrap());
         assert!(path_matches(&regex, "/books/42"));
-        assert!(!path_matches(&regex, "/books/42/pages"), "anchored at the end");
-        assert!(!path_matches(&regex, "/x/books/42"), "anchored at the start");
+        assert!(
+            !path_matches(&regex, "/books/42/pages"),
+            "anchored at the end"
+        );
+        assert!(
+            !path_matches(&regex, "/x/books/42"),
+            "anchored at the start"
+        );
         assert!(crate::config::PathRegex::new("/books/(").is_err());
     }
 }

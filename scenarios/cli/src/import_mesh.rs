@@ -34,7 +34,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let scenario = Scenario::load(path).map_err(|e| BadInput(e.to_string()))?;
             ImportContext {
-                services: scenario.services.iter().map(|s| s.name.get_ref().clone()).collect(),
+                services: scenario
+                    .services
+                    .iter()
+                    .map(|s| s.name.get_ref().clone())
+                    .collect(),
                 trust_domain: scenario.mesh.trust_domain.clone(),
                 namespace: scenario.mesh.namespace.clone(),
             }

@@ -32,7 +32,11 @@ fn expectation(file: &Path) -> (bool, String) {
         .strip_prefix("# expect: ")
         .unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
     let (kind, located) = rest.split_once(' ').unwrap();
-    assert!(kind == "error" || kind == "warning", "{}: {kind}", file.display());
+    assert!(
+        kind == "error" || kind == "warning",
+        "{}: {kind}",
+        file.display()
+    );
     (kind == "error", located.to_owned())
 }
 
@@ -43,7 +47,14 @@ fn scenario_importing(file: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let stem = file.file_stem().unwrap().to_str().unwrap();
     let path = dir.join(format!("{stem}.toml"));
-    std::fs::write(&path, format!("{base}\n[mesh]\nimport = [{:?}]\n", file.display().to_string())).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[mesh]\nimport = [{:?}]\n",
+            file.display().to_string()
+        ),
+    )
+    .unwrap();
     path
 }
 
@@ -60,18 +71,39 @@ fn every_corpus_file_gives_its_exact_error_or_warning() {
     for file in &files {
         let (is_error, located) = expectation(file);
         let shown = format!("{}:{located}", file.display());
-        let args = ["import", "mesh", "--scenario", scenario.to_str().unwrap(), file.to_str().unwrap()];
+        let args = [
+            "import",
+            "mesh",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ];
         let output = meshsim(&args);
         let message = stderr(&output);
         assert!(!message.contains("panicked"), "{message}");
         let through_scenario = meshsim(&["validate", scenario_importing(file).to_str().unwrap()]);
         if is_error {
-            assert_eq!(output.status.code(), Some(2), "{}: {message}", file.display());
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{}: {message}",
+                file.display()
+            );
             assert_eq!(message, format!("error: {shown}\n"), "{}", file.display());
-            assert_eq!(through_scenario.status.code(), Some(2), "{}", file.display());
+            assert_eq!(
+                through_scenario.status.code(),
+                Some(2),
+                "{}",
+                file.display()
+            );
             assert_eq!(stderr(&through_scenario), format!("error: {shown}\n"));
         } else {
-            assert_eq!(output.status.code(), Some(0), "{}: {message}", file.display());
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{}: {message}",
+                file.display()
+            );
             assert!(
                 message.lines().any(|l| l == format!("warning: {shown}")),
                 "{}: expected the warning `{shown}` in:\n{message}",
@@ -79,9 +111,15 @@ fn every_corpus_file_gives_its_exact_error_or_warning() {
             );
             let strict = meshsim(&[&args[..2], &["--strict"], &args[2..]].concat());
             assert_eq!(strict.status.code(), Some(2), "{}", file.display());
-            assert!(stderr(&strict).starts_with("error: "), "{}", stderr(&strict));
             assert!(
-                stderr(&through_scenario).lines().any(|l| l == format!("warning: {shown}")),
+                stderr(&strict).starts_with("error: "),
+                "{}",
+                stderr(&strict)
+            );
+            assert!(
+                stderr(&through_scenario)
+                    .lines()
+                    .any(|l| l == format!("warning: {shown}")),
                 "{}: {}",
                 file.display(),
                 stderr(&through_scenario)
@@ -98,7 +136,10 @@ fn import_mesh_prints_toml_a_scenario_reads_back() {
         "import",
         "mesh",
         library.join("virtual-service.yaml").to_str().unwrap(),
-        library.join("destination-rule-fixed.yaml").to_str().unwrap(),
+        library
+            .join("destination-rule-fixed.yaml")
+            .to_str()
+            .unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout.clone()).unwrap();

@@ -43,12 +43,12 @@ weight = 1
 /// Writes `policy.yaml` and a scenario importing it (plus `extra` TOML)
 /// into a directory of the test's own, and loads the scenario.
 fn imported(name: &str, yaml: &str, extra: &str) -> Scenario {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import").join(name);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("import")
+        .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.yaml"), yaml).unwrap();
-    let text = format!(
-        "name = \"{name}\"\n{BASE}\n[mesh]\nimport = [\"policy.yaml\"]\n{extra}"
-    );
+    let text = format!("name = \"{name}\"\n{BASE}\n[mesh]\nimport = [\"policy.yaml\"]\n{extra}");
     let path = dir.join("scenario.toml");
     std::fs::write(&path, text).unwrap();
     Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
@@ -94,7 +94,10 @@ spec:
     let gateway = service(&scenario, "gateway");
     assert_eq!(
         gateway.routes[0].fault.as_ref().unwrap().abort,
-        Some(cfg::AbortFault { percent: 50.0, status: 503 })
+        Some(cfg::AbortFault {
+            percent: 50.0,
+            status: 503
+        })
     );
     let load = run(&scenario).load;
     let total: u64 = load.statuses.values().sum();
@@ -102,8 +105,17 @@ spec:
     let share = aborted as f64 / total as f64;
     eprintln!("fault.abort 50 %: {aborted} of {total} answered 503 ({share:.3})");
     assert!(total > 800, "{:?}", load.statuses);
-    assert!((0.45..=0.55).contains(&share), "503 share {share:.3} of {total}: {:?}", load.statuses);
-    assert_eq!(load.statuses.get(&200).copied().unwrap_or(0) + aborted, total, "{:?}", load.statuses);
+    assert!(
+        (0.45..=0.55).contains(&share),
+        "503 share {share:.3} of {total}: {:?}",
+        load.statuses
+    );
+    assert_eq!(
+        load.statuses.get(&200).copied().unwrap_or(0) + aborted,
+        total,
+        "{:?}",
+        load.statuses
+    );
 }
 
 const DENY_ROGUE: &str = r#"
@@ -132,12 +144,26 @@ private_paths = ["/recs/available"]
 fn istio_deny_gives_403_to_the_denied_principal_and_2xx_to_the_others() {
     let scenario = imported("deny", DENY_ROGUE, ROGUE);
     let authz = service(&scenario, "registry").authorization.unwrap();
-    assert_eq!(authz.deny[0].principals, ["spiffe://rec.meshsim/ns/rec/sa/rogue-insider"]);
-    assert_eq!(authz.allow[0].principals, ["*"], "no ALLOW policy: everything else is allowed");
+    assert_eq!(
+        authz.deny[0].principals,
+        ["spiffe://rec.meshsim/ns/rec/sa/rogue-insider"]
+    );
+    assert_eq!(
+        authz.allow[0].principals,
+        ["*"],
+        "no ALLOW policy: everything else is allowed"
+    );
     let output = run(&scenario);
     let never = check(&output.summary, "rogue_never_succeeds");
-    eprintln!("DENY: {}; loadgen statuses {:?}", never.detail, output.load.statuses);
-    assert!(never.passed, "the denied principal got through: {}", never.detail);
+    eprintln!(
+        "DENY: {}; loadgen statuses {:?}",
+        never.detail, output.load.statuses
+    );
+    assert!(
+        never.passed,
+        "the denied principal got through: {}",
+        never.detail
+    );
     let statuses = &output.load.statuses;
     assert!(
         statuses.keys().all(|s| (200..300).contains(s)) && statuses.values().sum::<u64>() > 800,
@@ -150,7 +176,11 @@ fn istio_deny_gives_403_to_the_denied_principal_and_2xx_to_the_others() {
         ROGUE,
     );
     let open_check = check(&run(&open).summary, "rogue_never_succeeds").clone();
-    assert!(!open_check.passed, "without the policy the rogue must reach the app: {}", open_check.detail);
+    assert!(
+        !open_check.passed,
+        "without the policy the rogue must reach the app: {}",
+        open_check.detail
+    );
 }
 
 #[test]
@@ -184,7 +214,10 @@ expect = ["value <= 1000"]
 "#,
     );
     let outlier = service(&scenario, "registry").outlier_detection.unwrap();
-    assert_eq!((outlier.consecutive_5xx, outlier.base_ejection_ms), (3, 30_000));
+    assert_eq!(
+        (outlier.consecutive_5xx, outlier.base_ejection_ms),
+        (3, 30_000)
+    );
     let summary = run(&scenario).summary;
     let ejected = check(&summary, "ejected_within_1s");
     eprintln!("outlierDetection: {}", ejected.detail);
@@ -226,7 +259,11 @@ expect = ["value <= 1.2", "value >= 1.05"]
     let registry = service(&scenario, "registry");
     assert_eq!(
         registry.retry_budget,
-        Some(cfg::RetryBudget { ratio: 0.1, min_retries_per_s: 2, ttl_ms: 10_000 })
+        Some(cfg::RetryBudget {
+            ratio: 0.1,
+            min_retries_per_s: 2,
+            ttl_ms: 10_000
+        })
     );
     assert_eq!(registry.routes[0].retry.as_ref().unwrap().max_attempts, 10);
     let summary = run(&scenario).summary;

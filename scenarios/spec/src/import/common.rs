@@ -164,7 +164,9 @@ pub(crate) fn duration_ms(sink: &Sink, node: &Node, what: &str) -> Result<u64, S
     parse_duration_ms(text).ok_or_else(|| {
         sink.error(
             node.at,
-            format!("{what}: expected a duration like \"250ms\", \"2s\" or \"1m30s\", found \"{text}\""),
+            format!(
+                "{what}: expected a duration like \"250ms\", \"2s\" or \"1m30s\", found \"{text}\""
+            ),
         )
     })
 }
@@ -229,10 +231,7 @@ pub(crate) fn principal(context: &ImportContext, written: &str) -> String {
 
 /// The SPIFFE identity of a service account.
 pub(crate) fn service_account(context: &ImportContext, namespace: &str, name: &str) -> String {
-    format!(
-        "spiffe://{}/ns/{namespace}/sa/{name}",
-        context.trust_domain
-    )
+    format!("spiffe://{}/ns/{namespace}/sa/{name}", context.trust_domain)
 }
 
 /// A regex that matches exactly `literal` followed by anything: Istio's

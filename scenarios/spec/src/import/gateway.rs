@@ -31,7 +31,11 @@ pub(crate) fn http_route(
             routes.extend(http_rule(sink, context, name, index, rule)?);
         }
     }
-    fields.unmodelled(sink, "hostnames", "meshsim routes by the parent Service, as GAMMA does");
+    fields.unmodelled(
+        sink,
+        "hostnames",
+        "meshsim routes by the parent Service, as GAMMA does",
+    );
     let at = fields.at();
     fields.finish(sink);
     for service in parents {
@@ -114,7 +118,11 @@ fn http_rule(
     if let Some(retry) = fields.get("retry") {
         base.retry = retry_policy(sink, retry)?;
     }
-    fields.unmodelled(sink, "filters", "meshsim's routes do not rewrite, redirect, mirror or modify headers");
+    fields.unmodelled(
+        sink,
+        "filters",
+        "meshsim's routes do not rewrite, redirect, mirror or modify headers",
+    );
     fields.unmodelled(sink, "sessionPersistence", "meshsim balances every request");
     let matches = match fields.get("matches") {
         Some(m) => m
@@ -135,7 +143,11 @@ fn http_rule(
         .enumerate()
         .map(|(i, matches)| {
             let route = cfg::RouteConfig {
-                name: if several { format!("{name}.{i}") } else { name.clone() },
+                name: if several {
+                    format!("{name}.{i}")
+                } else {
+                    name.clone()
+                },
                 matches,
                 ..base.clone()
             };
@@ -200,7 +212,10 @@ fn route_match(sink: &mut Sink, node: &Node) -> Result<cfg::RouteMatch, SpecErro
                 ));
             }
             matches.headers.push(cfg::HeaderMatch {
-                name: h.require(sink, "name")?.str(sink, "header name")?.to_ascii_lowercase(),
+                name: h
+                    .require(sink, "name")?
+                    .str(sink, "header name")?
+                    .to_ascii_lowercase(),
                 value: Some(h.require(sink, "value")?.text(sink, "header value")?),
             });
             h.finish(sink);
@@ -265,7 +280,9 @@ fn retry_policy(sink: &mut Sink, node: &Node) -> Result<Option<cfg::RetryPolicy>
             if !(0..=9).contains(&attempts) {
                 return Err(sink.error(
                     a.at,
-                    format!("retry.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"),
+                    format!(
+                        "retry.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"
+                    ),
                 ));
             }
             attempts as u32

@@ -26,11 +26,19 @@ pub(crate) fn virtual_service(
     }
     let mut routes = Vec::new();
     if let Some(http) = fields.get("http") {
-        for (index, route) in http.seq(sink, "VirtualService.spec.http")?.iter().enumerate() {
+        for (index, route) in http
+            .seq(sink, "VirtualService.spec.http")?
+            .iter()
+            .enumerate()
+        {
             routes.extend(http_route(sink, context, name, index, route)?);
         }
     }
-    fields.unmodelled(sink, "gateways", "meshsim has no ingress gateway; the routes apply to mesh traffic");
+    fields.unmodelled(
+        sink,
+        "gateways",
+        "meshsim has no ingress gateway; the routes apply to mesh traffic",
+    );
     fields.unmodelled(sink, "exportTo", "every meshsim service sees every other");
     fields.unmodelled(sink, "tcp", "meshsim routes HTTP only");
     fields.unmodelled(sink, "tls", "meshsim routes HTTP only");
@@ -83,11 +91,19 @@ fn http_route(
         fields.unmodelled(sink, key, "meshsim does not mirror traffic");
     }
     for key in ["rewrite", "redirect", "directResponse"] {
-        fields.unmodelled(sink, key, "meshsim's routes do not rewrite or answer for the app");
+        fields.unmodelled(
+            sink,
+            key,
+            "meshsim's routes do not rewrite or answer for the app",
+        );
     }
     fields.unmodelled(sink, "headers", "meshsim does not manipulate headers");
     fields.unmodelled(sink, "corsPolicy", "meshsim does not model CORS");
-    fields.unmodelled(sink, "delegate", "delegated VirtualServices are not imported");
+    fields.unmodelled(
+        sink,
+        "delegate",
+        "delegated VirtualServices are not imported",
+    );
     let matches = match fields.get("match") {
         Some(m) => m
             .seq(sink, "http route match")?
@@ -211,7 +227,11 @@ fn destinations(
         let destination_fields = destination.fields(sink, "destination")?;
         let host = destination_fields.require(sink, "host")?;
         let service = service_of_host(sink, context, host, "route destination")?;
-        destination_fields.unmodelled(sink, "subset", "meshsim has no subsets; the destination is the whole service");
+        destination_fields.unmodelled(
+            sink,
+            "subset",
+            "meshsim has no subsets; the destination is the whole service",
+        );
         destination_fields.unmodelled(sink, "port", "meshsim services have one port");
         destination_fields.finish(sink);
         let weight = match fields.get("weight") {
@@ -248,7 +268,9 @@ fn retry_policy(
             if !(0..=9).contains(&attempts) {
                 return Err(sink.error(
                     a.at,
-                    format!("retries.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"),
+                    format!(
+                        "retries.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"
+                    ),
                 ));
             }
             attempts as u32
@@ -293,8 +315,13 @@ fn retry_on(
                 statuses.push(409);
                 None
             }
-            "unavailable" | "cancelled" | "deadline-exceeded" | "internal"
-            | "resource-exhausted" | "envoy-ratelimited" | "retriable-headers"
+            "unavailable"
+            | "cancelled"
+            | "deadline-exceeded"
+            | "internal"
+            | "resource-exhausted"
+            | "envoy-ratelimited"
+            | "retriable-headers"
             | "http3-post-connect-failure" => {
                 sink.warn(
                     node.at,
@@ -348,7 +375,10 @@ fn fault_injection(sink: &mut Sink, node: &Node) -> Result<cfg::FaultInjection, 
     if let Some(abort) = fields.get("abort") {
         let abort_fields = abort.fields(sink, "fault.abort")?;
         let status = abort_fields.get("httpStatus").ok_or_else(|| {
-            sink.error(abort.at, "fault.abort needs `httpStatus` (gRPC and HTTP/2 errors are not modelled)")
+            sink.error(
+                abort.at,
+                "fault.abort needs `httpStatus` (gRPC and HTTP/2 errors are not modelled)",
+            )
         })?;
         let code = status.int(sink, "httpStatus")?;
         if !(200..=599).contains(&code) {
@@ -392,7 +422,12 @@ pub(crate) fn destination_rule(
     spec: &Node,
 ) -> Result<(), SpecError> {
     let fields = spec.fields(sink, "DestinationRule.spec")?;
-    let service = service_of_host(sink, context, fields.require(sink, "host")?, "DestinationRule host")?;
+    let service = service_of_host(
+        sink,
+        context,
+        fields.require(sink, "host")?,
+        "DestinationRule host",
+    )?;
     let mut config = build.service(&service).config.clone();
     if let Some(policy) = fields.get("trafficPolicy") {
         traffic_policy(sink, policy, &mut config)?;
@@ -403,7 +438,13 @@ pub(crate) fn destination_rule(
     let at = fields.at();
     fields.finish(sink);
     let assembly = build.service(&service);
-    claim(sink, &mut assembly.traffic_from, at, &service, "traffic policy (load balancer, outlier detection, connection pool)")?;
+    claim(
+        sink,
+        &mut assembly.traffic_from,
+        at,
+        &service,
+        "traffic policy (load balancer, outlier detection, connection pool)",
+    )?;
     assembly.istio = true;
     assembly.config.load_balancer = config.load_balancer;
     assembly.config.outlier_detection = config.outlier_detection;
@@ -411,7 +452,11 @@ pub(crate) fn destination_rule(
     Ok(())
 }
 
-fn traffic_policy(sink: &mut Sink, node: &Node, config: &mut cfg::ServiceConfig) -> Result<(), SpecError> {
+fn traffic_policy(
+    sink: &mut Sink,
+    node: &Node,
+    config: &mut cfg::ServiceConfig,
+) -> Result<(), SpecError> {
     let fields = node.fields(sink, "trafficPolicy")?;
     if let Some(lb) = fields.get("loadBalancer") {
         let lb_fields = lb.fields(sink, "loadBalancer")?;
@@ -427,7 +472,12 @@ fn traffic_policy(sink: &mut Sink, node: &Node, config: &mut cfg::ServiceConfig)
                 }
             };
         }
-        for key in ["consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"] {
+        for key in [
+            "consistentHash",
+            "localityLbSetting",
+            "warmupDurationSecs",
+            "warmup",
+        ] {
             lb_fields.unmodelled(sink, key, "meshsim has no such balancing option");
         }
         lb_fields.finish(sink);
@@ -438,10 +488,18 @@ fn traffic_policy(sink: &mut Sink, node: &Node, config: &mut cfg::ServiceConfig)
     if let Some(pool) = fields.get("connectionPool") {
         config.circuit_breaker = connection_pool(sink, pool)?;
     }
-    fields.unmodelled(sink, "tls", "meshsim always uses its own mutual TLS (ISTIO_MUTUAL)");
+    fields.unmodelled(
+        sink,
+        "tls",
+        "meshsim always uses its own mutual TLS (ISTIO_MUTUAL)",
+    );
     fields.unmodelled(sink, "portLevelSettings", "meshsim services have one port");
     fields.unmodelled(sink, "tunnel", "meshsim has no tunnels");
-    fields.unmodelled(sink, "proxyProtocol", "meshsim does not speak the PROXY protocol");
+    fields.unmodelled(
+        sink,
+        "proxyProtocol",
+        "meshsim does not speak the PROXY protocol",
+    );
     fields.finish(sink);
     Ok(())
 }
@@ -449,7 +507,10 @@ fn traffic_policy(sink: &mut Sink, node: &Node, config: &mut cfg::ServiceConfig)
 fn count(sink: &Sink, node: &Node, what: &str) -> Result<u32, SpecError> {
     let value = node.int(sink, what)?;
     u32::try_from(value).map_err(|_| {
-        sink.error(node.at, format!("{what} {value} is out of range; expected 0 or more"))
+        sink.error(
+            node.at,
+            format!("{what} {value} is out of range; expected 0 or more"),
+        )
     })
 }
 
@@ -487,9 +548,21 @@ fn outlier_detection(sink: &mut Sink, node: &Node) -> Result<cfg::OutlierDetecti
         "meshsim ejects as soon as the consecutive count is reached and returns an endpoint when its ejection time is over, not at the next sweep",
     );
     fields.unmodelled(sink, "minHealthPercent", "meshsim has no panic threshold");
-    fields.unmodelled(sink, "consecutiveErrors", "deprecated in Istio; use consecutive5xxErrors");
-    fields.unmodelled(sink, "splitExternalLocalOriginErrors", "meshsim counts connect failures as gateway errors");
-    fields.unmodelled(sink, "consecutiveLocalOriginFailures", "meshsim counts connect failures as gateway errors");
+    fields.unmodelled(
+        sink,
+        "consecutiveErrors",
+        "deprecated in Istio; use consecutive5xxErrors",
+    );
+    fields.unmodelled(
+        sink,
+        "splitExternalLocalOriginErrors",
+        "meshsim counts connect failures as gateway errors",
+    );
+    fields.unmodelled(
+        sink,
+        "consecutiveLocalOriginFailures",
+        "meshsim counts connect failures as gateway errors",
+    );
     if outlier.consecutive_5xx == 0 && outlier.consecutive_gateway_failures == 0 {
         return Err(sink.error(node.at, "outlierDetection with consecutive5xxErrors: 0 and no consecutiveGatewayErrors never ejects; remove it or set a count"));
     }
@@ -511,12 +584,28 @@ fn connection_pool(sink: &mut Sink, node: &Node) -> Result<cfg::CircuitBreaker, 
         if let Some(n) = http_fields.get("http2MaxRequests") {
             breaker.max_requests = positive(sink, n, "http2MaxRequests")?;
         }
-        http_fields.unmodelled(sink, "maxRequestsPerConnection", "meshsim keeps connections open");
-        http_fields.unmodelled(sink, "maxRetries", "meshsim bounds retries with a retry budget, not a concurrent-retry cap");
-        http_fields.unmodelled(sink, "idleTimeout", "meshsim's pools close idle connections after 5 s");
+        http_fields.unmodelled(
+            sink,
+            "maxRequestsPerConnection",
+            "meshsim keeps connections open",
+        );
+        http_fields.unmodelled(
+            sink,
+            "maxRetries",
+            "meshsim bounds retries with a retry budget, not a concurrent-retry cap",
+        );
+        http_fields.unmodelled(
+            sink,
+            "idleTimeout",
+            "meshsim's pools close idle connections after 5 s",
+        );
         http_fields.unmodelled(sink, "h2UpgradePolicy", "mesh hops are always HTTP/2");
         http_fields.unmodelled(sink, "useClientProtocol", "mesh hops are always HTTP/2");
-        http_fields.unmodelled(sink, "maxConcurrentStreams", "meshsim's HTTP/2 limits are fixed");
+        http_fields.unmodelled(
+            sink,
+            "maxConcurrentStreams",
+            "meshsim's HTTP/2 limits are fixed",
+        );
         http_fields.finish(sink);
     }
     if let Some(tcp) = fields.get("tcp") {
@@ -525,9 +614,21 @@ fn connection_pool(sink: &mut Sink, node: &Node) -> Result<cfg::CircuitBreaker, 
             breaker.max_connections = positive(sink, n, "maxConnections")?;
         }
         tcp_fields.unmodelled(sink, "connectTimeout", "meshsim's connect timeout is fixed");
-        tcp_fields.unmodelled(sink, "tcpKeepalive", "meshsim does not model keepalive probes");
-        tcp_fields.unmodelled(sink, "maxConnectionDuration", "meshsim keeps connections open");
-        tcp_fields.unmodelled(sink, "idleTimeout", "meshsim's pools close idle connections after 5 s");
+        tcp_fields.unmodelled(
+            sink,
+            "tcpKeepalive",
+            "meshsim does not model keepalive probes",
+        );
+        tcp_fields.unmodelled(
+            sink,
+            "maxConnectionDuration",
+            "meshsim keeps connections open",
+        );
+        tcp_fields.unmodelled(
+            sink,
+            "idleTimeout",
+            "meshsim's pools close idle connections after 5 s",
+        );
         tcp_fields.finish(sink);
     }
     fields.finish(sink);
@@ -536,7 +637,10 @@ fn connection_pool(sink: &mut Sink, node: &Node) -> Result<cfg::CircuitBreaker, 
 
 fn positive(sink: &Sink, node: &Node, what: &str) -> Result<u32, SpecError> {
     match count(sink, node, what)? {
-        0 => Err(sink.error(node.at, format!("{what} 0 is out of range; expected 1 or more"))),
+        0 => Err(sink.error(
+            node.at,
+            format!("{what} 0 is out of range; expected 1 or more"),
+        )),
         n => Ok(n),
     }
 }
@@ -576,11 +680,17 @@ pub(crate) fn authorization_policy(
     fields.unmodelled(sink, "provider", "CUSTOM actions are not modelled");
     fields.finish(sink);
     for service in targets {
-        let authz = build.service(&service).istio_authz.get_or_insert_with(IstioAuthz::default);
+        let authz = build
+            .service(&service)
+            .istio_authz
+            .get_or_insert_with(IstioAuthz::default);
         if action == "DENY" {
             authz.deny.extend(rules.iter().cloned());
         } else {
-            authz.allow.get_or_insert_with(Vec::new).extend(rules.iter().cloned());
+            authz
+                .allow
+                .get_or_insert_with(Vec::new)
+                .extend(rules.iter().cloned());
         }
     }
     Ok(())
@@ -633,16 +743,28 @@ fn authz_rule(
     Ok(rules)
 }
 
-fn source(sink: &mut Sink, context: &ImportContext, node: &Node) -> Result<cfg::AuthzRule, SpecError> {
+fn source(
+    sink: &mut Sink,
+    context: &ImportContext,
+    node: &Node,
+) -> Result<cfg::AuthzRule, SpecError> {
     let fields = node.fields(sink, "from entry")?;
     let source = fields.require(sink, "source")?;
     let source_fields = source.fields(sink, "source")?;
     let mut rule = cfg::AuthzRule::default();
     if let Some(p) = source_fields.get("principals") {
-        rule.principals = p.strings(sink, "principals")?.iter().map(|p| principal(context, p)).collect();
+        rule.principals = p
+            .strings(sink, "principals")?
+            .iter()
+            .map(|p| principal(context, p))
+            .collect();
     }
     if let Some(p) = source_fields.get("notPrincipals") {
-        rule.not_principals = p.strings(sink, "notPrincipals")?.iter().map(|p| principal(context, p)).collect();
+        rule.not_principals = p
+            .strings(sink, "notPrincipals")?
+            .iter()
+            .map(|p| principal(context, p))
+            .collect();
     }
     if let Some(ns) = source_fields.get("namespaces") {
         if !rule.principals.is_empty() {
@@ -654,9 +776,22 @@ fn source(sink: &mut Sink, context: &ImportContext, node: &Node) -> Result<cfg::
             .map(|n| format!("spiffe://{}/ns/{n}/*", context.trust_domain))
             .collect();
     }
-    for key in ["notNamespaces", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks", "requestPrincipals", "notRequestPrincipals", "serviceAccounts", "notServiceAccounts"] {
+    for key in [
+        "notNamespaces",
+        "ipBlocks",
+        "notIpBlocks",
+        "remoteIpBlocks",
+        "notRemoteIpBlocks",
+        "requestPrincipals",
+        "notRequestPrincipals",
+        "serviceAccounts",
+        "notServiceAccounts",
+    ] {
         if let Some(n) = source_fields.get(key) {
-            return Err(sink.error(n.at, format!("source `{key}` is not modelled; ignoring it would change who is allowed")));
+            return Err(sink.error(
+                n.at,
+                format!("source `{key}` is not modelled; ignoring it would change who is allowed"),
+            ));
         }
     }
     source_fields.finish(sink);
@@ -671,7 +806,11 @@ fn operation(sink: &mut Sink, node: &Node) -> Result<cfg::AuthzRule, SpecError> 
     let mut rule = cfg::AuthzRule::default();
     let methods = |sink: &mut Sink, key: &str| -> Result<Vec<String>, SpecError> {
         match op.get(key) {
-            Some(list) => list.seq(sink, key)?.iter().map(|m| method(sink, m, key)).collect(),
+            Some(list) => list
+                .seq(sink, key)?
+                .iter()
+                .map(|m| method(sink, m, key))
+                .collect(),
             None => Ok(Vec::new()),
         }
     };
@@ -685,7 +824,12 @@ fn operation(sink: &mut Sink, node: &Node) -> Result<cfg::AuthzRule, SpecError> 
     }
     for key in ["hosts", "notHosts", "ports", "notPorts"] {
         if let Some(n) = op.get(key) {
-            return Err(sink.error(n.at, format!("operation `{key}` is not modelled; ignoring it would change who is allowed")));
+            return Err(sink.error(
+                n.at,
+                format!(
+                    "operation `{key}` is not modelled; ignoring it would change who is allowed"
+                ),
+            ));
         }
     }
     op.finish(sink);
@@ -698,16 +842,28 @@ fn operation(sink: &mut Sink, node: &Node) -> Result<cfg::AuthzRule, SpecError> 
 /// default-deny needs written as an explicit allow-all rule.
 pub(crate) fn finish_authz(authz: IstioAuthz) -> (cfg::AuthorizationPolicy, bool) {
     let allow_all = authz.allow.is_none();
-    let allow = authz.allow.unwrap_or_else(|| vec![cfg::AuthzRule {
-        principals: vec!["*".into()],
-        ..cfg::AuthzRule::default()
-    }]);
-    (cfg::AuthorizationPolicy { allow, deny: authz.deny }, allow_all)
+    let allow = authz.allow.unwrap_or_else(|| {
+        vec![cfg::AuthzRule {
+            principals: vec!["*".into()],
+            ..cfg::AuthzRule::default()
+        }]
+    });
+    (
+        cfg::AuthorizationPolicy {
+            allow,
+            deny: authz.deny,
+        },
+        allow_all,
+    )
 }
 
 /// A `PeerAuthentication`: only `STRICT` (and `UNSET`, which inherits the
 /// mesh's STRICT) fit a mesh that never accepts plaintext.
-pub(crate) fn peer_authentication(sink: &mut Sink, context: &ImportContext, spec: &Node) -> Result<(), SpecError> {
+pub(crate) fn peer_authentication(
+    sink: &mut Sink,
+    context: &ImportContext,
+    spec: &Node,
+) -> Result<(), SpecError> {
     let fields = spec.fields(sink, "PeerAuthentication.spec")?;
     if let Some(selector) = fields.get("selector") {
         super::kube::selected_services(sink, context, selector)?;

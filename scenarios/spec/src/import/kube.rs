@@ -63,7 +63,17 @@ pub(crate) fn service(
         return Ok(());
     }
     let fields = spec.fields(sink, "Service.spec")?;
-    for key in ["ports", "selector", "type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "sessionAffinity", "internalTrafficPolicy"] {
+    for key in [
+        "ports",
+        "selector",
+        "type",
+        "clusterIP",
+        "clusterIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "sessionAffinity",
+        "internalTrafficPolicy",
+    ] {
         fields.ignore(key);
     }
     fields.finish(sink);
@@ -105,7 +115,14 @@ pub(crate) fn deployment(
     };
     // The pod template (images, resources, probes) is the app, which the
     // scenario describes with its service time.
-    for key in ["selector", "template", "strategy", "revisionHistoryLimit", "progressDeadlineSeconds", "minReadySeconds"] {
+    for key in [
+        "selector",
+        "template",
+        "strategy",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "minReadySeconds",
+    ] {
         fields.ignore(key);
     }
     fields.finish(sink);

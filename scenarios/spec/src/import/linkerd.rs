@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use mesh::config as cfg;
 
 use super::common::{
-    Build, ImportContext, claim, duration_ms, method, path_regex, service_account,
-    service_of_host,
+    Build, ImportContext, claim, duration_ms, method, path_regex, service_account, service_of_host,
 };
 use super::yaml::{Node, Pos, Sink};
 use crate::SpecError;
@@ -43,7 +42,11 @@ pub(crate) fn service_profile(
         // Linkerd applies its default budget to retryable routes.
         None => retryable.then(cfg::RetryBudget::default),
     };
-    fields.unmodelled(sink, "dstOverrides", "traffic splits come from HTTPRoute backendRefs or VirtualService weights");
+    fields.unmodelled(
+        sink,
+        "dstOverrides",
+        "traffic splits come from HTTPRoute backendRefs or VirtualService weights",
+    );
     fields.unmodelled(sink, "opaquePorts", "meshsim services speak HTTP");
     let at = fields.at();
     fields.finish(sink);
@@ -53,7 +56,13 @@ pub(crate) fn service_profile(
         assembly.config.routes = routes;
     }
     if budget.is_some() {
-        claim(sink, &mut assembly.budget_from, at, &service, "retry budget")?;
+        claim(
+            sink,
+            &mut assembly.budget_from,
+            at,
+            &service,
+            "retry budget",
+        )?;
         assembly.config.retry_budget = budget;
     }
     Ok(())
@@ -61,7 +70,10 @@ pub(crate) fn service_profile(
 
 fn profile_route(sink: &mut Sink, node: &Node) -> Result<cfg::RouteConfig, SpecError> {
     let fields = node.fields(sink, "ServiceProfile route")?;
-    let name = fields.require(sink, "name")?.str(sink, "route name")?.to_owned();
+    let name = fields
+        .require(sink, "name")?
+        .str(sink, "route name")?
+        .to_owned();
     let mut route = cfg::RouteConfig {
         name,
         ..cfg::RouteConfig::default()
@@ -101,7 +113,11 @@ fn profile_route(sink: &mut Sink, node: &Node) -> Result<cfg::RouteConfig, SpecE
             non_idempotent: cfg::NonIdempotent::Always,
         });
     }
-    fields.unmodelled(sink, "responseClasses", "meshsim counts every 5xx as a failure");
+    fields.unmodelled(
+        sink,
+        "responseClasses",
+        "meshsim counts every 5xx as a failure",
+    );
     fields.finish(sink);
     Ok(route)
 }
@@ -119,7 +135,10 @@ fn retry_budget(sink: &mut Sink, node: &Node) -> Result<cfg::RetryBudget, SpecEr
     let min_node = fields.require(sink, "minRetriesPerSecond")?;
     let min = min_node.int(sink, "minRetriesPerSecond")?;
     let min = u32::try_from(min).map_err(|_| {
-        sink.error(min_node.at, format!("minRetriesPerSecond {min} is out of range; expected 0 or more"))
+        sink.error(
+            min_node.at,
+            format!("minRetriesPerSecond {min} is out of range; expected 0 or more"),
+        )
     })?;
     let ttl_node = fields.require(sink, "ttl")?;
     let ttl_ms = duration_ms(sink, ttl_node, "ttl")?;
@@ -135,6 +154,13 @@ fn retry_budget(sink: &mut Sink, node: &Node) -> Result<cfg::RetryBudget, SpecEr
         min_retries_per_s: min,
         ttl_ms,
     })
+}
+
+/// A document's kind and metadata.
+pub(crate) struct Object<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
 }
 
 /// Policy resources refer to each other by name, so they are read first
@@ -163,39 +189,60 @@ impl Pending {
         sink: &mut Sink,
         context: &ImportContext,
         build: &mut Build,
-        kind: &str,
-        name: &str,
-        namespace: Option<&str>,
+        object: Object<'_>,
         spec: &Node,
     ) -> Result<(), SpecError> {
-        let namespace = namespace.unwrap_or(&context.namespace);
-        match kind {
-            "Server" => self.server(sink, context, name, spec),
-            "MeshTLSAuthentication" => self.authentication(sink, context, name, namespace, spec),
-            "AuthorizationPolicy" => self.policy(sink, name, spec),
-            _ => self.http_route(sink, context, build, name, spec),
+        let namespace = object.namespace.unwrap_or(&context.namespace);
+        match object.kind {
+            "Server" => self.server(sink, context, object.name, spec),
+            "MeshTLSAuthentication" => {
+                self.authentication(sink, context, object.name, namespace, spec)
+            }
+            "AuthorizationPolicy" => self.policy(sink, spec),
+            _ => self.http_route(sink, context, build, object.name, spec),
         }
     }
 
-    fn server(&mut self, sink: &mut Sink, context: &ImportContext, name: &str, spec: &Node) -> Result<(), SpecError> {
+    fn server(
+        &mut self,
+        sink: &mut Sink,
+        context: &ImportContext,
+        name: &str,
+        spec: &Node,
+    ) -> Result<(), SpecError> {
         let fields = spec.fields(sink, "Server.spec")?;
         let selector = fields.require(sink, "podSelector")?;
         let service = super::kube::selected_services(sink, context, selector)?.remove(0);
         let mut access = "deny".to_owned();
         if let Some(a) = fields.get("accessPolicy") {
             access = a.str(sink, "accessPolicy")?.to_owned();
-            if !matches!(access.as_str(), "deny" | "all-authenticated" | "cluster-authenticated") {
+            if !matches!(
+                access.as_str(),
+                "deny" | "all-authenticated" | "cluster-authenticated"
+            ) {
                 return Err(sink.error(a.at, format!("accessPolicy {access} is refused: meshsim's sidecars never accept unauthenticated callers")));
             }
         }
         fields.ignore("port");
-        fields.unmodelled(sink, "proxyProtocol", "mesh hops are always HTTP/2 over mTLS");
+        fields.unmodelled(
+            sink,
+            "proxyProtocol",
+            "mesh hops are always HTTP/2 over mTLS",
+        );
         fields.finish(sink);
-        self.servers.insert(name.to_owned(), (service, spec.at, access));
+        self.servers
+            .insert(name.to_owned(), (service, spec.at, access));
         Ok(())
     }
 
-    fn authentication(&mut self, sink: &mut Sink, context: &ImportContext, name: &str, namespace: &str, spec: &Node) -> Result<(), SpecError> {
+    fn authentication(
+        &mut self,
+        sink: &mut Sink,
+        context: &ImportContext,
+        name: &str,
+        namespace: &str,
+        spec: &Node,
+    ) -> Result<(), SpecError> {
         let fields = spec.fields(sink, "MeshTLSAuthentication.spec")?;
         let mut principals = Vec::new();
         if let Some(ids) = fields.get("identities") {
@@ -210,7 +257,10 @@ impl Pending {
                 if kind.str(sink, "identityRef kind")? != "ServiceAccount" {
                     return Err(sink.error(kind.at, "identityRefs must name ServiceAccounts"));
                 }
-                let sa = f.require(sink, "name")?.str(sink, "identityRef name")?.to_owned();
+                let sa = f
+                    .require(sink, "name")?
+                    .str(sink, "identityRef name")?
+                    .to_owned();
                 let ns = match f.get("namespace") {
                     Some(n) => n.str(sink, "identityRef namespace")?.to_owned(),
                     None => namespace.to_owned(),
@@ -225,23 +275,42 @@ impl Pending {
         Ok(())
     }
 
-    fn policy(&mut self, sink: &mut Sink, name: &str, spec: &Node) -> Result<(), SpecError> {
-        let _ = name;
+    fn policy(&mut self, sink: &mut Sink, spec: &Node) -> Result<(), SpecError> {
         let fields = spec.fields(sink, "AuthorizationPolicy.spec")?;
         let target = fields.require(sink, "targetRef")?;
         let t = target.fields(sink, "targetRef")?;
-        let target_kind = t.require(sink, "kind")?.str(sink, "targetRef kind")?.to_owned();
+        let target_kind = t
+            .require(sink, "kind")?
+            .str(sink, "targetRef kind")?
+            .to_owned();
         if !matches!(target_kind.as_str(), "Server" | "HTTPRoute") {
-            return Err(sink.error(target.at, format!("targetRef kind {target_kind} is not modelled; target a Server or an HTTPRoute")));
+            return Err(sink.error(
+                target.at,
+                format!(
+                    "targetRef kind {target_kind} is not modelled; target a Server or an HTTPRoute"
+                ),
+            ));
         }
-        let target_name = t.require(sink, "name")?.str(sink, "targetRef name")?.to_owned();
+        let target_name = t
+            .require(sink, "name")?
+            .str(sink, "targetRef name")?
+            .to_owned();
         t.ignore("group");
         t.finish(sink);
         let mut authentications = Vec::new();
-        for r in fields.require(sink, "requiredAuthenticationRefs")?.seq(sink, "requiredAuthenticationRefs")? {
+        for r in fields
+            .require(sink, "requiredAuthenticationRefs")?
+            .seq(sink, "requiredAuthenticationRefs")?
+        {
             let f = r.fields(sink, "requiredAuthenticationRef")?;
-            let kind = f.require(sink, "kind")?.str(sink, "authentication kind")?.to_owned();
-            let ref_name = f.require(sink, "name")?.str(sink, "authentication name")?.to_owned();
+            let kind = f
+                .require(sink, "kind")?
+                .str(sink, "authentication kind")?
+                .to_owned();
+            let ref_name = f
+                .require(sink, "name")?
+                .str(sink, "authentication name")?
+                .to_owned();
             if kind == "NetworkAuthentication" {
                 return Err(sink.error(r.at, "NetworkAuthentication is not modelled: meshsim has no client networks, only mTLS identities; ignoring it would change who is allowed"));
             }
@@ -264,16 +333,34 @@ impl Pending {
     /// A policy.linkerd.io `HTTPRoute`: with a `Server` parent it names
     /// requests an AuthorizationPolicy can target; with a `Service` parent
     /// it routes, as a Gateway API HTTPRoute does.
-    fn http_route(&mut self, sink: &mut Sink, context: &ImportContext, build: &mut Build, name: &str, spec: &Node) -> Result<(), SpecError> {
+    fn http_route(
+        &mut self,
+        sink: &mut Sink,
+        context: &ImportContext,
+        build: &mut Build,
+        name: &str,
+        spec: &Node,
+    ) -> Result<(), SpecError> {
         let fields = spec.fields(sink, "HTTPRoute.spec")?;
         let parents = fields.require(sink, "parentRefs")?;
-        let first = parents.seq(sink, "parentRefs")?.first().ok_or_else(|| sink.error(parents.at, "parentRefs is empty"))?;
-        let parent_kind = first.fields(sink, "parentRef")?.get("kind").map(|k| k.str(sink, "kind").map(str::to_owned)).transpose()?;
+        let first = parents
+            .seq(sink, "parentRefs")?
+            .first()
+            .ok_or_else(|| sink.error(parents.at, "parentRefs is empty"))?;
+        let parent_kind = first
+            .fields(sink, "parentRef")?
+            .get("kind")
+            .map(|k| k.str(sink, "kind").map(str::to_owned))
+            .transpose()?;
         if parent_kind.as_deref() != Some("Server") {
             drop(fields);
             return super::gateway::http_route(sink, context, build, name, spec);
         }
-        let server = first.fields(sink, "parentRef")?.require(sink, "name")?.str(sink, "parentRef name")?.to_owned();
+        let server = first
+            .fields(sink, "parentRef")?
+            .require(sink, "name")?
+            .str(sink, "parentRef name")?
+            .to_owned();
         let mut rules = Vec::new();
         if let Some(list) = fields.get("rules") {
             for rule in list.seq(sink, "rules")? {
@@ -286,8 +373,16 @@ impl Pending {
                     }
                     None => rules.push(cfg::AuthzRule::default()),
                 }
-                r.unmodelled(sink, "filters", "meshsim's inbound routes do not modify requests");
-                r.unmodelled(sink, "backendRefs", "an inbound route's backend is the workload itself");
+                r.unmodelled(
+                    sink,
+                    "filters",
+                    "meshsim's inbound routes do not modify requests",
+                );
+                r.unmodelled(
+                    sink,
+                    "backendRefs",
+                    "an inbound route's backend is the workload itself",
+                );
                 r.unmodelled(sink, "timeouts", "inbound routes only authorize in meshsim");
                 r.finish(sink);
             }
@@ -298,10 +393,16 @@ impl Pending {
     }
 
     /// Turns every pending policy into allow rules of its server's service.
-    pub(crate) fn resolve(self, context: &ImportContext, build: &mut Build) -> Result<(), SpecError> {
-        let _ = context;
+    pub(crate) fn resolve(
+        self,
+        context: &ImportContext,
+        build: &mut Build,
+    ) -> Result<(), SpecError> {
         for (service, _, access) in self.servers.values() {
-            let allow = build.service(service).linkerd_authz.get_or_insert_with(Vec::new);
+            let allow = build
+                .service(service)
+                .linkerd_authz
+                .get_or_insert_with(Vec::new);
             if access != "deny" {
                 allow.push(cfg::AuthzRule {
                     principals: vec!["*".into()],
@@ -315,13 +416,22 @@ impl Pending {
                 "Server" => (policy.target.clone(), vec![cfg::AuthzRule::default()]),
                 _ => {
                     let (server, rules) = self.routes.get(&policy.target).ok_or_else(|| {
-                        sink.error(policy.at, format!("targetRef names HTTPRoute \"{}\", which no imported file defines", policy.target))
+                        sink.error(
+                            policy.at,
+                            format!(
+                                "targetRef names HTTPRoute \"{}\", which no imported file defines",
+                                policy.target
+                            ),
+                        )
                     })?;
                     (server.clone(), rules.clone())
                 }
             };
             let (service, _, _) = self.servers.get(&server).ok_or_else(|| {
-                sink.error(policy.at, format!("the policy's Server \"{server}\" is not defined in any imported file"))
+                sink.error(
+                    policy.at,
+                    format!("the policy's Server \"{server}\" is not defined in any imported file"),
+                )
             })?;
             let mut principals = Vec::new();
             for (kind, name, at) in &policy.authentications {
@@ -335,7 +445,10 @@ impl Pending {
                     other => return Err(sink.error(*at, format!("authentication kind {other} is not modelled"))),
                 }
             }
-            let allow = build.service(service).linkerd_authz.get_or_insert_with(Vec::new);
+            let allow = build
+                .service(service)
+                .linkerd_authz
+                .get_or_insert_with(Vec::new);
             for request in requests {
                 allow.push(cfg::AuthzRule {
                     principals: principals.clone(),
@@ -383,7 +496,14 @@ fn authz_match(sink: &mut Sink, node: &Node) -> Result<cfg::AuthzRule, SpecError
             "Exact" => vec![value],
             "PathPrefix" => {
                 let trimmed = value.trim_end_matches('/');
-                vec![format!("{trimmed}/*"), if trimmed.is_empty() { "/".into() } else { trimmed.to_owned() }]
+                vec![
+                    format!("{trimmed}/*"),
+                    if trimmed.is_empty() {
+                        "/".into()
+                    } else {
+                        trimmed.to_owned()
+                    },
+                ]
             }
             other => {
                 return Err(sink.error(path.at, format!("path type {other} cannot be authorized by meshsim, whose policy paths are exact, prefix* or *suffix")));

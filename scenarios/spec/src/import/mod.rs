@@ -86,7 +86,9 @@ fn import_document(
     let fields = document.fields(sink, "document")?;
     let kind_node = fields.require(sink, "kind")?;
     let kind = kind_node.str(sink, "kind")?;
-    let api_version = fields.require(sink, "apiVersion")?.str(sink, "apiVersion")?;
+    let api_version = fields
+        .require(sink, "apiVersion")?
+        .str(sink, "apiVersion")?;
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
     if kind == "List" {
         for item in fields.require(sink, "items")?.seq(sink, "items")? {
@@ -98,13 +100,24 @@ fn import_document(
     }
     let metadata = fields.require(sink, "metadata")?;
     let meta = metadata.fields(sink, "metadata")?;
-    let name = meta.require(sink, "name")?.str(sink, "metadata.name")?.to_owned();
+    let name = meta
+        .require(sink, "name")?
+        .str(sink, "metadata.name")?
+        .to_owned();
     let namespace = match meta.get("namespace") {
         Some(ns) => Some(ns.str(sink, "metadata.namespace")?.to_owned()),
         None => None,
     };
     // Labels, annotations and the rest describe the object, not traffic.
-    for key in ["labels", "annotations", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"] {
+    for key in [
+        "labels",
+        "annotations",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+    ] {
         meta.ignore(key);
     }
     meta.finish(sink);
@@ -132,8 +145,16 @@ fn import_document(
         ("linkerd.io", "ServiceProfile") => {
             linkerd::service_profile(sink, context, build, &name, &spec_or_empty())?
         }
-        ("policy.linkerd.io", "Server" | "AuthorizationPolicy" | "MeshTLSAuthentication" | "HTTPRoute") => {
-            linkerd.read(sink, context, build, kind, &name, namespace.as_deref(), &spec_or_empty())?
+        (
+            "policy.linkerd.io",
+            "Server" | "AuthorizationPolicy" | "MeshTLSAuthentication" | "HTTPRoute",
+        ) => {
+            let object = linkerd::Object {
+                kind,
+                name: &name,
+                namespace: namespace.as_deref(),
+            };
+            linkerd.read(sink, context, build, object, &spec_or_empty())?
         }
         ("gateway.networking.k8s.io", "HTTPRoute") => {
             gateway::http_route(sink, context, build, &name, &spec_or_empty())?
@@ -164,7 +185,9 @@ fn finish(build: Build, warnings: Vec<Diagnostic>) -> Imported {
             notes.push(format!("{name}: no DestinationRule names a balancer, so Istio's default LEAST_REQUEST applies (meshsim's own default is peak-EWMA)"));
         }
         if !assembly.http_routes.is_empty() {
-            assembly.http_routes.sort_by_key(|(precedence, _)| *precedence);
+            assembly
+                .http_routes
+                .sort_by_key(|(precedence, _)| *precedence);
             assembly.config.routes = assembly.http_routes.into_iter().map(|(_, r)| r).collect();
         }
         match (assembly.istio_authz, assembly.linkerd_authz) {
@@ -215,7 +238,10 @@ pub fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         return if full.is_file() {
             Ok(vec![full])
         } else {
-            Err(format!("import \"{pattern}\": no such file ({})", full.display()))
+            Err(format!(
+                "import \"{pattern}\": no such file ({})",
+                full.display()
+            ))
         };
     }
     let dir = full.parent().unwrap_or(Path::new("."));
@@ -233,7 +259,10 @@ pub fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!("import \"{pattern}\" matches no file in {}", dir.display()));
+        return Err(format!(
+            "import \"{pattern}\" matches no file in {}",
+            dir.display()
+        ));
     }
     Ok(files)
 }
@@ -242,7 +271,8 @@ fn glob_matches(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.first(), name.first()) {
         (None, None) => true,
         (Some(b'*'), _) => {
-            glob_matches(&pattern[1..], name) || (!name.is_empty() && glob_matches(pattern, &name[1..]))
+            glob_matches(&pattern[1..], name)
+                || (!name.is_empty() && glob_matches(pattern, &name[1..]))
         }
         (Some(b'?'), Some(_)) => glob_matches(&pattern[1..], &name[1..]),
         (Some(p), Some(n)) if p == n => glob_matches(&pattern[1..], &name[1..]),
@@ -260,7 +290,8 @@ fn files_of(
     let base = scenario_path.parent().unwrap_or(Path::new(""));
     let mut files = Vec::new();
     for entry in entries {
-        let found = expand(base, entry.get_ref()).map_err(|m| locate.error(Some(entry.span()), m))?;
+        let found =
+            expand(base, entry.get_ref()).map_err(|m| locate.error(Some(entry.span()), m))?;
         files.extend(found);
     }
     Ok(files)
@@ -269,9 +300,17 @@ fn files_of(
 /// Runs `[mesh] import` and each variant's `import`, merging the imported
 /// policies into the scenario; a policy both imported and written in TOML
 /// is an error (one source per service).
-pub(crate) fn apply(scenario: &mut Scenario, path: &Path, locate: &Locator<'_>) -> Result<(), SpecError> {
+pub(crate) fn apply(
+    scenario: &mut Scenario,
+    path: &Path,
+    locate: &Locator<'_>,
+) -> Result<(), SpecError> {
     let context = ImportContext {
-        services: scenario.service_names().into_iter().map(str::to_owned).collect(),
+        services: scenario
+            .service_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         trust_domain: scenario.mesh.trust_domain.clone(),
         namespace: scenario.mesh.namespace.clone(),
     };
@@ -293,7 +332,12 @@ pub(crate) fn apply(scenario: &mut Scenario, path: &Path, locate: &Locator<'_>) 
         let span = span_of(&variant.import);
         let files = files_of(path, &variant.import, locate)?;
         let imported = import_files(&files, &context)?;
-        merge(&mut scenario.mesh.variants[index].services, &imported, locate, span)?;
+        merge(
+            &mut scenario.mesh.variants[index].services,
+            &imported,
+            locate,
+            span,
+        )?;
         warnings.extend(imported.warnings);
     }
     warnings.sort();
@@ -325,7 +369,10 @@ fn merge(
             ));
         }
         let policy: ServicePolicySpec = table.clone().try_into().map_err(|e| {
-            locate.error(Some(span.clone()), format!("internal: the imported policy for \"{name}\" does not read back: {e}"))
+            locate.error(
+                Some(span.clone()),
+                format!("internal: the imported policy for \"{name}\" does not read back: {e}"),
+            )
         })?;
         services.insert(toml::Spanned::new(span.clone(), name.clone()), policy);
     }
@@ -352,7 +399,11 @@ fn replicas_from(
         Err(_) => vec![true; scenario.services.len()],
     };
     for (name, replicas) in &imported.replicas {
-        let Some(index) = scenario.services.iter().position(|s| s.name.get_ref() == name) else {
+        let Some(index) = scenario
+            .services
+            .iter()
+            .position(|s| s.name.get_ref() == name)
+        else {
             continue;
         };
         let service = &mut scenario.services[index];

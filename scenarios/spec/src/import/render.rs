@@ -56,8 +56,15 @@ fn table<const N: usize>(entries: [(&str, Option<Value>); N]) -> Table {
 /// One service's policy. Every field the import sets is written out, so
 /// what a run uses is visible.
 pub(crate) fn service(config: &cfg::ServiceConfig) -> Table {
-    let routes = (!config.routes.is_empty())
-        .then(|| Value::Array(config.routes.iter().map(|r| Value::Table(route(r))).collect()));
+    let routes = (!config.routes.is_empty()).then(|| {
+        Value::Array(
+            config
+                .routes
+                .iter()
+                .map(|r| Value::Table(route(r)))
+                .collect(),
+        )
+    });
     let breaker = &config.circuit_breaker;
     table([
         ("load_balancer", Some(name_of(&config.load_balancer))),
@@ -76,7 +83,10 @@ pub(crate) fn service(config: &cfg::ServiceConfig) -> Table {
             config.outlier_detection.as_ref().map(|o| {
                 Value::Table(table([
                     ("consecutive_5xx", Some(int(o.consecutive_5xx))),
-                    ("consecutive_gateway_failures", Some(int(o.consecutive_gateway_failures))),
+                    (
+                        "consecutive_gateway_failures",
+                        Some(int(o.consecutive_gateway_failures)),
+                    ),
                     ("base_ejection", Some(duration(o.base_ejection_ms))),
                     ("max_ejection", Some(duration(o.max_ejection_ms))),
                     ("max_ejected_percent", Some(int(o.max_ejected_percent))),
@@ -88,7 +98,10 @@ pub(crate) fn service(config: &cfg::ServiceConfig) -> Table {
             (*breaker != cfg::CircuitBreaker::default()).then(|| {
                 Value::Table(table([
                     ("max_connections", Some(int(breaker.max_connections))),
-                    ("max_pending_requests", Some(int(breaker.max_pending_requests))),
+                    (
+                        "max_pending_requests",
+                        Some(int(breaker.max_pending_requests)),
+                    ),
                     ("max_requests", Some(int(breaker.max_requests))),
                 ]))
             }),
@@ -151,16 +164,28 @@ fn route(route: &cfg::RouteConfig) -> Table {
     let matches = table([
         ("hosts", (!m.hosts.is_empty()).then(|| strings(&m.hosts))),
         ("path", path),
-        ("methods", (!m.methods.is_empty()).then(|| strings(&m.methods))),
+        (
+            "methods",
+            (!m.methods.is_empty()).then(|| strings(&m.methods)),
+        ),
         ("headers", headers),
     ]);
     table([
         ("name", Some(Value::String(route.name.clone()))),
-        ("match", (!matches.is_empty()).then_some(Value::Table(matches))),
+        (
+            "match",
+            (!matches.is_empty()).then_some(Value::Table(matches)),
+        ),
         ("timeout", route.timeout_ms.map(duration)),
         ("per_try_timeout", route.per_try_timeout_ms.map(duration)),
-        ("retry", route.retry.as_ref().map(|r| Value::Table(retry(r)))),
-        ("fault", route.fault.as_ref().map(|f| Value::Table(fault(f)))),
+        (
+            "retry",
+            route.retry.as_ref().map(|r| Value::Table(retry(r))),
+        ),
+        (
+            "fault",
+            route.fault.as_ref().map(|f| Value::Table(fault(f))),
+        ),
         (
             "backends",
             (!route.backends.is_empty()).then(|| {
@@ -184,12 +209,14 @@ fn route(route: &cfg::RouteConfig) -> Table {
 fn retry(retry: &cfg::RetryPolicy) -> Table {
     table([
         ("max_attempts", Some(int(retry.max_attempts))),
-        ("on", Some(Value::Array(retry.retry_on.iter().map(name_of).collect()))),
+        (
+            "on",
+            Some(Value::Array(retry.retry_on.iter().map(name_of).collect())),
+        ),
         (
             "on_status",
-            (!retry.retry_on_status.is_empty()).then(|| {
-                Value::Array(retry.retry_on_status.iter().map(|s| int(*s)).collect())
-            }),
+            (!retry.retry_on_status.is_empty())
+                .then(|| Value::Array(retry.retry_on_status.iter().map(|s| int(*s)).collect())),
         ),
         ("backoff_base", Some(duration(retry.backoff_base_ms))),
         ("backoff_max", Some(duration(retry.backoff_max_ms))),

@@ -33,7 +33,9 @@ fn policy(imported: &Imported, service: &str) -> cfg::ServiceConfig {
 
 fn error(name: &str, yaml: &str) -> String {
     let message = import(name, yaml).unwrap_err().to_string();
-    message.split_once(&format!("{name}:")).map_or(message.clone(), |(_, rest)| rest.to_owned())
+    message
+        .split_once(&format!("{name}:"))
+        .map_or(message.clone(), |(_, rest)| rest.to_owned())
 }
 
 #[test]
@@ -77,7 +79,10 @@ spec:
     assert_eq!(reads.matches.methods, ["GET"]);
     assert_eq!(reads.matches.headers[0].name, "x-tenant");
     let Some(cfg::PathMatch::Regex(regex)) = &reads.matches.path else {
-        panic!("Istio's prefix is a string prefix: {:?}", reads.matches.path);
+        panic!(
+            "Istio's prefix is a string prefix: {:?}",
+            reads.matches.path
+        );
     };
     assert!(regex.is_match("/recs") && regex.is_match("/recsx"));
     assert_eq!(reads.timeout_ms, Some(2000));
@@ -86,23 +91,53 @@ spec:
     assert_eq!(retry.max_attempts, 3, "Istio's attempts count retries");
     assert_eq!(
         retry.retry_on,
-        [cfg::RetryOn::ServerError, cfg::RetryOn::ConnectFailure, cfg::RetryOn::PerTryTimeout]
+        [
+            cfg::RetryOn::ServerError,
+            cfg::RetryOn::ConnectFailure,
+            cfg::RetryOn::PerTryTimeout
+        ]
     );
     assert_eq!(retry.retry_on_status, [503]);
     let fault = reads.fault.as_ref().unwrap();
-    assert_eq!(fault.abort, Some(cfg::AbortFault { percent: 50.0, status: 503 }));
-    assert_eq!(fault.delay, Some(cfg::DelayFault { percent: 10.0, fixed_delay_ms: 20 }));
+    assert_eq!(
+        fault.abort,
+        Some(cfg::AbortFault {
+            percent: 50.0,
+            status: 503
+        })
+    );
+    assert_eq!(
+        fault.delay,
+        Some(cfg::DelayFault {
+            percent: 10.0,
+            fixed_delay_ms: 20
+        })
+    );
     let split = &registry.routes[1];
     assert_eq!(split.name, "registry-1");
     assert_eq!(
         split.backends,
         [
-            cfg::WeightedBackend { service: "registry".into(), weight: 90 },
-            cfg::WeightedBackend { service: "registry-v2".into(), weight: 10 },
+            cfg::WeightedBackend {
+                service: "registry".into(),
+                weight: 90
+            },
+            cfg::WeightedBackend {
+                service: "registry-v2".into(),
+                weight: 10
+            },
         ]
     );
-    assert_eq!(split.retry.as_ref().unwrap().max_attempts, 3, "Istio's default: 2 retries");
-    assert_eq!(registry.load_balancer, cfg::LoadBalancer::LeastRequest, "Istio's default");
+    assert_eq!(
+        split.retry.as_ref().unwrap().max_attempts,
+        3,
+        "Istio's default: 2 retries"
+    );
+    assert_eq!(
+        registry.load_balancer,
+        cfg::LoadBalancer::LeastRequest,
+        "Istio's default"
+    );
     assert!(imported.notes.iter().any(|n| n.contains("LEAST_REQUEST")));
 }
 
@@ -143,7 +178,11 @@ spec:
     );
     assert_eq!(
         registry.circuit_breaker,
-        cfg::CircuitBreaker { max_connections: 100, max_pending_requests: 10, max_requests: 50 }
+        cfg::CircuitBreaker {
+            max_connections: 100,
+            max_pending_requests: 10,
+            max_requests: 50
+        }
     );
     assert_eq!(imported.warnings.len(), 1, "{:?}", imported.warnings);
     assert!(imported.warnings[0].to_string().ends_with(
@@ -182,10 +221,17 @@ spec:
     );
     assert_eq!(
         authz.allow,
-        [cfg::AuthzRule { principals: vec!["*".into()], ..cfg::AuthzRule::default() }],
+        [cfg::AuthzRule {
+            principals: vec!["*".into()],
+            ..cfg::AuthzRule::default()
+        }],
         "no ALLOW policy: Istio allows what is not denied, written out explicitly"
     );
-    assert!(deny_only.notes[0].contains("only DENY policies"), "{:?}", deny_only.notes);
+    assert!(
+        deny_only.notes[0].contains("only DENY policies"),
+        "{:?}",
+        deny_only.notes
+    );
     let allow = import(
         "allow.yaml",
         r#"
@@ -205,7 +251,11 @@ spec:
     .unwrap();
     let authz = policy(&allow, "registry").authorization.unwrap();
     assert!(authz.deny.is_empty());
-    let principals: Vec<&[String]> = authz.allow.iter().map(|r| r.principals.as_slice()).collect();
+    let principals: Vec<&[String]> = authz
+        .allow
+        .iter()
+        .map(|r| r.principals.as_slice())
+        .collect();
     assert_eq!(
         principals,
         [
@@ -253,15 +303,24 @@ spec:
     let registry = policy(&imported, "registry");
     let route = &registry.routes[0];
     assert_eq!(route.name, "GET /recs/{id}");
-    let Some(cfg::PathMatch::Regex(regex)) = &route.matches.path else { panic!() };
+    let Some(cfg::PathMatch::Regex(regex)) = &route.matches.path else {
+        panic!()
+    };
     assert!(regex.is_match("/recs/42") && !regex.is_match("/recs/42/x"));
     assert_eq!(route.timeout_ms, Some(300));
     let retry = route.retry.as_ref().unwrap();
-    assert_eq!(retry.retry_on, [cfg::RetryOn::ServerError, cfg::RetryOn::ConnectFailure]);
+    assert_eq!(
+        retry.retry_on,
+        [cfg::RetryOn::ServerError, cfg::RetryOn::ConnectFailure]
+    );
     assert_eq!(retry.non_idempotent, cfg::NonIdempotent::Always);
     assert_eq!(
         registry.retry_budget,
-        Some(cfg::RetryBudget { ratio: 0.1, min_retries_per_s: 5, ttl_ms: 10_000 })
+        Some(cfg::RetryBudget {
+            ratio: 0.1,
+            min_retries_per_s: 5,
+            ttl_ms: 10_000
+        })
     );
 }
 
@@ -345,17 +404,34 @@ items:
     .unwrap();
     let registry = policy(&imported, "registry");
     let names: Vec<&str> = registry.routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["registry-1", "registry-0"], "an exact path wins over the default prefix");
+    assert_eq!(
+        names,
+        ["registry-1", "registry-0"],
+        "an exact path wins over the default prefix"
+    );
     let exact = &registry.routes[0];
-    assert_eq!(exact.matches.path, Some(cfg::PathMatch::Exact("/recs/available".into())));
+    assert_eq!(
+        exact.matches.path,
+        Some(cfg::PathMatch::Exact("/recs/available".into()))
+    );
     assert_eq!(exact.matches.headers[0].name, "x-tenant");
-    assert_eq!((exact.timeout_ms, exact.per_try_timeout_ms), (Some(2000), Some(500)));
+    assert_eq!(
+        (exact.timeout_ms, exact.per_try_timeout_ms),
+        (Some(2000), Some(500))
+    );
     let retry = exact.retry.as_ref().unwrap();
     assert_eq!((retry.max_attempts, retry.backoff_base_ms), (3, 100));
     assert_eq!(retry.retry_on_status, [503]);
-    assert!(exact.backends.is_empty(), "a rule to its own parent is no split");
+    assert!(
+        exact.backends.is_empty(),
+        "a rule to its own parent is no split"
+    );
     assert_eq!(registry.routes[1].backends.len(), 2);
-    assert_eq!(registry.load_balancer, cfg::LoadBalancer::PeakEwma, "not Istio: meshsim's default");
+    assert_eq!(
+        registry.load_balancer,
+        cfg::LoadBalancer::PeakEwma,
+        "not Istio: meshsim's default"
+    );
 }
 
 #[test]
@@ -407,7 +483,11 @@ spec:
         services: std::collections::BTreeMap<String, ServicePolicySpec>,
     }
     let root: Root = toml::from_str(&text).unwrap();
-    assert_eq!(root.mesh.services["registry"].to_config(), policy(&imported, "registry"), "{text}");
+    assert_eq!(
+        root.mesh.services["registry"].to_config(),
+        policy(&imported, "registry"),
+        "{text}"
+    );
     assert!(text.contains("[mesh.services.registry]"), "{text}");
 }
 
@@ -419,8 +499,19 @@ fn globs_expand_in_sorted_order() {
         std::fs::write(dir.join(name), "").unwrap();
     }
     let found = expand(&dir, "*.yaml").unwrap();
-    let names: Vec<&str> = found.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+    let names: Vec<&str> = found
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap())
+        .collect();
     assert_eq!(names, ["a.yaml", "b.yaml"]);
-    assert!(expand(&dir, "*.json").unwrap_err().contains("matches no file"));
-    assert!(expand(Path::new("/nonexistent"), "x.yaml").unwrap_err().contains("no such file"));
+    assert!(
+        expand(&dir, "*.json")
+            .unwrap_err()
+            .contains("matches no file")
+    );
+    assert!(
+        expand(Path::new("/nonexistent"), "x.yaml")
+            .unwrap_err()
+            .contains("no such file")
+    );
 }

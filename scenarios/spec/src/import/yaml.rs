@@ -123,7 +123,15 @@ pub(crate) fn parse_documents(sink: &Sink, text: &str) -> Result<Vec<Node>, Spec
     documents
         .iter()
         .map(|document| convert(sink, document))
-        .filter(|node| !matches!(node, Ok(Node { value: Value::Null, .. })))
+        .filter(|node| {
+            !matches!(
+                node,
+                Ok(Node {
+                    value: Value::Null,
+                    ..
+                })
+            )
+        })
         .collect()
 }
 
@@ -292,6 +300,7 @@ impl<'n> Fields<'n> {
     }
 
     /// The key's own position (for messages about the key).
+    #[cfg(test)]
     pub fn key_at(&self, key: &str) -> Option<Pos> {
         self.entries
             .iter()
