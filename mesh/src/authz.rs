@@ -194,9 +194,14 @@ fn rule_matches(rule: &AuthzRule, principal: &str, method: &str, path: &str) -> 
     let any = |patterns: &[String], value: &str| {
         patterns.is_empty() || patterns.iter().any(|p| pattern_matches(p, value))
     };
+    let none =
+        |patterns: &[String], value: &str| !patterns.iter().any(|p| pattern_matches(p, value));
     any(&rule.principals, principal)
+        && none(&rule.not_principals, principal)
         && (rule.methods.is_empty() || rule.methods.iter().any(|m| m == method))
+        && !rule.not_methods.iter().any(|m| m == method)
         && any(&rule.paths, path)
+        && none(&rule.not_paths, path)
 }
 
 /// Evaluates a policy for a caller, a method and an already normalized
@@ -351,5 +356,27 @@ mod tests {
             Verdict::Deny,
             "an empty policy denies everything"
         );
+    }
+
+    #[test]
+    fn not_paths_carve_paths_out_of_a_rule() {
+        let policy = AuthorizationPolicy {
+            allow: vec![AuthzRule {
+                paths: vec!["/api/*".into()],
+                not_paths: vec!["/api/admin*".into()],
+                ..AuthzRule::default()
+            }],
+            deny: vec![],
+        };
+        let caller = "spiffe://td/ns/rec/sa/gateway";
+        assert_eq!(
+            evaluate(&policy, caller, "GET", "/api/quote"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            evaluate(&policy, caller, "GET", "/api/admin/x"),
+            Verdict::Deny
+        );
+        assert_eq!(evaluate(&policy, caller, "GET", "/other"), Verdict::Deny);
     }
 }

@@ -126,6 +126,62 @@ pub enum PathMatch {
     /// A prefix on segment boundaries: `/api` matches `/api` and
     /// `/api/x`, not `/apix` (Gateway API `PathPrefix`).
     Prefix(String),
+    /// A regular expression that must match the whole path (Linkerd's
+    /// `pathRegex`, Gateway API `RegularExpression`), in the `regex`
+    /// crate's syntax, which runs in linear time.
+    Regex(PathRegex),
+}
+
+/// A whole-path regular expression, compiled once when the config is
+/// read, so a route match costs no compilation per request. Compares and
+/// serializes as its source text.
+#[derive(Clone, Debug)]
+pub struct PathRegex {
+    source: String,
+    anchored: regex::Regex,
+}
+
+impl PathRegex {
+    /// Compiles `source`, anchored at both ends.
+    pub fn new(source: &str) -> Result<PathRegex, ConfigError> {
+        let anchored = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|e| ConfigError(format!("path regex \"{source}\" does not compile: {e}")))?;
+        Ok(PathRegex {
+            source: source.to_owned(),
+            anchored,
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole `path` matches.
+    pub fn is_match(&self, path: &str) -> bool {
+        self.anchored.is_match(path)
+    }
+}
+
+impl PartialEq for PathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for PathRegex {}
+
+impl Serialize for PathRegex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathRegex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        PathRegex::new(&source).map_err(|e| serde::de::Error::custom(e.0))
+    }
 }
 
 /// A header match (names are case-insensitive).
@@ -368,11 +424,18 @@ pub struct AuthorizationPolicy {
 pub struct AuthzRule {
     /// Caller SPIFFE IDs: exact, `*`, `prefix*` or `*suffix`.
     pub principals: Vec<String>,
+    /// Callers the rule does not cover (Istio `notPrincipals`).
+    pub not_principals: Vec<String>,
     /// Methods, upper case.
     pub methods: Vec<String>,
+    /// Methods the rule does not cover (Istio `notMethods`).
+    pub not_methods: Vec<String>,
     /// Normalized paths: exact, `*`, `prefix*` or `*suffix` (Istio syntax;
     /// a prefix is a plain string prefix, as in Istio).
     pub paths: Vec<String>,
+    /// Normalized paths the rule does not cover, in the same syntax
+    /// (Istio `notPaths`): a request on one of them does not match.
+    pub not_paths: Vec<String>,
 }
 
 /// Istio-style fault injection.
@@ -641,10 +704,10 @@ impl RateLimit {
 
 impl AuthzRule {
     fn validate(&self) -> Result<(), ConfigError> {
-        for principal in &self.principals {
+        for principal in self.principals.iter().chain(&self.not_principals) {
             validate_pattern("principal", principal)?;
         }
-        for path in &self.paths {
+        for path in self.paths.iter().chain(&self.not_paths) {
             validate_pattern("path", path)?;
             if !(path.starts_with('/') || path.starts_with('*')) {
                 return refuse(format!(
@@ -652,7 +715,7 @@ impl AuthzRule {
                 ));
             }
         }
-        for method in &self.methods {
+        for method in self.methods.iter().chain(&self.not_methods) {
             validate_method(method)?;
         }
         Ok(())

@@ -49,6 +49,7 @@ fn path_matches(rule: &PathMatch, path: &str) -> bool {
                 || path == prefix
                 || (path.starts_with(prefix) && path[prefix.len()..].starts_with('/'))
         }
+        PathMatch::Regex(regex) => regex.is_match(path),
     }
 }
 
@@ -233,5 +234,20 @@ mod tests {
             .count();
         assert!((800..1200).contains(&canary), "{canary}");
         assert_eq!(pick_backend(&[], "x", &mut rng), "x");
+    }
+
+    #[test]
+    fn a_path_regex_matches_the_whole_path() {
+        let regex = PathMatch::Regex(crate::config::PathRegex::new("/books/[^/]+").unwrap());
+        assert!(path_matches(&regex, "/books/42"));
+        assert!(
+            !path_matches(&regex, "/books/42/pages"),
+            "anchored at the end"
+        );
+        assert!(
+            !path_matches(&regex, "/x/books/42"),
+            "anchored at the start"
+        );
+        assert!(crate::config::PathRegex::new("/books/(").is_err());
     }
 }

@@ -9,6 +9,7 @@ mod certs;
 mod determinism;
 mod diff;
 mod explore;
+mod import_mesh;
 mod interrupt;
 mod provenance;
 mod report;
@@ -166,6 +167,16 @@ enum Command {
     /// Certificates from a running mesh's CA.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Translate another mesh's configuration into a scenario's terms.
+    #[command(subcommand)]
+    Import(ImportKind),
+}
+
+/// What `meshsim import` reads.
+#[derive(Subcommand)]
+enum ImportKind {
+    /// Istio, Linkerd and Gateway API YAML → the equivalent `[mesh]` TOML.
+    Mesh(import_mesh::Args),
 }
 
 /// `meshsim explore merge`.
@@ -210,8 +221,14 @@ fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
 }
 
 /// The scenario and its text as run (after `--set`), for provenance.
+/// Warnings from imported mesh YAML go to stderr once, here.
 fn load_as_run(path: &Path, overrides: &[Override]) -> anyhow::Result<(Scenario, String)> {
-    Scenario::load_as_run(path, overrides).map_err(|e| BadInput(e.to_string()).into())
+    let (scenario, text) =
+        Scenario::load_as_run(path, overrides).map_err(|e| BadInput(e.to_string()))?;
+    for warning in scenario.import_warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok((scenario, text))
 }
 
 fn main() -> ExitCode {
@@ -310,6 +327,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => serve::proxy(args),
         Command::App(args) => serve::app(args),
         Command::Certs(command) => certs::run(command),
+        Command::Import(ImportKind::Mesh(args)) => import_mesh::run(args),
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(

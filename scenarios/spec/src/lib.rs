@@ -17,6 +17,7 @@ use toml::Spanned;
 mod app;
 mod checks;
 mod faults;
+pub mod import;
 pub mod mesh;
 mod overrides;
 mod phases;
@@ -434,8 +435,9 @@ impl Scenario {
     /// Parses and validates scenario text; `path` is only for messages.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, SpecError> {
         let locate = Locator { path, text };
-        let scenario: Scenario = toml::from_str(text)
+        let mut scenario: Scenario = toml::from_str(text)
             .map_err(|e| locate.error(e.span(), e.message().trim().to_owned()))?;
+        import::apply(&mut scenario, path, &locate)?;
         scenario.validate(&locate)?;
         Ok(scenario)
     }

@@ -65,6 +65,15 @@ pub struct MeshSpec {
     pub request_timeout: Dur,
     /// Policy per destination service.
     pub services: BTreeMap<Spanned<String>, ServicePolicySpec>,
+    /// Istio, Linkerd and Gateway API YAML whose policy becomes
+    /// `services` (paths or `*` globs, relative to the scenario file).
+    pub import: Vec<Spanned<String>>,
+    /// Whether a field the import reads but does not model is an error
+    /// rather than a warning.
+    pub import_strict: bool,
+    /// What the import warned about (set while parsing, not in the file).
+    #[serde(skip)]
+    pub(crate) import_warnings: Vec<crate::import::Diagnostic>,
     /// Faults injected by the sidecars of named hosts.
     pub endpoint_faults: Vec<EndpointInjectionSpec>,
     /// Variants: the scenario runs once per variant, on the same seed.
@@ -85,6 +94,9 @@ impl Default for MeshSpec {
             key_algorithm: mesh::identity::KeyAlgorithm::Ed25519,
             request_timeout: Dur(Duration::from_secs(10)),
             services: BTreeMap::new(),
+            import: Vec::new(),
+            import_strict: false,
+            import_warnings: Vec::new(),
             endpoint_faults: Vec::new(),
             variants: Vec::new(),
             checks: Vec::new(),
@@ -228,6 +240,12 @@ pub struct AuthzRuleSpec {
     pub methods: Vec<String>,
     /// Normalized paths: exact, `*`, `prefix*`, `*suffix`.
     pub paths: Vec<String>,
+    /// Callers the rule does not cover.
+    pub not_principals: Vec<String>,
+    /// Methods the rule does not cover.
+    pub not_methods: Vec<String>,
+    /// Paths the rule does not cover.
+    pub not_paths: Vec<String>,
 }
 
 /// A path match.
@@ -238,6 +256,8 @@ pub enum PathMatchSpec {
     Exact(String),
     /// A prefix on segment boundaries.
     Prefix(String),
+    /// A regular expression the whole path must match.
+    Regex(cfg::PathRegex),
 }
 
 /// A header match.
@@ -401,6 +421,9 @@ pub struct VariantSpec {
     /// Replacement policies.
     #[serde(default)]
     pub services: BTreeMap<Spanned<String>, ServicePolicySpec>,
+    /// YAML whose policies replace the base ones, as `[mesh] import`.
+    #[serde(default)]
+    pub import: Vec<Spanned<String>>,
 }
 
 /// What a mesh check measures.
@@ -694,6 +717,9 @@ impl AuthzRuleSpec {
             principals: self.principals.clone(),
             methods: self.methods.clone(),
             paths: self.paths.clone(),
+            not_principals: self.not_principals.clone(),
+            not_methods: self.not_methods.clone(),
+            not_paths: self.not_paths.clone(),
         }
     }
 }
@@ -727,6 +753,7 @@ impl RouteSpec {
                 path: m.path.as_ref().map(|p| match p {
                     PathMatchSpec::Exact(p) => cfg::PathMatch::Exact(p.clone()),
                     PathMatchSpec::Prefix(p) => cfg::PathMatch::Prefix(p.clone()),
+                    PathMatchSpec::Regex(r) => cfg::PathMatch::Regex(r.clone()),
                 }),
                 methods: m.methods.clone(),
                 headers: m
