@@ -14,6 +14,7 @@ fn rule(principals: &[&str], methods: &[&str], paths: &[&str]) -> AuthzRule {
         principals: principals.iter().map(|s| s.to_string()).collect(),
         methods: methods.iter().map(|s| s.to_string()).collect(),
         paths: paths.iter().map(|s| s.to_string()).collect(),
+        ..AuthzRule::default()
     }
 }
 
