@@ -1,11 +1,14 @@
 //! `meshsim`: run, check and explore mesh scenarios.
 //!
-//! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
+//! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage,
+//! 4 stopped by SIGINT/SIGTERM after writing what was finished (`load`).
 
 mod capacity;
 mod certs;
 mod determinism;
 mod explore;
+mod logging;
+mod otlp;
 mod report;
 mod serve;
 mod shrink;
@@ -23,13 +26,28 @@ use spec::{Override, Scenario};
 
 mod load;
 
+/// `meshsim --version`: the crate version and the source revision.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MESHSIM_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "meshsim",
-    version,
+    version = VERSION,
     about = "A service mesh you can run for real or in a deterministic simulation, and break on purpose."
 )]
 struct Cli {
+    /// Log line format (on stderr).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    /// Log filter, RUST_LOG syntax (`info,meshsim::access=debug`); default:
+    /// $RUST_LOG, else `info`.
+    #[arg(long = "log", global = true, value_name = "FILTER")]
+    log_filter: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +77,10 @@ enum Command {
         /// Write the trace as JSON Lines to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// With `--real`: also send the run's spans to this OTLP/HTTP JSON
+        /// endpoint (`http://HOST:4318/v1/traces`).
+        #[arg(long, value_name = "URL", requires = "real", value_parser = otlp::parse_endpoint)]
+        otlp_endpoint: Option<http::Uri>,
     },
     /// Run a scenario twice with one seed and compare the traces.
     CheckDeterminism {
@@ -147,6 +169,28 @@ enum Command {
     /// Certificates from a running mesh's CA.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Print a shell completion script (`meshsim completions bash > …`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (`meshsim man | man -l -`).
+    Man,
+}
+
+impl Command {
+    /// Whether the command's events happen inside a simulation.
+    fn timeline(&self) -> logging::Timeline {
+        match self {
+            Command::Run { real: true, .. } => logging::Timeline::Real,
+            Command::Run { .. }
+            | Command::CheckDeterminism { .. }
+            | Command::Explore { .. }
+            | Command::Shrink { .. }
+            | Command::Capacity(_) => logging::Timeline::Simulated,
+            _ => logging::Timeline::Real,
+        }
+    }
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -177,6 +221,11 @@ fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let timeline = cli.command.timeline();
+    if let Err(error) = logging::install(cli.log_format, cli.log_filter.as_deref(), timeline) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(error) if error.is::<BadInput>() => {
@@ -200,6 +249,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             time_scale,
             out,
             trace,
+            otlp_endpoint,
         } => {
             if !(time_scale.is_finite() && time_scale > 0.0) {
                 return Err(
@@ -214,7 +264,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 seed,
                 mode,
                 out,
-                trace,
+                Exports {
+                    trace_file: trace,
+                    otlp_endpoint,
+                },
             )
         }
         Command::CheckDeterminism {
@@ -262,6 +315,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => serve::proxy(args),
         Command::App(args) => serve::app(args),
         Command::Certs(command) => certs::run(command),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "meshsim", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            page.render(&mut std::io::stdout())
+                .context("writing the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
@@ -274,6 +338,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Where a run's trace and spans go besides its output directory.
+struct Exports {
+    /// `--trace FILE`: every event, JSON Lines.
+    trace_file: Option<PathBuf>,
+    /// `--otlp-endpoint URL`: the spans, OTLP/HTTP JSON.
+    otlp_endpoint: Option<http::Uri>,
+}
+
 fn run(
     scenario: Scenario,
     path: &Path,
@@ -281,8 +353,12 @@ fn run(
     seed: Option<u64>,
     real_time_scale: Option<f64>,
     out: Option<PathBuf>,
-    trace_file: Option<PathBuf>,
+    exports: Exports,
 ) -> anyhow::Result<ExitCode> {
+    let Exports {
+        trace_file,
+        otlp_endpoint,
+    } = exports;
     let seed = seed.unwrap_or(scenario.seed);
     let trace = if trace_file.is_some() {
         Trace::keeping_events()
@@ -307,6 +383,10 @@ fn run(
     let mut data = engine::output::run_data(&output);
     data.summary = summary.clone();
     reports::write_all(&out, &data).context("writing the report")?;
+    engine::output::write_telemetry(&out, &output).context("writing metrics and traces")?;
+    if let Some(endpoint) = &otlp_endpoint {
+        otlp::export(endpoint, &engine::output::otlp_document(&output))?;
+    }
     if let Some(file) = trace_file {
         write_trace(&file, &output)?;
     }
