@@ -141,7 +141,10 @@ pub async fn serve_with(
                 return;
             };
             inbound.record_acceptance(&peer, &peer_leaf);
-            let _open = inbound.config.telemetry.connection(Direction::Inbound, true);
+            let _open = inbound
+                .config
+                .telemetry
+                .connection(Direction::Inbound, true);
             let tls_for_requests = tls.clone();
             let protocol = match stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,

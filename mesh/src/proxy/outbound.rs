@@ -123,7 +123,10 @@ pub async fn serve_with(
         }
         let outbound = outbound.clone();
         seam::task::spawn(async move {
-            let _open = outbound.config.telemetry.connection(Direction::Outbound, false);
+            let _open = outbound
+                .config
+                .telemetry
+                .connection(Direction::Outbound, false);
             let limits = outbound.config.limits.clone();
             let handler = move |request| {
                 let outbound = outbound.clone();

@@ -25,9 +25,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn pod_label(pod: Option<&str>) -> String {
-    pod.map_or_else(String::new, |pod| {
-        format!("pod=\"{}\",", escape_label(pod))
-    })
+    pod.map_or_else(String::new, |pod| format!("pod=\"{}\",", escape_label(pod)))
 }
 
 /// Linkerd's labels of a request series: `client_id` inbound, `server_id`
@@ -79,7 +77,12 @@ pub(super) fn render_prometheus(proxies: &Proxies<'_>) -> String {
 }
 
 fn render_requests(out: &mut String, proxies: &Proxies<'_>) {
-    family(out, "request_total", "counter", "Requests the proxy received.");
+    family(
+        out,
+        "request_total",
+        "counter",
+        "Requests the proxy received.",
+    );
     for (pod, proxy) in proxies {
         for (key, count) in &proxy.requests {
             let _ = writeln!(out, "request_total{{{}}} {count}", series_labels(*pod, key));
@@ -140,10 +143,20 @@ fn render_latency(out: &mut String, proxies: &Proxies<'_>) {
 }
 
 fn render_tcp(out: &mut String, proxies: &Proxies<'_>) {
-    family(out, "tcp_open_total", "counter", "Connections the proxy accepted.");
+    family(
+        out,
+        "tcp_open_total",
+        "counter",
+        "Connections the proxy accepted.",
+    );
     for (pod, proxy) in proxies {
         for (key, stats) in &proxy.tcp {
-            let _ = writeln!(out, "tcp_open_total{{{}}} {}", tcp_labels(*pod, key), stats.total);
+            let _ = writeln!(
+                out,
+                "tcp_open_total{{{}}} {}",
+                tcp_labels(*pod, key),
+                stats.total
+            );
         }
     }
     family(
@@ -267,15 +280,51 @@ mod tests {
         }
         let text = hub.prometheus("registry-0");
         let series = "direction=\"inbound\",authority=\"registry\",dst_service=\"registry\",dst_namespace=\"rec\",tls=\"true\",client_id=\"spiffe://td/ns/rec/sa/gateway\",route=\"default\"";
-        assert!(text.contains(&format!("request_total{{{series}}} 3\n")), "{text}");
-        assert!(text.contains(&format!("response_total{{{series},classification=\"success\",status_code=\"200\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("response_total{{{series},classification=\"failure\",status_code=\"503\"}} 1\n")), "{text}");
-        assert!(text.contains(&format!("response_latency_ms_bucket{{{series},status_code=\"200\",le=\"2\"}} 0\n")), "{text}");
-        assert!(text.contains(&format!("response_latency_ms_bucket{{{series},status_code=\"200\",le=\"3\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("response_latency_ms_count{{{series},status_code=\"503\"}} 1\n")), "{text}");
-        assert!(text.contains(&format!("response_latency_ms_sum{{{series},status_code=\"200\"}} 6.000\n")), "{text}");
+        assert!(
+            text.contains(&format!("request_total{{{series}}} 3\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_total{{{series},classification=\"success\",status_code=\"200\"}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_total{{{series},classification=\"failure\",status_code=\"503\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_latency_ms_bucket{{{series},status_code=\"200\",le=\"2\"}} 0\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_latency_ms_bucket{{{series},status_code=\"200\",le=\"3\"}} 2\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_latency_ms_count{{{series},status_code=\"503\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "response_latency_ms_sum{{{series},status_code=\"200\"}} 6.000\n"
+            )),
+            "{text}"
+        );
         let all = hub.prometheus_all();
-        assert!(all.contains("request_total{pod=\"registry-0\",direction=\"inbound\""), "{all}");
+        assert!(
+            all.contains("request_total{pod=\"registry-0\",direction=\"inbound\""),
+            "{all}"
+        );
         assert_eq!(all.matches("# TYPE request_total counter").count(), 1);
         assert_eq!(hub.access_log("registry-0").len(), 3);
         assert_eq!(hub.spans().len(), 3);

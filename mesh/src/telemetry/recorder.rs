@@ -225,7 +225,12 @@ impl ProxyTelemetry {
 }
 
 /// The request's counters and latency, under the series caps.
-fn record_metrics(proxy: &mut ProxyState, series: SeriesKey, record: &RequestRecord, latency_us: u64) {
+fn record_metrics(
+    proxy: &mut ProxyState,
+    series: SeriesKey,
+    record: &RequestRecord,
+    latency_us: u64,
+) {
     let series = if over_cap(&proxy.requests, &series) {
         overflow(series)
     } else {

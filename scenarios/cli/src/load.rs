@@ -12,8 +12,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use loadgen::{
-    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, RampStage, Target,
-    TlsFiles,
+    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, RampStage,
+    Target, TlsFiles,
 };
 use reports::{
     Check, CheckKind, LatencyMs, Mode, RequestCounts, RunData, Summary, Verdict, Window, WindowKind,
@@ -49,7 +49,11 @@ pub struct LoadArgs {
     targets: Option<PathBuf>,
     /// Requests per second to offer (with --stage: the starting rate,
     /// default 0, as k6's startRate).
-    #[arg(long, allow_negative_numbers = true, required_unless_present = "stages")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        required_unless_present = "stages"
+    )]
     rate: Option<f64>,
     /// How long to offer them: 500ms, 30s, 2m…
     #[arg(short = 'd', long, value_parser = duration,
@@ -273,9 +277,16 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let started = tokio::time::Instant::now();
         let net: Arc<dyn Net> = Arc::new(RealNet::standalone());
         let observer = Arc::new(|_: &_| {});
-        let report =
-            loadgen::run_stoppable(net, target, run_plan, seed, observer, Some(stop_rx), Some(drain))
-                .await;
+        let report = loadgen::run_stoppable(
+            net,
+            target,
+            run_plan,
+            seed,
+            observer,
+            Some(stop_rx),
+            Some(drain),
+        )
+        .await;
         (report, started.elapsed().as_secs_f64())
     });
     let (report, wall_seconds) = runtime
@@ -313,7 +324,10 @@ fn requests(args: &LoadArgs) -> anyhow::Result<Vec<(Method, String)>> {
     let method = Method::from_bytes(args.method.as_bytes())
         .map_err(|_| bad(format!("--method '{}' is not an HTTP method", args.method)))?;
     let Some(file) = &args.targets else {
-        let url = args.url.clone().ok_or_else(|| bad("give a URL or --targets"))?;
+        let url = args
+            .url
+            .clone()
+            .ok_or_else(|| bad("give a URL or --targets"))?;
         return Ok(vec![(method, url)]);
     };
     let text = std::fs::read_to_string(file)
@@ -342,7 +356,10 @@ fn requests(args: &LoadArgs) -> anyhow::Result<Vec<(Method, String)>> {
         requests.push(request);
     }
     if requests.is_empty() {
-        return Err(bad(format!("--targets {}: no targets in the file", file.display())));
+        return Err(bad(format!(
+            "--targets {}: no targets in the file",
+            file.display()
+        )));
     }
     Ok(requests)
 }
@@ -450,7 +467,10 @@ fn target(
     }
     let origin = origin_of_all.ok_or_else(|| bad("no target"))?;
     if !origin.https
-        && (args.cert.is_some() || args.cacert.is_some() || args.insecure || args.server_name.is_some())
+        && (args.cert.is_some()
+            || args.cacert.is_some()
+            || args.insecure
+            || args.server_name.is_some())
     {
         return Err(bad(
             "--cert, --key, --cacert, --insecure and --server-name need an https:// URL",
@@ -519,7 +539,11 @@ fn arrival(args: &LoadArgs) -> anyhow::Result<(Arrival, Duration)> {
     Ok((arrival, length))
 }
 
-fn plan(args: &LoadArgs, ops: Vec<(Method, String)>, protocol: Protocol) -> anyhow::Result<LoadPlan> {
+fn plan(
+    args: &LoadArgs,
+    ops: Vec<(Method, String)>,
+    protocol: Protocol,
+) -> anyhow::Result<LoadPlan> {
     let (arrival, length) = arrival(args)?;
     if length.is_zero() {
         return Err(bad("--duration must be longer than 0"));

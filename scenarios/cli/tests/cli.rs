@@ -142,7 +142,11 @@ fn assert_otlp_traces_form_trees(out: &Path) {
     // A load request: loadgen → gateway → … → a database, one tree.
     let request = traces
         .values()
-        .filter(|spans| spans.values().any(|(parent, s)| s == "loadgen" && parent.is_none()))
+        .filter(|spans| {
+            spans
+                .values()
+                .any(|(parent, s)| s == "loadgen" && parent.is_none())
+        })
         .find(|spans| {
             let services = services_of(spans);
             services.contains("gateway") && services.iter().any(|s| s.ends_with("-db"))

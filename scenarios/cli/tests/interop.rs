@@ -210,7 +210,10 @@ fn real_clients_against_a_mesh_of_processes() {
     assert_eq!(summary["requests"]["total"], 1000, "{summary}");
     assert_eq!(summary["requests"]["ok"], 1000, "{summary}");
     let text = String::from_utf8_lossy(&loaded.stderr);
-    assert!(text.contains("statuses   200: 1000"), "every answer a 200: {text}");
+    assert!(
+        text.contains("statuses   200: 1000"),
+        "every answer a 200: {text}"
+    );
 
     // curl, too, reaches the app with a mesh certificate.
     let answered = curl(
@@ -476,11 +479,17 @@ fn promql(port: u16, query: &str) -> Vec<serde_json::Value> {
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("Prometheus answered JSON ({e}): {output:?}"));
     assert_eq!(answer["status"], "success", "{query}: {answer}");
-    answer["data"]["result"].as_array().cloned().unwrap_or_default()
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn sample(result: &serde_json::Value) -> f64 {
-    result["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+    result["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// A running Prometheus; dropping it stops it.
@@ -507,7 +516,10 @@ fn prometheus_scrapes_the_mesh_under_load() {
     let addresses = mesh.addresses();
     let config = std::fs::read_to_string(dir.join("prometheus.yml")).expect("prometheus.yml");
     for entry in addresses.values() {
-        assert!(config.contains(entry["admin"].as_str().unwrap()), "{config}");
+        assert!(
+            config.contains(entry["admin"].as_str().unwrap()),
+            "{config}"
+        );
     }
     let client = dir.join("client");
     let issued = run(Command::new(MESHSIM)
@@ -516,7 +528,11 @@ fn prometheus_scrapes_the_mesh_under_load() {
         .arg("--out")
         .arg(&client));
     assert!(issued.status.success(), "certs issue: {issued:?}");
-    let (cert, key, ca) = (client.join("cert.pem"), client.join("key.pem"), dir.join("ca.pem"));
+    let (cert, key, ca) = (
+        client.join("cert.pem"),
+        client.join("key.pem"),
+        dir.join("ca.pem"),
+    );
     let tls = [
         "--cacert",
         ca.to_str().unwrap(),
@@ -536,8 +552,14 @@ fn prometheus_scrapes_the_mesh_under_load() {
     let port = free_port();
     let prometheus = Prometheus(
         Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -558,9 +580,13 @@ fn prometheus_scrapes_the_mesh_under_load() {
 
     // Every target up, scraped at least twice, with 30 s of load behind.
     let targets = addresses.len() as f64;
+    #[allow(clippy::disallowed_methods)] // a test's own deadline, outside any simulation
     let started = std::time::Instant::now();
     loop {
-        let up = promql(port, "count(count_over_time(up{job=\"meshsim-proxy\"}[1m]) >= 2)");
+        let up = promql(
+            port,
+            "count(count_over_time(up{job=\"meshsim-proxy\"}[1m]) >= 2)",
+        );
         let scraped = up.first().map(sample) == Some(targets);
         if scraped && started.elapsed() > Duration::from_secs(32) {
             break;
@@ -589,7 +615,9 @@ fn prometheus_scrapes_the_mesh_under_load() {
     );
     for service in ["accounts", "market", "market-db"] {
         assert!(
-            by_service.iter().any(|r| r["metric"]["dst_service"] == service && sample(r) > 0.0),
+            by_service
+                .iter()
+                .any(|r| r["metric"]["dst_service"] == service && sample(r) > 0.0),
             "{service} answers under the quote path: {by_service:?}"
         );
     }
@@ -598,15 +626,28 @@ fn prometheus_scrapes_the_mesh_under_load() {
         "sum(rate(response_total{direction=\"inbound\",classification=\"success\"}[30s])) \
          / sum(rate(response_total{direction=\"inbound\"}[30s]))",
     );
-    assert_eq!(success.first().map(sample), Some(1.0), "success rate: {success:?}");
+    assert_eq!(
+        success.first().map(sample),
+        Some(1.0),
+        "success rate: {success:?}"
+    );
     let p99 = promql(
         port,
         "histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{direction=\"inbound\",dst_service=\"gateway\"}[30s])) by (le))",
     );
     let p99_ms = p99.first().map(sample).unwrap_or(f64::NAN);
-    assert!(p99_ms > 0.0 && p99_ms < 1000.0, "gateway p99 {p99_ms} ms: {p99:?}");
-    let tls_series = promql(port, "sum(tcp_open_total{direction=\"inbound\",tls=\"true\"})");
-    assert!(tls_series.first().map(sample).unwrap_or(0.0) >= 1.0, "{tls_series:?}");
+    assert!(
+        p99_ms > 0.0 && p99_ms < 1000.0,
+        "gateway p99 {p99_ms} ms: {p99:?}"
+    );
+    let tls_series = promql(
+        port,
+        "sum(tcp_open_total{direction=\"inbound\",tls=\"true\"})",
+    );
+    assert!(
+        tls_series.first().map(sample).unwrap_or(0.0) >= 1.0,
+        "{tls_series:?}"
+    );
 
     let _ = load_run.kill();
     let _ = load_run.wait();

@@ -395,9 +395,25 @@ fn resolve_server_name_insecure_requests_and_json() {
     let (out, out_text) = out_dir("resolve");
     let export = out.join("exported.json");
     let output = meshsim(&[
-        "load", &url, "--resolve", &resolve, "--cert", cert, "--key", key, "--cacert", ca,
-        "-n", "50", "--rate", "100", "--json", "--summary-export",
-        export.to_str().unwrap(), "--out", &out_text,
+        "load",
+        &url,
+        "--resolve",
+        &resolve,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--cacert",
+        ca,
+        "-n",
+        "50",
+        "--rate",
+        "100",
+        "--json",
+        "--summary-export",
+        export.to_str().unwrap(),
+        "--out",
+        &out_text,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout)
@@ -413,9 +429,26 @@ fn resolve_server_name_insecure_requests_and_json() {
     // A server name the certificate does not carry fails verification…
     let (_, out_text) = out_dir("wrong-name");
     let wrong = [
-        "load", &url, "--resolve", &resolve, "--cert", cert, "--key", key, "-n", "5",
-        "--rate", "50", "--server-name", "elsewhere.example", "--timeout", "2s",
-        "--out", &out_text, "--threshold", "error_rate<1%",
+        "load",
+        &url,
+        "--resolve",
+        &resolve,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "-n",
+        "5",
+        "--rate",
+        "50",
+        "--server-name",
+        "elsewhere.example",
+        "--timeout",
+        "2s",
+        "--out",
+        &out_text,
+        "--threshold",
+        "error_rate<1%",
     ];
     let mut verified = wrong.to_vec();
     verified.extend(["--cacert", ca]);
@@ -444,23 +477,47 @@ fn stages_targets_file_and_body_file() {
     )
     .unwrap();
     let output = meshsim(&[
-        "load", "--targets", targets.to_str().unwrap(), "--stage", "1s:100", "--stage",
-        "1s:100", "--body-file", body.to_str().unwrap(), "--out", &out_text,
+        "load",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--stage",
+        "1s:100",
+        "--stage",
+        "1s:100",
+        "--body-file",
+        body.to_str().unwrap(),
+        "--out",
+        &out_text,
     ]);
     assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
     let total = summary(&out)["requests"]["total"].as_u64().unwrap();
     // From 0 to 100/s over 1 s, then 100/s for 1 s: about 50 + 100.
-    assert!((140..=160).contains(&total), "{total}: {}", explain(&output));
+    assert!(
+        (140..=160).contains(&total),
+        "{total}: {}",
+        explain(&output)
+    );
     let seen = server.log.lock().unwrap();
     let paths: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(paths, ["/a", "/b"].into_iter().collect());
-    assert!(seen.iter().all(|s| s.body.starts_with(b"{\"seq\": ")), "the body file's template is rendered");
+    assert!(
+        seen.iter().all(|s| s.body.starts_with(b"{\"seq\": ")),
+        "the body file's template is rendered"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("2 targets from"), "{stdout}");
 
     // A malformed targets line names file:line:column and exits 2.
     std::fs::write(&targets, format!("{base}/a\nFETCH\n")).unwrap();
-    let output = meshsim(&["load", "--targets", targets.to_str().unwrap(), "--rate", "1", "-d", "1s"]);
+    let output = meshsim(&[
+        "load",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--rate",
+        "1",
+        "-d",
+        "1s",
+    ]);
     assert_eq!(output.status.code(), Some(2), "{}", explain(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("targets.txt:2:1"),
@@ -477,7 +534,9 @@ fn sigint_writes_the_summary_of_what_ran_and_exits_4() {
     let url = format!("http://127.0.0.2:{}/", server.port);
     let (out, out_text) = out_dir("sigint");
     let child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
-        .args(["load", &url, "--rate", "100", "-d", "60s", "--out", &out_text])
+        .args([
+            "load", &url, "--rate", "100", "-d", "60s", "--out", &out_text,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
