@@ -317,13 +317,19 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Certs(command) => certs::run(command),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "meshsim", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "meshsim", &mut script);
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&script);
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-            page.render(&mut std::io::stdout())
-                .context("writing the man page")?;
+            let mut roff = Vec::new();
+            page.render(&mut roff).context("rendering the man page")?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&roff);
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { scenario, set } => {
