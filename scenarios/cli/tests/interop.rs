@@ -613,7 +613,7 @@ fn prometheus_scrapes_the_mesh_under_load() {
         (gateway_rate - RATE).abs() <= 0.15 * RATE,
         "the gateway's inbound rate {gateway_rate:.2}/s is not the offered {RATE}/s: {by_service:?}"
     );
-    for service in ["accounts", "market", "market-db"] {
+    for service in ["market", "market-db"] {
         assert!(
             by_service
                 .iter()
