@@ -339,3 +339,41 @@ fn every_library_scenario_passes_with_parseable_junit() {
         );
     }
 }
+
+#[test]
+fn version_completions_and_man_page() {
+    let version = meshsim(&["--version"]);
+    let text = String::from_utf8_lossy(&version.stdout);
+    let revision = text
+        .trim()
+        .strip_prefix(concat!("meshsim ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("version and revision: {text}"));
+    let commit = revision.trim_end_matches("-dirty");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{revision}"
+    );
+    for (shell, marker) in [
+        ("bash", "_meshsim()"),
+        ("zsh", "#compdef meshsim"),
+        ("fish", "complete -c meshsim"),
+    ] {
+        let script = meshsim(&["completions", shell]);
+        assert!(script.status.success());
+        let script = String::from_utf8_lossy(&script.stdout);
+        assert!(
+            script.contains(marker) && script.contains("load"),
+            "{shell}: {script}"
+        );
+    }
+    let man = meshsim(&["man"]);
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH meshsim 1") && man.contains("completions"),
+        "{man}"
+    );
+    let bad_filter = meshsim(&["--log", "[[[", "validate", "scenarios/library/smoke.toml"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
+}
