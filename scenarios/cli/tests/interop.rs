@@ -566,6 +566,26 @@ fn prometheus_scrapes_the_mesh_under_load() {
             .spawn()
             .expect("prometheus starts (scripts/install-prometheus.sh installs it)"),
     );
+    // Prometheus answers its API once /-/ready says so.
+    let ready = (0..100).any(|_| {
+        let probe = run(Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "2",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/-/ready")));
+        let up = String::from_utf8_lossy(&probe.stdout) == "200";
+        if !up {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        up
+    });
+    assert!(ready, "prometheus did not become ready");
     let mut load_run = load(
         gateway,
         tls,
