@@ -105,10 +105,22 @@ pub(crate) struct Exchange {
     pub result: Result<Answer, ExchangeError>,
 }
 
+/// A kept-alive connection idle this long is closed instead of reused. It
+/// stays below the usual server keep-alive cuts (meshsim's sidecar: 10 s;
+/// nginx: 75 s; Go: 90 s…): a request written onto a connection at the
+/// instant the server closes it fails although the server never saw it.
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An idle keep-alive connection and when it became idle.
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
 /// HTTP/1.1: idle keep-alive connections; a semaphore bounds how many are
 /// in use, and waiting for one is part of the request's latency.
 struct Http1Pool {
-    idle: Mutex<Vec<http1::SendRequest<Body>>>,
+    idle: Mutex<Vec<Idle>>,
     permits: Semaphore,
 }
 
@@ -232,9 +244,24 @@ impl ConnectionPool {
                     .await
                     .expect("semaphore never closed");
                 *sent = Some(Instant::now());
-                let mut sender = self.idle_http1(pool).await?;
-                let answer = read(sender.send_request(request).await).await?;
-                pool.idle.lock().expect("pool poisoned").push(sender);
+                let (mut sender, pooled) = self.idle_http1(pool).await?;
+                let retry_copy = pooled.then(|| clone_request(&request));
+                let response = match sender.send_request(request).await {
+                    // The peer closed the kept-alive connection before a
+                    // byte of the request was written (`is_canceled`): the
+                    // server never saw it, so resending is safe for any
+                    // method. Once, on a fresh connection.
+                    Err(error) if error.is_canceled() && retry_copy.is_some() => {
+                        sender = self.connect_http1().await?;
+                        sender.send_request(retry_copy.expect("checked")).await
+                    }
+                    response => response,
+                };
+                let answer = read(response).await?;
+                pool.idle.lock().expect("pool poisoned").push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
                 Ok(answer)
             }
             Pool::Http2(pool) => {
@@ -260,23 +287,40 @@ impl ConnectionPool {
         }
     }
 
-    /// An idle connection that is ready for a request, or a new one.
+    /// An idle connection that is ready for a request (`true`: it was
+    /// pooled), or a new one. Connections idle past [`POOL_IDLE_TIMEOUT`]
+    /// are closed first.
     async fn idle_http1(
         &self,
         pool: &Http1Pool,
-    ) -> Result<http1::SendRequest<Body>, ExchangeError> {
+    ) -> Result<(http1::SendRequest<Body>, bool), ExchangeError> {
         loop {
-            let idle = pool.idle.lock().expect("pool poisoned").pop();
-            let Some(mut sender) = idle else {
-                return self.connect_http1().await;
+            let idle = {
+                let mut idle = pool.idle.lock().expect("pool poisoned");
+                let fresh_from = Instant::now().checked_sub(POOL_IDLE_TIMEOUT);
+                idle.retain(|idle| fresh_from.is_none_or(|cut| idle.since > cut));
+                idle.pop()
+            };
+            let Some(Idle { mut sender, .. }) = idle else {
+                return Ok((self.connect_http1().await?, false));
             };
             // A connection finishing its previous response becomes ready
             // in a moment; one the server closed errors and is dropped.
             if !sender.is_closed() && sender.ready().await.is_ok() {
-                return Ok(sender);
+                return Ok((sender, true));
             }
         }
     }
+}
+
+/// A copy of a request (bodies are `Full`, so this is cheap).
+fn clone_request(request: &Request<Body>) -> Request<Body> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// Reads the status and the body, keeping its first [`BODY_KEEP_BYTES`].

@@ -32,12 +32,12 @@ pub mod template;
 mod tls;
 
 pub use arrivals::{Arrival, ArrivalError, RampStage, RatePoint};
-pub use client::{BODY_KEEP_BYTES, ExchangeError, Target, TlsTarget};
+pub use client::{BODY_KEEP_BYTES, ExchangeError, POOL_IDLE_TIMEOUT, Target, TlsTarget};
 pub use plan::{
     H2_STREAMS_ASSUMED, LoadPlan, Operation, Overflow, Phase, Protocol, SCHEDULE_MAX, Schedule,
     ScheduledRequest,
 };
-pub use runner::{Completion, IDEMPOTENCY_HEADER, SEQ_HEADER, run, run_until};
+pub use runner::{Completion, IDEMPOTENCY_HEADER, SEQ_HEADER, run, run_stoppable, run_until};
 pub use stats::{
     HISTOGRAM_SIGFIG, IntervalStats, LATENCY_MAX_US, LoadReport, OpStats, new_histogram,
 };

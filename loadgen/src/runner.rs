@@ -92,7 +92,22 @@ pub async fn run_until(
     plan: LoadPlan,
     seed: Seed,
     observer: Arc<dyn Fn(&Completion) + Send + Sync>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<LoadReport, LoadError> {
+    run_stoppable(net, target, plan, seed, observer, stop, None).await
+}
+
+/// Like [`run_until`], but once stopped it waits at most `drain_max` for
+/// the requests in flight (a user's Ctrl-C); the ones still unanswered are
+/// abandoned, not recorded, and a warning counts them.
+pub async fn run_stoppable(
+    net: Arc<dyn Net>,
+    target: Target,
+    plan: LoadPlan,
+    seed: Seed,
+    observer: Arc<dyn Fn(&Completion) + Send + Sync>,
     mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+    drain_max: Option<Duration>,
 ) -> Result<LoadReport, LoadError> {
     let schedule = plan.schedule(seed)?;
     let mix = plan
@@ -139,8 +154,25 @@ pub async fn run_until(
         // Reap finished tasks as we go so the set stays small.
         while tasks.try_join_next().is_some() {}
     }
-    while tasks.join_next().await.is_some() {}
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let abandoned = match drain_max.filter(|_| stopped_at.is_some()) {
+        Some(limit) => {
+            let drained = tokio::time::timeout(limit, drain).await.is_ok();
+            let left = if drained { 0 } else { tasks.len() };
+            tasks.abort_all();
+            left
+        }
+        None => {
+            drain.await;
+            0
+        }
+    };
     let mut report = shared.report.lock().expect("report poisoned").clone();
+    if abandoned > 0 {
+        report.warnings.push(format!(
+            "{abandoned} requests were still in flight after the stop and were abandoned"
+        ));
+    }
     if let Some(at) = stopped_at {
         report.warnings.push(format!(
             "stopped early at {:.3}s: {} of {} scheduled requests were sent",

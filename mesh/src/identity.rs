@@ -53,6 +53,11 @@ impl SpiffeId {
         &self.trust_domain
     }
 
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The service account (our service name).
     pub fn service_account(&self) -> &str {
         &self.service_account

@@ -566,7 +566,19 @@ fn sidecars_multiplex_http2_and_propagate_trace_context() {
         assert_eq!(server.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     }
     let metrics = telemetry.prometheus("registry-0");
-    assert!(metrics.contains("request_total{direction=\"inbound\",service=\"registry\",route=\"default\",peer=\"spiffe://test.meshsim/ns/rec/sa/client\",status_class=\"2xx\"}"), "{metrics}");
+    let inbound = metrics
+        .lines()
+        .find(|l| l.starts_with("response_total{direction=\"inbound\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    for label in [
+        "dst_service=\"registry\"",
+        "tls=\"true\"",
+        "client_id=\"spiffe://test.meshsim/ns/rec/sa/client\"",
+        "classification=\"success\"",
+        "status_code=\"200\"",
+    ] {
+        assert!(inbound.contains(label), "{label} in {inbound}");
+    }
     assert!(!telemetry.access_log("client").is_empty());
 }
 

@@ -13,5 +13,5 @@ pub mod pool;
 mod sidecar;
 mod upstream;
 
-pub use sidecar::{PROXY_ERROR_HEADER, Sidecar};
+pub use sidecar::{PROXY_ERROR_HEADER, Sidecar, in_trace};
 pub use upstream::Upstream;

@@ -6,9 +6,10 @@
 //! the one place that connection is opened, so every app reaches the mesh
 //! the same way.
 
+use std::future::Future;
 use std::time::Duration;
 
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use seam::{HostEnv, LOCALHOST};
 
 use crate::client::pool::Pool;
@@ -20,6 +21,22 @@ use crate::{MeshError, ports};
 /// never carry it, so a caller can tell "the mesh refused" from "the
 /// service answered".
 pub const PROXY_ERROR_HEADER: &str = "x-meshsim-proxy-error";
+
+tokio::task_local! {
+    /// The `traceparent` of the request the current task is serving.
+    static TRACE_CONTEXT: HeaderValue;
+}
+
+/// Runs `work` on behalf of a request that arrived with `traceparent`:
+/// every call it makes through a [`Sidecar`] carries the same context, so
+/// one request's spans form one tree across services (W3C propagation, as
+/// an instrumented app would do it).
+pub async fn in_trace<F: Future>(traceparent: Option<HeaderValue>, work: F) -> F::Output {
+    match traceparent {
+        Some(context) => TRACE_CONTEXT.scope(context, work).await,
+        None => work.await,
+    }
+}
 
 /// The pool key of the one local sidecar connection set.
 const SIDECAR_KEY: &str = "sidecar";
@@ -53,7 +70,13 @@ impl Sidecar {
     /// Sends `request` (which must carry `Host: <service>`) through the
     /// sidecar and buffers the answer. No deadline: the sidecar's own
     /// request timeout bounds it.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, MeshError> {
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, MeshError> {
+        let traceparent = crate::telemetry::TRACEPARENT_HEADER;
+        if !request.headers().contains_key(traceparent)
+            && let Ok(context) = TRACE_CONTEXT.try_with(HeaderValue::clone)
+        {
+            request.headers_mut().insert(traceparent, context);
+        }
         let env = &self.env;
         let connect = || async move {
             let io = env

@@ -141,6 +141,10 @@ pub async fn serve_with(
                 return;
             };
             inbound.record_acceptance(&peer, &peer_leaf);
+            let _open = inbound
+                .config
+                .telemetry
+                .connection(Direction::Inbound, true);
             let tls_for_requests = tls.clone();
             let protocol = match stream.get_ref().1.alpn_protocol() {
                 Some(b"h2") => Protocol::Http2,
@@ -230,6 +234,7 @@ impl Inbound {
         let mut record = RequestRecord {
             direction: Direction::Inbound,
             service: self.config.service.clone(),
+            authority: String::new(),
             route: "default".into(),
             peer: peer.to_string(),
             method: request.method().to_string(),
@@ -283,6 +288,7 @@ impl Inbound {
             .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
             .unwrap_or_else(|| self.config.service.clone());
         let route_host = canonical_host(&host);
+        record.authority.clone_from(&route_host);
         let view = RequestView {
             host: &route_host,
             method: request.method(),

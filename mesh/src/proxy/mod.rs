@@ -40,8 +40,7 @@ pub use limits::Limits;
 /// proxy overwrites whatever a caller put there.
 pub const PEER_IDENTITY_HEADER: &str = "x-meshsim-peer-identity";
 
-/// The W3C trace-context header.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
+pub use crate::telemetry::TRACEPARENT_HEADER;
 
 /// What one sidecar needs to start: who it is, where the CA and control
 /// plane are, and whom to trust.
@@ -125,7 +124,10 @@ pub fn start(config: ProxyConfig, env: HostEnv) -> ProxyHandle {
         },
     });
     let (ready_tx, ready) = watch::channel(false);
-    let telemetry = config.telemetry.proxy(&env.name, env.clock.clone());
+    let telemetry = config
+        .telemetry
+        .proxy(&env.name, env.clock.clone())
+        .with_namespace(config.certify.identity.namespace());
     if config.admin {
         seam::task::spawn(admin::serve(
             env.clone(),

@@ -123,6 +123,10 @@ pub async fn serve_with(
         }
         let outbound = outbound.clone();
         seam::task::spawn(async move {
+            let _open = outbound
+                .config
+                .telemetry
+                .connection(Direction::Outbound, false);
             let limits = outbound.config.limits.clone();
             let handler = move |request| {
                 let outbound = outbound.clone();
@@ -205,12 +209,15 @@ impl Outbound {
             .and_then(TraceContext::parse);
         let (trace, span_id) = {
             let mut rng = self.rng.lock().expect("rng poisoned");
-            let trace = incoming.unwrap_or_else(|| telemetry::new_trace(&mut *rng));
-            (trace, telemetry::new_span_id(&mut *rng))
+            // Drawn even when the app sent a context: the stream then
+            // stays the same whether or not apps propagate `traceparent`.
+            let fresh = telemetry::new_trace(&mut *rng);
+            (incoming.unwrap_or(fresh), telemetry::new_span_id(&mut *rng))
         };
         let mut record = RequestRecord {
             direction: Direction::Outbound,
             service: String::new(),
+            authority: String::new(),
             route: String::new(),
             peer: String::new(),
             method: request.method().to_string(),

@@ -9,8 +9,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::metrics::{Direction, new_latency_histogram};
-use super::{AUTHZ_DECISIONS_MAX, ConfigState, EVENTS_MAX, HubState, ProxyTelemetry};
+use super::metrics::{MeshCounter, new_latency_histogram};
+use super::{
+    AUTHZ_DECISIONS_MAX, ConfigState, EVENTS_MAX, HubState, LONG_LIVED_RECORDS_MAX,
+    LONG_LIVED_TALLY_SECONDS, ProxyTelemetry, Retention,
+};
 use crate::config::MeshConfig;
 
 /// Outbound attempts and originals for one service in one second.
@@ -133,23 +136,47 @@ impl Default for RouteStats {
 pub(super) fn route_stats(hub: &HubState) -> BTreeMap<String, RouteStats> {
     let mut routes: BTreeMap<String, RouteStats> = BTreeMap::new();
     for proxy in hub.proxies.values() {
-        for (key, count) in &proxy.counters {
-            if key.direction == Direction::Outbound {
-                let stats = routes.entry(key.route.clone()).or_default();
-                stats.total += count;
-                if key.status_class == "5xx" {
-                    stats.failed += count;
+        for (key, stats) in &proxy.responses {
+            if key.series.direction == super::Direction::Outbound {
+                let route = routes.entry(key.series.route.clone()).or_default();
+                route.total += stats.count;
+                if key.status_code >= 500 {
+                    route.failed += stats.count;
                 }
             }
         }
-        for (key, histogram) in &proxy.latency {
-            if key.direction == Direction::Outbound {
-                let stats = routes.entry(key.route.clone()).or_default();
-                let _ = stats.latency_us.add(histogram);
-            }
+        for (route, histogram) in &proxy.route_latency {
+            let stats = routes.entry(route.clone()).or_default();
+            let _ = stats.latency_us.add(histogram);
         }
     }
     routes
+}
+
+/// Drops per-second tallies older than the long-lived window, once per
+/// second.
+fn prune_tallies(hub: &mut HubState, second: u64) {
+    if hub.retention != Retention::LongLived || second <= hub.pruned_second {
+        return;
+    }
+    hub.pruned_second = second;
+    let oldest = second.saturating_sub(LONG_LIVED_TALLY_SECONDS);
+    hub.services.retain(|(_, at), _| *at >= oldest);
+    hub.endpoints.retain(|(_, at), _| *at >= oldest);
+}
+
+/// Makes room for one more entry in a long-lived hub's list (oldest half
+/// goes at once, so the cost is amortized).
+fn make_room<T>(list: &mut Vec<T>, retention: Retention, run_max: usize) -> bool {
+    let max = retention.records_max(run_max);
+    if list.len() < max {
+        return true;
+    }
+    if retention == Retention::LongLived {
+        list.drain(..max / 2);
+        return true;
+    }
+    false
 }
 
 impl TelemetryReport {
@@ -180,8 +207,23 @@ impl TelemetryReport {
 
 impl ProxyTelemetry {
     fn tally(&self, service: &str, f: impl FnOnce(&mut ServiceTally)) {
-        let key = (service.to_owned(), self.second());
-        self.hub.with(|hub| f(hub.services.entry(key).or_default()));
+        let second = self.second();
+        let key = (service.to_owned(), second);
+        self.hub.with(|hub| {
+            prune_tallies(hub, second);
+            f(hub.services.entry(key).or_default());
+        });
+    }
+
+    /// One of meshsim's own counters of this proxy (`meshsim_*_total`).
+    fn count(&self, counter: MeshCounter, service: &str) {
+        self.hub.with(|hub| {
+            let proxy = hub.proxies.entry(self.host.to_string()).or_default();
+            *proxy
+                .mesh_counters
+                .entry((counter, service.to_owned()))
+                .or_default() += 1;
+        });
     }
 
     /// An app's request for `service` (before any retry).
@@ -191,6 +233,9 @@ impl ProxyTelemetry {
 
     /// An attempt that was sent to an endpoint of `service`.
     pub fn attempt(&self, service: &str, retry: bool) {
+        if retry {
+            self.count(MeshCounter::Retries, service);
+        }
         self.tally(service, |t| {
             t.attempts += 1;
             if retry {
@@ -201,18 +246,22 @@ impl ProxyTelemetry {
 
     /// A retry the budget refused.
     pub fn budget_exhausted(&self, service: &str) {
+        self.count(MeshCounter::BudgetExhausted, service);
         self.tally(service, |t| t.budget_exhausted += 1);
     }
 
     /// A request failed fast by a circuit breaker.
     pub fn circuit_open(&self, service: &str) {
+        self.count(MeshCounter::CircuitOpen, service);
         self.tally(service, |t| t.circuit_open += 1);
     }
 
     /// The outcome of one attempt at one endpoint.
     pub fn endpoint_outcome(&self, endpoint: &str, ok: bool) {
-        let key = (endpoint.to_owned(), self.second());
+        let second = self.second();
+        let key = (endpoint.to_owned(), second);
         self.hub.with(|hub| {
+            prune_tallies(hub, second);
             let tally = hub.endpoints.entry(key).or_default();
             if ok {
                 tally.ok += 1;
@@ -224,6 +273,9 @@ impl ProxyTelemetry {
 
     /// A discrete event.
     pub fn event(&self, kind: &str, service: &str, endpoint: &str, detail: String) {
+        if kind == "outlier.eject" {
+            self.count(MeshCounter::Ejections, service);
+        }
         let event = MeshEvent {
             at_us: self.now().as_micros() as u64,
             proxy: self.host.to_string(),
@@ -233,7 +285,7 @@ impl ProxyTelemetry {
             detail,
         };
         self.hub.with(|hub| {
-            if hub.events.len() < EVENTS_MAX {
+            if make_room(&mut hub.events, hub.retention, EVENTS_MAX) {
                 hub.events.push(event);
             }
         });
@@ -244,6 +296,10 @@ impl ProxyTelemetry {
     pub fn authz(&self, decision: AuthzDecision) {
         let at_us = self.now().as_micros() as u64;
         self.hub.with(|hub| {
+            if hub.retention == Retention::LongLived {
+                forget_if_full(&mut hub.callers);
+                forget_if_full(&mut hub.authz);
+            }
             let caller = hub
                 .callers
                 .entry((decision.service.clone(), decision.principal.clone()))
@@ -265,6 +321,14 @@ impl ProxyTelemetry {
     }
 }
 
+/// A long-lived hub forgets a full map's entries and starts again: what it
+/// kept is evidence for a run's checks, which a long-lived process has not.
+fn forget_if_full<K, V>(map: &mut BTreeMap<K, V>) {
+    if map.len() >= LONG_LIVED_RECORDS_MAX {
+        map.clear();
+    }
+}
+
 impl ProxyTelemetry {
     /// The control plane answered a watch: the proxy is current as of now.
     pub fn control_contact(&self) {
@@ -281,10 +345,14 @@ impl ProxyTelemetry {
         let at_us = self.now().as_micros() as u64;
         self.hub.with(|hub| {
             self.config_state(hub).version = snapshot_version;
-            hub.versions
-                .entry(self.host.to_string())
-                .or_default()
-                .push((at_us, snapshot_version));
+            let retention = hub.retention;
+            let versions = hub.versions.entry(self.host.to_string()).or_default();
+            if make_room(versions, retention, usize::MAX) {
+                versions.push((at_us, snapshot_version));
+            }
+            if retention == Retention::LongLived {
+                forget_if_full(&mut hub.configs);
+            }
             // Versions are global, so one copy per version serves every proxy.
             let same_as_before = hub
                 .configs
@@ -357,9 +425,9 @@ mod tests {
         proxy.config_in_force(4, &config);
         *now.lock().unwrap() = Duration::from_millis(12_500);
         let text = hub.prometheus("registry-0");
-        assert!(text.contains("\nconfig_version 4\n"), "{text}");
+        assert!(text.contains("\nmeshsim_config_version 4\n"), "{text}");
         assert!(
-            text.contains("\nconfig_staleness_seconds 2.500\n"),
+            text.contains("\nmeshsim_config_staleness_seconds 2.500\n"),
             "{text}"
         );
         for verdict in ["allow", "deny", "deny"] {

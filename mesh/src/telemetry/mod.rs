@@ -3,9 +3,11 @@
 //!
 //! One [`Telemetry`] exists per run (or per deployment); each proxy records
 //! through its own [`ProxyTelemetry`], stamped with that host's run time.
-//! * Metrics, Linkerd-style: `request_total` by direction × service × route
-//!   × peer identity × status class, and `response_latency_ms` from an
-//!   HdrHistogram; rendered as Prometheus text on the admin port.
+//! * Metrics in Linkerd's shape (`request_total`, `response_total`,
+//!   `response_latency_ms`, `tcp_open_*`, with `direction`, `authority`,
+//!   `dst_service`, `dst_namespace`, `tls`, `client_id`/`server_id`), plus
+//!   meshsim's own under `meshsim_`; rendered as Prometheus text on the
+//!   admin port and, for a whole run, as `metrics.prom`.
 //! * Trace context: a `traceparent` is parsed or created, propagated, and
 //!   every hop records a span with its parent.
 //! * A structured access log (bounded, and emitted through `tracing`).
@@ -18,15 +20,24 @@
 //! * Each proxy's config version and staleness (time since the control
 //!   plane last answered), as Prometheus gauges.
 //!
+//! Retention: a simulated or `run --real` run keeps what the checks read
+//! ([`Retention::Run`]). A long-lived process (`meshsim up`'s sidecars)
+//! keeps a window ([`Retention::LongLived`]): per-second tallies for the
+//! last [`LONG_LIVED_TALLY_SECONDS`], at most [`LONG_LIVED_RECORDS_MAX`]
+//! events, authorization decisions, callers and config versions, and the
+//! per-proxy caps every run has (access log, spans, [`metrics::SERIES_MAX`]
+//! label sets per family), so memory stays flat under any request rate.
+//!
 //! Layout: this file is the hub (one per run) and its state; [`recorder`]
 //! is a proxy's handle into it; [`metrics`] the counters and latency
 //! histograms; [`trace`] trace context and spans; [`access_log`];
 //! [`evidence`] what checks read after a run; [`prometheus`] the text the
-//! admin port serves.
+//! admin port serves; [`otlp`] spans as OTLP JSON.
 
 mod access_log;
 mod evidence;
 mod metrics;
+mod otlp;
 mod prometheus;
 mod recorder;
 #[cfg(test)]
@@ -47,11 +58,12 @@ pub use evidence::{
     AuthzDecision, CallerTally, EndpointTally, MeshEvent, RouteStats, ServiceTally, TelemetryReport,
 };
 pub use metrics::Direction;
-pub use recorder::{ProxyTelemetry, RequestRecord};
-pub use trace::{Span, TraceContext, new_span_id, new_trace, span_hex};
+pub use otlp::{otlp_json, service_of_host};
+pub use recorder::{ConnectionGuard, ProxyTelemetry, RequestRecord};
+pub use trace::{Span, TRACEPARENT_HEADER, TraceContext, new_span_id, new_trace, span_hex};
 
 use evidence::route_stats;
-use metrics::{CounterKey, LatencyKey};
+use metrics::{MeshCounter, ResponseKey, ResponseStats, SeriesKey, TcpKey, TcpStats};
 use prometheus::render_prometheus;
 
 /// Access-log entries kept per proxy.
@@ -62,6 +74,30 @@ const SPANS_MAX: usize = 4096;
 const EVENTS_MAX: usize = 100_000;
 /// Distinct authorization decisions kept per run.
 const AUTHZ_DECISIONS_MAX: usize = 100_000;
+/// Seconds of per-second tallies a long-lived process keeps.
+pub const LONG_LIVED_TALLY_SECONDS: u64 = 300;
+/// Events, authorization decisions, callers and config versions a
+/// long-lived process keeps (each).
+pub const LONG_LIVED_RECORDS_MAX: usize = 1000;
+
+/// How much of its history a hub keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retention {
+    /// A run: everything the checks read afterwards (bounded by the run).
+    #[default]
+    Run,
+    /// A process that runs until stopped: windows and small caps only.
+    LongLived,
+}
+
+impl Retention {
+    fn records_max(self, run_max: usize) -> usize {
+        match self {
+            Retention::Run => run_max,
+            Retention::LongLived => LONG_LIVED_RECORDS_MAX,
+        }
+    }
+}
 
 /// What a proxy knows of its config: the version in force and when the
 /// control plane last answered.
@@ -73,8 +109,12 @@ struct ConfigState {
 
 #[derive(Default)]
 struct ProxyState {
-    counters: BTreeMap<CounterKey, u64>,
-    latency: BTreeMap<LatencyKey, Histogram<u64>>,
+    requests: BTreeMap<SeriesKey, u64>,
+    responses: BTreeMap<ResponseKey, ResponseStats>,
+    /// Outbound latency by route, for the SLO checks (HdrHistogram).
+    route_latency: BTreeMap<String, Histogram<u64>>,
+    tcp: BTreeMap<TcpKey, TcpStats>,
+    mesh_counters: BTreeMap<(MeshCounter, String), u64>,
     access_log: VecDeque<AccessLogEntry>,
     spans: VecDeque<Span>,
     config: Option<ConfigState>,
@@ -82,6 +122,9 @@ struct ProxyState {
 
 #[derive(Default)]
 struct HubState {
+    retention: Retention,
+    /// The latest second a per-second tally was pruned at (long-lived).
+    pruned_second: u64,
     proxies: BTreeMap<String, ProxyState>,
     services: BTreeMap<(String, u64), ServiceTally>,
     endpoints: BTreeMap<(String, u64), EndpointTally>,
@@ -108,7 +151,14 @@ impl Telemetry {
             host: host.into(),
             clock,
             hub: self.clone(),
+            namespace: "".into(),
         }
+    }
+
+    /// Keeps only windows and small caps from now on: for processes that
+    /// run until stopped (`meshsim up`), never for a run the checks judge.
+    pub fn set_retention(&self, retention: Retention) {
+        self.with(|hub| hub.retention = retention);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HubState) -> T) -> T {
@@ -133,13 +183,25 @@ impl Telemetry {
         })
     }
 
-    /// The Prometheus text of one proxy.
+    /// The Prometheus text of one proxy (what its admin port serves).
     pub fn prometheus(&self, host: &str) -> String {
         self.with(|hub| {
-            hub.proxies.get(host).map_or_else(
-                || render_prometheus(&ProxyState::default()),
-                render_prometheus,
-            )
+            let empty = ProxyState::default();
+            let proxy = hub.proxies.get(host).unwrap_or(&empty);
+            render_prometheus(&[(None, proxy)])
+        })
+    }
+
+    /// The Prometheus text of every proxy of the run, each series labelled
+    /// `pod="<host>"` (a run's `metrics.prom`).
+    pub fn prometheus_all(&self) -> String {
+        self.with(|hub| {
+            let proxies: Vec<_> = hub
+                .proxies
+                .iter()
+                .map(|(host, proxy)| (Some(host.as_str()), proxy))
+                .collect();
+            render_prometheus(&proxies)
         })
     }
 

@@ -7,17 +7,23 @@ use std::time::Duration;
 use seam::Clock;
 
 use super::access_log::AccessLogEntry;
-use super::metrics::{CounterKey, Direction, LatencyKey, new_latency_histogram, status_class};
+use super::metrics::{
+    Direction, OVERFLOW_AUTHORITY, ResponseKey, SERIES_MAX, SeriesKey, TcpKey,
+    new_latency_histogram,
+};
 use super::trace::{Span, TraceContext, span_hex};
-use super::{ACCESS_LOG_MAX, SPANS_MAX, Telemetry, push_bounded};
+use super::{ACCESS_LOG_MAX, ProxyState, SPANS_MAX, Telemetry, push_bounded};
 
 /// What a finished request contributes to metrics, log and trace.
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
     /// Which listener: metrics and spans are split by direction.
     pub direction: Direction,
-    /// The service the request was for (the `service` label).
+    /// The service the request was for (the `dst_service` label).
     pub service: String,
+    /// `Host`/`:authority` as received, without the port (the `authority`
+    /// label); empty means the service name.
+    pub authority: String,
     /// The route that matched, `default` if none (the `route` label).
     pub route: String,
     /// Peer identity label.
@@ -50,6 +56,50 @@ pub struct ProxyTelemetry {
     pub(super) host: Arc<str>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) hub: Telemetry,
+    /// The proxy's own namespace: `dst_namespace` of inbound requests.
+    pub(super) namespace: Arc<str>,
+}
+
+/// An accepted connection, counted open until dropped.
+pub struct ConnectionGuard {
+    hub: Telemetry,
+    host: Arc<str>,
+    key: TcpKey,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.hub.with(|hub| {
+            if let Some(stats) = hub
+                .proxies
+                .get_mut(&*self.host)
+                .and_then(|p| p.tcp.get_mut(&self.key))
+            {
+                stats.open = stats.open.saturating_sub(1);
+            }
+        });
+    }
+}
+
+/// The namespace of a SPIFFE ID written `spiffe://<td>/ns/<ns>/sa/<sa>`.
+fn namespace_of(spiffe_id: &str) -> Option<&str> {
+    let mut parts = spiffe_id.strip_prefix("spiffe://")?.split('/').skip(1);
+    (parts.next()? == "ns").then_some(())?;
+    parts.next()
+}
+
+/// Whether a new label set `key` must be folded into the overflow series.
+fn over_cap<K: Ord, V>(map: &std::collections::BTreeMap<K, V>, key: &K) -> bool {
+    map.len() >= SERIES_MAX && !map.contains_key(key)
+}
+
+/// The series that absorbs label sets beyond the cap.
+fn overflow(key: SeriesKey) -> SeriesKey {
+    SeriesKey {
+        authority: OVERFLOW_AUTHORITY.into(),
+        peer_id: String::new(),
+        ..key
+    }
 }
 
 impl ProxyTelemetry {
@@ -66,6 +116,50 @@ impl ProxyTelemetry {
     /// The run-wide hub.
     pub fn hub(&self) -> &Telemetry {
         &self.hub
+    }
+
+    /// The same recorder, labelling inbound requests with `namespace`.
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Counts a connection a listener accepted, open until the guard drops
+    /// (`tcp_open_total`, `tcp_open_connections`). `tls`: mTLS (inbound)
+    /// or the app's plaintext loopback connection (outbound).
+    pub fn connection(&self, direction: Direction, tls: bool) -> ConnectionGuard {
+        let key = TcpKey { direction, tls };
+        self.hub.with(|hub| {
+            let proxy = hub.proxies.entry(self.host.to_string()).or_default();
+            let stats = proxy.tcp.entry(key).or_default();
+            stats.open += 1;
+            stats.total += 1;
+        });
+        ConnectionGuard {
+            hub: self.hub.clone(),
+            host: self.host.clone(),
+            key,
+        }
+    }
+
+    fn series(&self, record: &RequestRecord) -> SeriesKey {
+        let dst_namespace = match record.direction {
+            Direction::Inbound => &*self.namespace,
+            Direction::Outbound => namespace_of(&record.peer).unwrap_or(&self.namespace),
+        };
+        let authority = if record.authority.is_empty() {
+            &record.service
+        } else {
+            &record.authority
+        };
+        SeriesKey {
+            direction: record.direction,
+            authority: authority.clone(),
+            dst_service: record.service.clone(),
+            dst_namespace: dst_namespace.to_owned(),
+            peer_id: record.peer.clone(),
+            route: record.route.clone(),
+        }
     }
 
     pub(super) fn second(&self) -> u64 {
@@ -94,6 +188,7 @@ impl ProxyTelemetry {
         tracing::debug!(
             target: "meshsim::access",
             host = &*self.host,
+            at_us = entry.at_us,
             direction = record.direction.as_str(),
             service = %entry.service,
             route = %entry.route,
@@ -112,31 +207,65 @@ impl ProxyTelemetry {
             parent_id: record.parent_id.map(span_hex),
             name: format!("{} {}", record.direction.as_str(), record.service),
             host: self.host.to_string(),
+            direction: record.direction,
             start_us: record.started.as_micros() as u64,
             end_us: entry.at_us,
             status: record.status,
         };
+        let series = self.series(&record);
         self.hub.with(|hub| {
             let proxy = hub.proxies.entry(self.host.to_string()).or_default();
-            let counter = CounterKey {
-                direction: record.direction,
-                service: record.service.clone(),
-                route: record.route.clone(),
-                peer: record.peer,
-                status_class: status_class(record.status),
-            };
-            *proxy.counters.entry(counter).or_default() += 1;
-            let histogram = proxy
-                .latency
-                .entry(LatencyKey {
-                    direction: record.direction,
-                    service: record.service,
-                    route: record.route,
-                })
-                .or_insert_with(new_latency_histogram);
-            histogram.saturating_record(latency_us.max(1));
+            record_metrics(proxy, series, &record, latency_us);
             push_bounded(&mut proxy.access_log, entry, ACCESS_LOG_MAX);
-            push_bounded(&mut proxy.spans, span, SPANS_MAX);
+            if record.trace.sampled() {
+                push_bounded(&mut proxy.spans, span, SPANS_MAX);
+            }
         });
+    }
+}
+
+/// The request's counters and latency, under the series caps.
+fn record_metrics(
+    proxy: &mut ProxyState,
+    series: SeriesKey,
+    record: &RequestRecord,
+    latency_us: u64,
+) {
+    let series = if over_cap(&proxy.requests, &series) {
+        overflow(series)
+    } else {
+        series
+    };
+    *proxy.requests.entry(series.clone()).or_default() += 1;
+    let mut response = ResponseKey {
+        series,
+        status_code: record.status,
+    };
+    if over_cap(&proxy.responses, &response) {
+        response.series = overflow(response.series);
+    }
+    proxy
+        .responses
+        .entry(response)
+        .or_default()
+        .record(latency_us);
+    if record.direction == Direction::Outbound {
+        proxy
+            .route_latency
+            .entry(record.route.clone())
+            .or_insert_with(new_latency_histogram)
+            .saturating_record(latency_us.max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::namespace_of;
+
+    #[test]
+    fn namespace_comes_from_the_spiffe_id() {
+        assert_eq!(namespace_of("spiffe://td/ns/rec/sa/gateway"), Some("rec"));
+        assert_eq!(namespace_of("spiffe://td/sa/gateway"), None);
+        assert_eq!(namespace_of(""), None);
     }
 }

@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use rand::Rng;
 use serde::Serialize;
 
+/// The W3C trace context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// A span: one hop of one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Span {
@@ -18,6 +21,8 @@ pub struct Span {
     pub name: String,
     /// Host that recorded it.
     pub host: String,
+    /// Which listener: an inbound hop is a server span, outbound a client.
+    pub direction: super::Direction,
     /// Run time at start, µs.
     pub start_us: u64,
     /// Run time at end, µs.
@@ -93,6 +98,11 @@ impl TraceContext {
         )
     }
 
+    /// Whether this hop records its span (the `sampled` flag).
+    pub fn sampled(&self) -> bool {
+        self.flags & FLAG_SAMPLED != 0
+    }
+
     /// Trace id as hex.
     pub fn trace_hex(&self) -> String {
         hex(&self.trace_id)
@@ -109,7 +119,17 @@ pub fn new_span_id(rng: &mut impl Rng) -> [u8; 8] {
     }
 }
 
-/// The context of a request that arrives without one (sampled).
+/// A new trace is sampled when its id's first byte is below this: one in
+/// four (head sampling by trace id, as OpenTelemetry's `TraceIdRatioBased`).
+/// Every hop honours the caller's `sampled` flag, so a trace is kept whole
+/// or not at all, and the per-proxy span cap holds a few thousand whole
+/// requests instead of fragments of many.
+pub const SAMPLED_BELOW: u8 = 64;
+
+/// W3C trace flag: the trace is recorded.
+pub const FLAG_SAMPLED: u8 = 1;
+
+/// The context of a request that arrives without one.
 pub fn new_trace(rng: &mut impl Rng) -> TraceContext {
     loop {
         let trace_id: [u8; 16] = rng.random();
@@ -117,7 +137,11 @@ pub fn new_trace(rng: &mut impl Rng) -> TraceContext {
             return TraceContext {
                 trace_id,
                 parent_id: [0; 8],
-                flags: 1,
+                flags: if trace_id[0] < SAMPLED_BELOW {
+                    FLAG_SAMPLED
+                } else {
+                    0
+                },
             };
         }
     }
@@ -151,6 +175,7 @@ mod tests {
         }
         let mut rng = seam::Seed::new(7).rng();
         let fresh = new_trace(&mut rng);
+        assert_eq!(fresh.sampled(), fresh.trace_id[0] < SAMPLED_BELOW);
         let header = fresh.header_for(new_span_id(&mut rng));
         assert_eq!(
             TraceContext::parse(&header).map(|c| c.trace_id),

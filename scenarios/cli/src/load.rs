@@ -12,7 +12,8 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use loadgen::{
-    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, Target, TlsFiles,
+    Arrival, LoadPlan, LoadReport, OpStats, Operation, Overflow, Phase, Protocol, RampStage,
+    Target, TlsFiles,
 };
 use reports::{
     Check, CheckKind, LatencyMs, Mode, RequestCounts, RunData, Summary, Verdict, Window, WindowKind,
@@ -31,23 +32,47 @@ const OP_NAME: &str = "request";
 /// is not needed, but one on `99999999h` is).
 const DURATION_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Exit code of a run stopped by SIGINT or SIGTERM, after it wrote its
+/// summary and every output file (README.md, "Exit codes").
+pub const EXIT_ABORTED: u8 = 4;
+
 /// Arguments of `meshsim load`.
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Target URL, `http://` or `https://`; its path and query are requested.
-    url: String,
-    /// Requests per second to offer.
-    #[arg(long, allow_negative_numbers = true)]
-    rate: f64,
+    #[arg(required_unless_present = "targets")]
+    url: Option<String>,
+    /// A file of targets, one per line: `[METHOD] URL` (`#` comments). Every
+    /// URL shares one scheme, host and port; each request picks a line with
+    /// equal weight (seeded), each line reported as its own operation.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    targets: Option<PathBuf>,
+    /// Requests per second to offer (with --stage: the starting rate,
+    /// default 0, as k6's startRate).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        required_unless_present = "stages"
+    )]
+    rate: Option<f64>,
     /// How long to offer them: 500ms, 30s, 2m…
-    #[arg(long, value_parser = duration)]
-    duration: Duration,
+    #[arg(short = 'd', long, value_parser = duration,
+          required_unless_present_any = ["requests", "stages"],
+          conflicts_with_all = ["requests", "stages"])]
+    duration: Option<Duration>,
+    /// Send this many requests at --rate (instead of --duration).
+    #[arg(short = 'n', long, conflicts_with = "stages")]
+    requests: Option<u64>,
+    /// A k6 stage, `DURATION:RATE`: the rate moves linearly to RATE over
+    /// DURATION (`--stage 30s:100 --stage 1m:500`); repeatable.
+    #[arg(long = "stage", value_name = "DURATION:RATE", value_parser = stage)]
+    stages: Vec<RampStage>,
     /// Arrival process: evenly spaced or Poisson (both seeded).
     #[arg(long, value_enum, default_value_t = ArrivalArg::Constant)]
     arrival: ArrivalArg,
     /// Connections at most (HTTP/2: multiplexed connections). Default:
     /// twice rate × --expected-latency.
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     connections: Option<usize>,
     /// Speak HTTP/2 (ALPN h2 over TLS, prior knowledge over plain TCP).
     #[arg(long)]
@@ -61,6 +86,18 @@ pub struct LoadArgs {
     /// CA certificates (PEM) to verify the server; default: the system bundle.
     #[arg(long)]
     cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate (a test server's self-signed
+    /// one); the client certificate is still offered.
+    #[arg(short = 'k', long, conflicts_with = "cacert")]
+    insecure: bool,
+    /// Dial ADDR for HOST:PORT, keeping HOST as the TLS server name and the
+    /// authority (curl's --resolve); repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    resolve: Vec<String>,
+    /// The name to verify the server's certificate against (default: the
+    /// URL's host).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
     /// A k6-style threshold on all requests, e.g. 'p(99)<250ms',
     /// 'error_rate<0.1%'; repeatable. Any failure exits 1.
     #[arg(long = "threshold", value_name = "EXPR")]
@@ -68,16 +105,29 @@ pub struct LoadArgs {
     /// Output directory (default: results/load-<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write summary.json to FILE (k6's --summary-export).
+    #[arg(long, value_name = "FILE")]
+    summary_export: Option<PathBuf>,
+    /// Print the summary as JSON on stdout (the text summary goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// After Ctrl-C, how long to wait for requests in flight before the
+    /// summary is written.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    drain_timeout: Duration,
     /// Seed of the arrival schedule and the request templates.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// HTTP method.
-    #[arg(long, default_value = "GET")]
+    #[arg(short = 'm', long, default_value = "GET")]
     method: String,
     /// Request body; may use {{seq}}, {{rand_int:A:B}}, {{rand_choice:a|b}},
     /// {{idempotency_key}}.
     #[arg(long)]
     body: Option<String>,
+    /// Request body from a file (templates as for --body).
+    #[arg(long, value_name = "FILE", conflicts_with = "body")]
+    body_file: Option<PathBuf>,
     /// Extra header, `Name: value`; repeatable.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
@@ -140,12 +190,32 @@ fn duration(text: &str) -> Result<Duration, String> {
     Ok(parsed)
 }
 
+/// `DURATION:RATE`, one k6 stage.
+fn stage(text: &str) -> Result<RampStage, String> {
+    let (length, rate) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("stage \"{text}\": expected DURATION:RATE, e.g. 30s:100"))?;
+    let length = duration(length)?;
+    let rate: f64 = rate
+        .trim()
+        .parse()
+        .map_err(|_| format!("stage \"{text}\": \"{rate}\" is not a rate"))?;
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err(format!("stage \"{text}\": the rate must be 0 or more"));
+    }
+    Ok(RampStage {
+        duration_s: length.as_secs_f64(),
+        target_rate_per_s: rate,
+    })
+}
+
 fn bad(message: impl Into<String>) -> anyhow::Error {
     BadInput(message.into()).into()
 }
 
 /// Runs `meshsim load`. Exit 0 when every threshold held, 1 when one
-/// failed; bad input is an error (exit 2).
+/// failed, 4 when SIGINT or SIGTERM stopped it (after writing everything);
+/// bad input is an error (exit 2).
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let thresholds = parse_thresholds(&args.thresholds)?;
     let protocol = if args.http2 {
@@ -153,8 +223,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     } else {
         Protocol::Http1
     };
-    let (mut target, path) = target(&args, protocol)?;
-    let mut plan = plan(&args, path, protocol)?;
+    let requests = requests(&args)?;
+    let (mut target, ops) = target(&args, &requests, protocol)?;
+    let mut plan = plan(&args, ops, protocol)?;
     // `-H 'Host: x'` names the authority (as with curl) instead of sending
     // a second Host header: how a sidecar's outbound listener is addressed.
     if let Some(index) = plan
@@ -188,33 +259,109 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         .wall()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
+    // Ctrl-C (or SIGTERM) stops the offer; what ran is reported as usual.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    runtime.spawn(async move {
+        crate::serve::terminated().await;
+        eprintln!("stopping: no new requests; waiting for those in flight");
+        let _ = stop_tx.send(true);
+    });
     // The dispatcher runs as a task on a worker, not on this thread: its
     // spawns then go to the worker's local queue, with no cross-thread
     // wake-up per request (one core: 2 threads would take turns).
     let run_plan = plan.clone();
     let seed = Seed::new(args.seed);
+    let drain = args.drain_timeout;
+    let stopped = stop_rx.clone();
     let load = runtime.spawn(async move {
         let started = tokio::time::Instant::now();
         let net: Arc<dyn Net> = Arc::new(RealNet::standalone());
-        let report = loadgen::run(net, target, run_plan, seed, Arc::new(|_: &_| {})).await;
+        let observer = Arc::new(|_: &_| {});
+        let report = loadgen::run_stoppable(
+            net,
+            target,
+            run_plan,
+            seed,
+            observer,
+            Some(stop_rx),
+            Some(drain),
+        )
+        .await;
         (report, started.elapsed().as_secs_f64())
     });
     let (report, wall_seconds) = runtime
         .block_on(load)
         .context("the load generator task failed")?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    let aborted = *stopped.borrow();
     let report = report.map_err(|e| bad(e.to_string()))?;
-    let checks = evaluate(&thresholds, &report);
+    let window_s = if aborted {
+        report.elapsed.as_secs_f64()
+    } else {
+        report.duration.as_secs_f64()
+    };
+    let checks = evaluate(&thresholds, &report, window_s);
     let summary = summary(&args, &report, checks, wall_seconds);
-    let mut data = run_data(summary.clone(), &report);
+    let mut data = run_data(summary.clone(), &report, window_s);
     data.start_unix_s = start_unix_s;
     reports::write_all(&out, &data).context("writing the report")?;
+    if let Some(file) = &args.summary_export {
+        let json = serde_json::to_vec_pretty(&summary)?;
+        std::fs::write(file, json).with_context(|| format!("writing {}", file.display()))?;
+    }
     print(&args, &plan, &report, &summary, &out);
-    Ok(if summary.verdict == Verdict::Pass {
+    Ok(if aborted {
+        ExitCode::from(EXIT_ABORTED)
+    } else if summary.verdict == Verdict::Pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What to request: the URL (with --method), or every line of --targets.
+fn requests(args: &LoadArgs) -> anyhow::Result<Vec<(Method, String)>> {
+    let method = Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| bad(format!("--method '{}' is not an HTTP method", args.method)))?;
+    let Some(file) = &args.targets else {
+        let url = args
+            .url
+            .clone()
+            .ok_or_else(|| bad("give a URL or --targets"))?;
+        return Ok(vec![(method, url)]);
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| bad(format!("--targets {}: {e}", file.display())))?;
+    let mut requests = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}:1", file.display(), index + 1);
+        let request = match line.split_once(char::is_whitespace) {
+            Some((verb, url)) => {
+                let verb = Method::from_bytes(verb.as_bytes())
+                    .map_err(|_| bad(format!("{}: '{verb}' is not an HTTP method", at())))?;
+                (verb, url.trim().to_owned())
+            }
+            None => (method.clone(), line.to_owned()),
+        };
+        if !request.1.starts_with("http://") && !request.1.starts_with("https://") {
+            return Err(bad(format!(
+                "{}: expected `[METHOD] URL` with an http:// or https:// URL",
+                at()
+            )));
+        }
+        requests.push(request);
+    }
+    if requests.is_empty() {
+        return Err(bad(format!(
+            "--targets {}: no targets in the file",
+            file.display()
+        )));
+    }
+    Ok(requests)
 }
 
 fn parse_thresholds(texts: &[String]) -> anyhow::Result<Vec<Threshold>> {
@@ -227,25 +374,28 @@ fn parse_thresholds(texts: &[String]) -> anyhow::Result<Vec<Threshold>> {
         .collect()
 }
 
-/// Where to connect and what to ask for, from the URL and TLS flags.
-fn target(args: &LoadArgs, protocol: Protocol) -> anyhow::Result<(Target, String)> {
-    let uri: Uri = args
-        .url
-        .parse()
-        .map_err(|e| bad(format!("URL '{}': {e}", args.url)))?;
+/// One scheme, host and port parsed from a URL.
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+    authority: String,
+}
+
+fn origin(url: &str) -> anyhow::Result<(Origin, String)> {
+    let uri: Uri = url.parse().map_err(|e| bad(format!("URL '{url}': {e}")))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
         _ => {
             return Err(bad(format!(
-                "URL '{}' must start with http:// or https://",
-                args.url
+                "URL '{url}' must start with http:// or https://"
             )));
         }
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| bad(format!("URL '{}' has no host", args.url)))?;
+        .ok_or_else(|| bad(format!("URL '{url}' has no host")))?;
     if authority.as_str().contains('@') {
         return Err(bad(
             "user:password@ in the URL is not supported; use -H 'authorization: …'",
@@ -254,67 +404,184 @@ fn target(args: &LoadArgs, protocol: Protocol) -> anyhow::Result<(Target, String
     let host = authority
         .host()
         .trim_start_matches('[')
-        .trim_end_matches(']');
+        .trim_end_matches(']')
+        .to_owned();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    if !https && (args.cert.is_some() || args.cacert.is_some()) {
-        return Err(bad("--cert, --key and --cacert need an https:// URL"));
+    let path = uri.path_and_query().map_or("/".into(), |p| p.to_string());
+    let origin = Origin {
+        https,
+        host,
+        port,
+        authority: authority.as_str().to_owned(),
+    };
+    Ok((origin, path))
+}
+
+/// The address to dial for `host:port` under curl-style `--resolve`
+/// entries (`HOST:PORT:ADDR`, `[v6]` allowed for ADDR).
+fn resolved(entries: &[String], host: &str, port: u16) -> anyhow::Result<Option<String>> {
+    for entry in entries {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(name), Some(entry_port), Some(address)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(format!("--resolve '{entry}': expected HOST:PORT:ADDR")));
+        };
+        let entry_port: u16 = entry_port
+            .parse()
+            .map_err(|_| bad(format!("--resolve '{entry}': '{entry_port}' is not a port")))?;
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        if address.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(format!(
+                "--resolve '{entry}': '{address}' is not an IP address"
+            )));
+        }
+        if name.eq_ignore_ascii_case(host) && entry_port == port {
+            return Ok(Some(address.to_owned()));
+        }
     }
-    let tls = if https {
+    Ok(None)
+}
+
+/// Where to connect (one origin for every request) and each request's
+/// method and path, from the URLs and the TLS flags.
+fn target(
+    args: &LoadArgs,
+    requests: &[(Method, String)],
+    protocol: Protocol,
+) -> anyhow::Result<(Target, Vec<(Method, String)>)> {
+    let mut origin_of_all: Option<Origin> = None;
+    let mut ops = Vec::new();
+    for (method, url) in requests {
+        let (origin, path) = origin(url)?;
+        if let Some(first) = &origin_of_all {
+            if (first.https, &first.authority) != (origin.https, &origin.authority) {
+                return Err(bad(format!(
+                    "every target must share one scheme, host and port: '{url}' differs from the first"
+                )));
+            }
+        } else {
+            origin_of_all = Some(origin);
+        }
+        ops.push((method.clone(), path));
+    }
+    let origin = origin_of_all.ok_or_else(|| bad("no target"))?;
+    if !origin.https
+        && (args.cert.is_some()
+            || args.cacert.is_some()
+            || args.insecure
+            || args.server_name.is_some())
+    {
+        return Err(bad(
+            "--cert, --key, --cacert, --insecure and --server-name need an https:// URL",
+        ));
+    }
+    let server_name = args.server_name.as_deref().unwrap_or(&origin.host);
+    let tls = if origin.https {
         let files = TlsFiles {
             cacert: args.cacert.clone(),
             cert: args.cert.clone(),
             key: args.key.clone(),
         };
-        Some(
-            files
-                .target(host, protocol)
-                .map_err(|e| bad(e.to_string()))?,
-        )
+        let built = if args.insecure {
+            files.insecure_target(server_name, protocol)
+        } else {
+            files.target(server_name, protocol)
+        };
+        Some(built.map_err(|e| bad(e.to_string()))?)
     } else {
         None
     };
-    let path = uri.path_and_query().map_or("/".into(), |p| p.to_string());
+    let dial = resolved(&args.resolve, &origin.host, origin.port)?.unwrap_or(origin.host);
     let target = Target {
-        host: host.to_owned(),
-        port,
-        authority: authority.as_str().to_owned(),
+        host: dial,
+        port: origin.port,
+        authority: origin.authority,
         tls,
     };
-    Ok((target, path))
+    Ok((target, ops))
 }
 
-fn plan(args: &LoadArgs, path: String, protocol: Protocol) -> anyhow::Result<LoadPlan> {
+/// The arrival process and how long it runs, from --rate with --duration
+/// or --requests, or from --stage.
+fn arrival(args: &LoadArgs) -> anyhow::Result<(Arrival, Duration)> {
+    if !args.stages.is_empty() {
+        let start_rate_per_s = args.rate.unwrap_or(0.0);
+        let length_s: f64 = args.stages.iter().map(|s| s.duration_s).sum();
+        let arrival = Arrival::Ramp {
+            start_rate_per_s,
+            stages: args.stages.clone(),
+        };
+        arrival
+            .validate()
+            .map_err(|e| bad(format!("--stage: {e}")))?;
+        return Ok((arrival, Duration::from_secs_f64(length_s)));
+    }
+    let rate = args.rate.ok_or_else(|| bad("--rate is required"))?;
     let arrival = match args.arrival {
-        ArrivalArg::Constant => Arrival::Constant { rate: args.rate },
-        ArrivalArg::Poisson => Arrival::Poisson { rate: args.rate },
+        ArrivalArg::Constant => Arrival::Constant { rate },
+        ArrivalArg::Poisson => Arrival::Poisson { rate },
     };
     arrival
         .validate()
         .map_err(|e| bad(format!("--rate: {e}")))?;
-    if args.duration.is_zero() {
+    let length = match (args.duration, args.requests) {
+        (Some(length), _) => length,
+        // Evenly spaced arrivals at `rate` over n/rate seconds are exactly
+        // n requests (Poisson: n on average).
+        (None, Some(n)) if n > 0 => Duration::from_secs_f64(n as f64 / rate),
+        (None, Some(_)) => return Err(bad("--requests must be at least 1")),
+        (None, None) => return Err(bad("give --duration, --requests or --stage")),
+    };
+    if length > DURATION_MAX {
+        return Err(bad("the run would be longer than a week"));
+    }
+    Ok((arrival, length))
+}
+
+fn plan(
+    args: &LoadArgs,
+    ops: Vec<(Method, String)>,
+    protocol: Protocol,
+) -> anyhow::Result<LoadPlan> {
+    let (arrival, length) = arrival(args)?;
+    if length.is_zero() {
         return Err(bad("--duration must be longer than 0"));
     }
-    let method = Method::from_bytes(args.method.as_bytes())
-        .map_err(|_| bad(format!("--method '{}' is not an HTTP method", args.method)))?;
     let headers = args
         .headers
         .iter()
         .map(|h| header(h))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let body = match &args.body_file {
+        Some(file) => Bytes::from(
+            std::fs::read(file).map_err(|e| bad(format!("--body-file {}: {e}", file.display())))?,
+        ),
+        None => Bytes::from(args.body.clone().unwrap_or_default()),
+    };
+    let single = ops.len() == 1;
+    let mix = ops
+        .into_iter()
+        .map(|(method, path)| Operation {
+            name: if single {
+                OP_NAME.into()
+            } else {
+                format!("{method} {path}")
+            },
+            method,
+            path,
+            body: body.clone(),
+            headers: Vec::new(),
+            weight: 1,
+        })
+        .collect();
     let plan = LoadPlan {
         phases: vec![Phase {
             name: "load".into(),
-            duration: args.duration,
+            duration: length,
             arrival,
         }],
-        mix: vec![Operation {
-            name: OP_NAME.into(),
-            method,
-            path,
-            body: Bytes::from(args.body.clone().unwrap_or_default()),
-            headers: Vec::new(),
-            weight: 1,
-        }],
+        mix,
         in_flight_max: args.in_flight_max,
         connections_max: args.connections.unwrap_or(0),
         interval: args.interval,
@@ -354,13 +621,14 @@ fn latency_ms(stats: &OpStats, quantile: Option<f64>) -> f64 {
     }
 }
 
-/// Every threshold against all requests (dropped ones count as failed).
-fn evaluate(thresholds: &[Threshold], report: &LoadReport) -> Vec<Check> {
+/// Every threshold against all requests (dropped ones count as failed),
+/// over `window_s` seconds of offered load.
+fn evaluate(thresholds: &[Threshold], report: &LoadReport, window_s: f64) -> Vec<Check> {
     let stats = &report.overall;
     let counts = Measured {
         total: stats.total(),
         failed: stats.failed,
-        window_s: report.duration.as_secs_f64(),
+        window_s,
     };
     thresholds
         .iter()
@@ -425,11 +693,11 @@ fn reproduce_command() -> String {
 }
 
 /// The report crate's view of the run (intervals by intended start).
-fn run_data(summary: Summary, report: &LoadReport) -> RunData {
+fn run_data(summary: Summary, report: &LoadReport, window_s: f64) -> RunData {
     let mut data = engine::output::load_data(summary, report);
     data.windows = vec![Window {
         start_s: 0.0,
-        end_s: report.duration.as_secs_f64(),
+        end_s: window_s,
         label: "load".into(),
         kind: WindowKind::Phase,
     }];
@@ -461,12 +729,18 @@ fn print(
     };
     let protocol = if args.http2 { "HTTP/2" } else { "HTTP/1.1" };
     let arrival = plan.phases.first().map_or("?", |p| p.arrival.kind());
+    let what = match (&args.url, &args.targets) {
+        (Some(url), _) => url.clone(),
+        (None, Some(file)) => format!("{} targets from {}", plan.mix.len(), file.display()),
+        (None, None) => String::new(),
+    };
+    let rate = args
+        .rate
+        .map_or_else(|| "ramping".to_owned(), |r| format!("{r}/s"));
     let _ = writeln!(
         text,
-        "\n{verdict}  load {} ({arrival} {}/s for {:?}, seed {}, {protocol}, {} connections)",
-        args.url,
-        args.rate,
-        args.duration,
+        "\n{verdict}  load {what} ({arrival} {rate} for {:?}, seed {}, {protocol}, {} connections)",
+        plan.duration(),
         args.seed,
         plan.connections()
     );
@@ -538,5 +812,14 @@ fn print(
     let _ = writeln!(text, "  output     {}", out.display());
     let _ = writeln!(text, "  reproduce  {}", summary.reproduce);
     use std::io::Write as _;
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    if args.json {
+        // The machine-readable summary alone on stdout; people read stderr.
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        if let Ok(mut json) = serde_json::to_vec_pretty(summary) {
+            json.push(b'\n');
+            let _ = std::io::stdout().write_all(&json);
+        }
+    } else {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+    }
 }

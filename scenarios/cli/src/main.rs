@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage,
 //! 3 internal error (an engine or I/O failure of the tool itself), 4
-//! stopped by SIGINT/SIGTERM after writing what had finished.
+//! stopped by SIGINT/SIGTERM after writing what had finished
+//! (`explore`, `load`).
 
 mod capacity;
 mod certs;
@@ -11,6 +12,8 @@ mod diff;
 mod explore;
 mod import_mesh;
 mod interrupt;
+mod logging;
+mod otlp;
 mod provenance;
 mod report;
 mod serve;
@@ -29,13 +32,28 @@ use spec::{Override, Scenario};
 
 mod load;
 
+/// `meshsim --version`: the crate version and the source revision.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("MESHSIM_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "meshsim",
-    version,
+    version = VERSION,
     about = "A service mesh you can run for real or in a deterministic simulation, and break on purpose."
 )]
 struct Cli {
+    /// Log line format (on stderr).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    /// Log filter, RUST_LOG syntax (`info,meshsim::access=debug`); default:
+    /// $RUST_LOG, else `info`.
+    #[arg(long = "log", global = true, value_name = "FILTER")]
+    log_filter: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +83,10 @@ enum Command {
         /// Write the trace as JSON Lines to this file.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// With `--real`: also send the run's spans to this OTLP/HTTP JSON
+        /// endpoint (`http://HOST:4318/v1/traces`).
+        #[arg(long, value_name = "URL", requires = "real", value_parser = otlp::parse_endpoint)]
+        otlp_endpoint: Option<http::Uri>,
     },
     /// Run a scenario twice with one seed and compare the traces.
     CheckDeterminism {
@@ -170,6 +192,13 @@ enum Command {
     /// Translate another mesh's configuration into a scenario's terms.
     #[command(subcommand)]
     Import(ImportKind),
+    /// Print a shell completion script (`meshsim completions bash > …`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (`meshsim man | man -l -`).
+    Man,
 }
 
 /// What `meshsim import` reads.
@@ -192,6 +221,21 @@ enum ExploreCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+impl Command {
+    /// Whether the command's events happen inside a simulation.
+    fn timeline(&self) -> logging::Timeline {
+        match self {
+            Command::Run { real: true, .. } => logging::Timeline::Real,
+            Command::Run { .. }
+            | Command::CheckDeterminism { .. }
+            | Command::Explore { .. }
+            | Command::Shrink { .. }
+            | Command::Capacity(_) => logging::Timeline::Simulated,
+            _ => logging::Timeline::Real,
+        }
+    }
 }
 
 /// Failures that are the user's input, not the run: exit 2.
@@ -233,6 +277,11 @@ fn load_as_run(path: &Path, overrides: &[Override]) -> anyhow::Result<(Scenario,
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let timeline = cli.command.timeline();
+    if let Err(error) = logging::install(cli.log_format, cli.log_filter.as_deref(), timeline) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(error) if error.is::<BadInput>() => {
@@ -256,6 +305,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             time_scale,
             out,
             trace,
+            otlp_endpoint,
         } => {
             if !(time_scale.is_finite() && time_scale > 0.0) {
                 return Err(
@@ -270,7 +320,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 seed,
                 mode,
                 out,
-                trace,
+                Exports {
+                    trace_file: trace,
+                    otlp_endpoint,
+                },
             )
         }
         Command::CheckDeterminism {
@@ -328,6 +381,23 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::App(args) => serve::app(args),
         Command::Certs(command) => certs::run(command),
         Command::Import(ImportKind::Mesh(args)) => import_mesh::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "meshsim", &mut script);
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&script);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut roff = Vec::new();
+            page.render(&mut roff).context("rendering the man page")?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&roff);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { scenario, set } => {
             let parsed = load(&scenario, &set)?;
             println!(
@@ -340,6 +410,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Where a run's trace and spans go besides its output directory.
+struct Exports {
+    /// `--trace FILE`: every event, JSON Lines.
+    trace_file: Option<PathBuf>,
+    /// `--otlp-endpoint URL`: the spans, OTLP/HTTP JSON.
+    otlp_endpoint: Option<http::Uri>,
+}
+
 fn run(
     (scenario, text): (Scenario, String),
     path: &Path,
@@ -347,8 +425,12 @@ fn run(
     seed: Option<u64>,
     real_time_scale: Option<f64>,
     out: Option<PathBuf>,
-    trace_file: Option<PathBuf>,
+    exports: Exports,
 ) -> anyhow::Result<ExitCode> {
+    let Exports {
+        trace_file,
+        otlp_endpoint,
+    } = exports;
     let seed = seed.unwrap_or(scenario.seed);
     let trace = if trace_file.is_some() {
         Trace::keeping_events()
@@ -374,6 +456,10 @@ fn run(
     let mut data = engine::output::run_data(&output);
     data.summary = summary.clone();
     reports::write_all(&out, &data).context("writing the report")?;
+    engine::output::write_telemetry(&out, &output).context("writing metrics and traces")?;
+    if let Some(endpoint) = &otlp_endpoint {
+        otlp::export(endpoint, &engine::output::otlp_document(&output))?;
+    }
     if let Some(file) = trace_file {
         write_trace(&file, &output)?;
     }

@@ -79,10 +79,14 @@ fn run_part(args: &ServeArgs, part: Part) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     let parent_pipe = args.parent_pipe;
     let label = part.label();
+    tracing::info!(process = %label, state_dir = %args.state_dir.display(), "started");
     runtime.block_on(async move {
         tokio::select! {
             biased;
-            _ = stop_requested(parent_pipe) => Ok(ExitCode::SUCCESS),
+            _ = stop_requested(parent_pipe) => {
+                tracing::info!(process = %label, "stopping");
+                Ok(ExitCode::SUCCESS)
+            }
             outcome = software => {
                 outcome.with_context(|| format!("{label} stopped"))?;
                 Ok(ExitCode::SUCCESS)

@@ -83,6 +83,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
         deploy::publish_addresses(&args.state_dir, &table)?;
+        deploy::write_prometheus_config(
+            &args.state_dir,
+            &prepared.install.scenario.mesh.namespace,
+            &table,
+        )?;
         print_table(&args.state_dir, &prepared.state, &table);
         watch(&mut children).await;
         println!("stopping {} processes…", children.len());
@@ -204,7 +209,7 @@ fn print_table(dir: &Path, state: &deploy::MeshState, table: &BTreeMap<String, A
         );
     }
     println!(
-        "state: {} (ca.pem, addresses.json, logs/); Ctrl-C stops",
+        "state: {} (ca.pem, addresses.json, prometheus.yml, logs/); Ctrl-C stops",
         dir.display()
     );
 }

@@ -82,6 +82,94 @@ fn smoke_passes_in_the_simulator_with_the_contracted_summary() {
     ] {
         assert!(!s[key].is_null(), "summary lacks {key}");
     }
+    assert_otlp_traces_form_trees(&out);
+    let metrics = std::fs::read_to_string(out.join("metrics.prom")).expect("metrics.prom");
+    assert!(
+        metrics.contains("response_total{pod=\"gateway-0\",direction=\"inbound\",authority=\"gateway\",dst_service=\"gateway\",dst_namespace=\"rec\",tls=\"true\",client_id=\"spiffe://rec.meshsim/ns/rec/sa/loadgen\",route=\"default\",classification=\"success\",status_code=\"200\"}"),
+        "{metrics}"
+    );
+}
+
+/// `traces.otlp.json` is OTLP JSON (resourceSpans → scopeSpans → spans,
+/// hex ids, nanosecond strings at simulated time), and a request's spans
+/// form one tree across the services it crossed: one root (the load
+/// generator's outbound hop), every other span's parent in the same trace.
+fn assert_otlp_traces_form_trees(out: &Path) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let text = std::fs::read_to_string(out.join("traces.otlp.json")).expect("traces.otlp.json");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("OTLP JSON");
+    // trace id → span id → (parent, service)
+    let mut traces: BTreeMap<String, BTreeMap<String, (Option<String>, String)>> = BTreeMap::new();
+    for resource in doc["resourceSpans"].as_array().expect("resourceSpans") {
+        let service = resource["resource"]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == "service.name")
+            .and_then(|a| a["value"]["stringValue"].as_str())
+            .expect("service.name")
+            .to_owned();
+        for scope in resource["scopeSpans"].as_array().unwrap() {
+            for span in scope["spans"].as_array().unwrap() {
+                let trace_id = span["traceId"].as_str().unwrap();
+                let span_id = span["spanId"].as_str().unwrap();
+                assert_eq!(trace_id.len(), 32, "{span}");
+                assert_eq!(span_id.len(), 16, "{span}");
+                let start: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+                let end: u64 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+                // Simulated time: the simulation's epoch, 2026-01-01T00:00:00Z.
+                assert!(start >= 1_767_225_600_000_000_000 && end >= start, "{span}");
+                assert!(span["status"]["code"].is_u64(), "{span}");
+                assert!(matches!(span["kind"].as_u64(), Some(2 | 3)), "{span}");
+                let parent = span["parentSpanId"].as_str().map(str::to_owned);
+                traces
+                    .entry(trace_id.to_owned())
+                    .or_default()
+                    .insert(span_id.to_owned(), (parent, service.clone()));
+            }
+        }
+    }
+    let is_tree = |spans: &BTreeMap<String, (Option<String>, String)>| {
+        let roots = spans
+            .values()
+            .filter(|(parent, _)| parent.as_ref().is_none_or(|p| !spans.contains_key(p)))
+            .count();
+        roots == 1
+    };
+    let services_of = |spans: &BTreeMap<String, (Option<String>, String)>| -> BTreeSet<String> {
+        spans.values().map(|(_, service)| service.clone()).collect()
+    };
+    // A load request: loadgen → gateway → … → a database, one tree.
+    let request = traces
+        .values()
+        .filter(|spans| {
+            spans
+                .values()
+                .any(|(parent, s)| s == "loadgen" && parent.is_none())
+        })
+        .find(|spans| {
+            let services = services_of(spans);
+            services.contains("gateway") && services.iter().any(|s| s.ends_with("-db"))
+        })
+        .expect("a load request whose spans reach a database");
+    assert!(is_tree(request), "{request:?}");
+    assert!(services_of(request).len() >= 4, "{request:?}");
+    // Settlement's saga (not a load request) crosses registry and its
+    // database in one tree too.
+    let saga = traces
+        .values()
+        .find(|spans| {
+            let services = services_of(spans);
+            services.contains("registry") && services.contains("registry-db")
+        })
+        .expect("a trace across registry and registry-db");
+    assert!(is_tree(saga), "{saga:?}");
+    let trees = traces.values().filter(|spans| is_tree(spans)).count();
+    assert!(
+        trees * 100 >= traces.len() * 99,
+        "{trees} of {} traces are one tree",
+        traces.len()
+    );
 }
 
 #[test]
@@ -252,4 +340,42 @@ fn every_library_scenario_passes_with_parseable_junit() {
             "{name} failed"
         );
     }
+}
+
+#[test]
+fn version_completions_and_man_page() {
+    let version = meshsim(&["--version"]);
+    let text = String::from_utf8_lossy(&version.stdout);
+    let revision = text
+        .trim()
+        .strip_prefix(concat!("meshsim ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("version and revision: {text}"));
+    let commit = revision.trim_end_matches("-dirty");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{revision}"
+    );
+    for (shell, marker) in [
+        ("bash", "_meshsim()"),
+        ("zsh", "#compdef meshsim"),
+        ("fish", "complete -c meshsim"),
+    ] {
+        let script = meshsim(&["completions", shell]);
+        assert!(script.status.success());
+        let script = String::from_utf8_lossy(&script.stdout);
+        assert!(
+            script.contains(marker) && script.contains("load"),
+            "{shell}: {script}"
+        );
+    }
+    let man = meshsim(&["man"]);
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH meshsim 1") && man.contains("completions"),
+        "{man}"
+    );
+    let bad_filter = meshsim(&["--log", "[[[", "validate", "scenarios/library/smoke.toml"]);
+    assert_eq!(bad_filter.status.code(), Some(2));
 }

@@ -371,3 +371,191 @@ fn mtls_load_works_with_cert_key_and_cacert() {
     assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
     assert_eq!(summary(&out)["requests"]["failed"], 10);
 }
+
+/// `--resolve` dials the given address while the URL's host stays the TLS
+/// server name; `--server-name` overrides the name; `--insecure` skips the
+/// server check; `-n` sends exactly that many; `--json` prints the summary
+/// alone on stdout and `--summary-export` writes it to a file too.
+#[test]
+fn resolve_server_name_insecure_requests_and_json() {
+    let pki = Pki::create(&temp_dir("cli-pki-resolve"));
+    let server = server(ServerSetup {
+        http2: false,
+        tls: Some(pki.server_config()),
+        behaviour: Behaviour::default(),
+    });
+    let port = server.port.to_string();
+    let url = format!("https://localhost:{port}/resolved");
+    let resolve = format!("localhost:{port}:127.0.0.2");
+    let (cert, key, ca) = (
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+        pki.ca_pem.to_str().unwrap(),
+    );
+    let (out, out_text) = out_dir("resolve");
+    let export = out.join("exported.json");
+    let output = meshsim(&[
+        "load",
+        &url,
+        "--resolve",
+        &resolve,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--cacert",
+        ca,
+        "-n",
+        "50",
+        "--rate",
+        "100",
+        "--json",
+        "--summary-export",
+        export.to_str().unwrap(),
+        "--out",
+        &out_text,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON summary ({e}): {}", explain(&output)));
+    assert_eq!(printed["requests"]["total"], 50, "-n 50 sends exactly 50");
+    assert_eq!(printed["requests"]["ok"], 50);
+    assert_eq!(printed, summary(&out));
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(exported, printed);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("statuses   200: 50"));
+
+    // A server name the certificate does not carry fails verification…
+    let (_, out_text) = out_dir("wrong-name");
+    let wrong = [
+        "load",
+        &url,
+        "--resolve",
+        &resolve,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "-n",
+        "5",
+        "--rate",
+        "50",
+        "--server-name",
+        "elsewhere.example",
+        "--timeout",
+        "2s",
+        "--out",
+        &out_text,
+        "--threshold",
+        "error_rate<1%",
+    ];
+    let mut verified = wrong.to_vec();
+    verified.extend(["--cacert", ca]);
+    let output = meshsim(&verified);
+    assert_eq!(output.status.code(), Some(1), "{}", explain(&output));
+    // …unless the check is off.
+    let mut insecure = wrong.to_vec();
+    insecure.push("--insecure");
+    let output = meshsim(&insecure);
+    assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
+}
+
+/// k6 stages ramp the rate; a targets file rotates methods and paths, each
+/// line its own operation; --body-file sends the file.
+#[test]
+fn stages_targets_file_and_body_file() {
+    let server = server(plain());
+    let base = format!("http://127.0.0.2:{}", server.port);
+    let (out, out_text) = out_dir("targets");
+    let targets = out.join("targets.txt");
+    let body = out.join("body.json");
+    std::fs::write(&body, "{\"seq\": {{seq}}}").unwrap();
+    std::fs::write(
+        &targets,
+        format!("# two endpoints\n{base}/a\nPOST {base}/b\n"),
+    )
+    .unwrap();
+    let output = meshsim(&[
+        "load",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--stage",
+        "1s:100",
+        "--stage",
+        "1s:100",
+        "--body-file",
+        body.to_str().unwrap(),
+        "--out",
+        &out_text,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", explain(&output));
+    let total = summary(&out)["requests"]["total"].as_u64().unwrap();
+    // From 0 to 100/s over 1 s, then 100/s for 1 s: about 50 + 100.
+    assert!(
+        (140..=160).contains(&total),
+        "{total}: {}",
+        explain(&output)
+    );
+    let seen = server.log.lock().unwrap();
+    let paths: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, ["/a", "/b"].into_iter().collect());
+    assert!(
+        seen.iter().all(|s| s.body.starts_with(b"{\"seq\": ")),
+        "the body file's template is rendered"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 targets from"), "{stdout}");
+
+    // A malformed targets line names file:line:column and exits 2.
+    std::fs::write(&targets, format!("{base}/a\nFETCH\n")).unwrap();
+    let output = meshsim(&[
+        "load",
+        "--targets",
+        targets.to_str().unwrap(),
+        "--rate",
+        "1",
+        "-d",
+        "1s",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", explain(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("targets.txt:2:1"),
+        "{}",
+        explain(&output)
+    );
+}
+
+/// Ctrl-C stops the offer: SIGINT after 5 s of a 60 s run leaves a
+/// complete summary.json for about 5 s of load, and exit code 4.
+#[test]
+fn sigint_writes_the_summary_of_what_ran_and_exits_4() {
+    let server = server(plain());
+    let url = format!("http://127.0.0.2:{}/", server.port);
+    let (out, out_text) = out_dir("sigint");
+    let child = Command::new(env!("CARGO_BIN_EXE_meshsim"))
+        .args([
+            "load", &url, "--rate", "100", "-d", "60s", "--out", &out_text,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("meshsim runs");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", explain(&output));
+    let s = summary(&out);
+    let total = s["requests"]["total"].as_u64().unwrap();
+    assert!((400..=600).contains(&total), "about 5 s at 100/s: {total}");
+    assert_eq!(s["requests"]["ok"], total, "what was sent was answered");
+    for file in ["timeseries.csv", "latency.hlog", "report.html", "junit.xml"] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("stopped early"), "{stdout}");
+}

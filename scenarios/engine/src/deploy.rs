@@ -18,6 +18,8 @@
 //!   inbound listener accepts connections, removed on shutdown);
 //! - `ca.json`: where the CA listens and the identity it proves;
 //! - `tokens.json` (mode 0600): bootstrap token of every identity;
+//! - `prometheus.yml`: a Prometheus configuration scraping every sidecar's
+//!   admin `/metrics` (written with `addresses.json`);
 //! - `disk/<host>/`: each host's durable storage; `logs/<process>.log`.
 
 use std::collections::BTreeMap;
@@ -51,6 +53,10 @@ pub const CA_FILE: &str = "ca.pem";
 pub const CA_INFO_FILE: &str = "ca.json";
 /// Bootstrap tokens by identity, readable by the owner only.
 pub const TOKENS_FILE: &str = "tokens.json";
+/// A Prometheus configuration that scrapes every sidecar's admin port.
+pub const PROMETHEUS_FILE: &str = "prometheus.yml";
+/// How often the written Prometheus configuration scrapes.
+const SCRAPE_INTERVAL_S: u32 = 2;
 
 /// Why a deployment step failed.
 #[derive(Debug, thiserror::Error)]
@@ -218,14 +224,15 @@ impl MeshState {
             .map_err(|e| DeployError::Scenario(e.to_string()))
     }
 
-    /// The install every process of the mesh agrees on.
+    /// The install every process of the mesh agrees on. Its processes run
+    /// until stopped, so its telemetry keeps windows, not a whole history.
     pub fn install(&self) -> Result<Arc<Install>, DeployError> {
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(self.ca_created_unix_s);
-        Ok(Install::new(
-            self.scenario()?,
-            Seed::new(self.seed),
-            created,
-        )?)
+        let install = Install::new(self.scenario()?, Seed::new(self.seed), created)?;
+        install
+            .telemetry
+            .set_retention(mesh::telemetry::Retention::LongLived);
+        Ok(install)
     }
 
     /// The address book of the mesh (fixed ports).
@@ -440,6 +447,44 @@ pub fn publish_addresses(
     write_json(&dir.join(ADDRESSES_FILE), table, None)
 }
 
+/// Writes `prometheus.yml`: one scrape job over every sidecar's admin
+/// endpoint (`/metrics`), each target labelled with its `pod`, `service`
+/// and `namespace`. Written as YAML by hand: it is a fixed shape with
+/// values that need no quoting beyond what is done here.
+pub fn write_prometheus_config(
+    dir: &Path,
+    namespace: &str,
+    table: &BTreeMap<String, AddressEntry>,
+) -> Result<(), DeployError> {
+    write_file(
+        &dir.join(PROMETHEUS_FILE),
+        prometheus_config(namespace, table).as_bytes(),
+        None,
+    )
+}
+
+fn prometheus_config(namespace: &str, table: &BTreeMap<String, AddressEntry>) -> String {
+    use std::fmt::Write as _;
+    let quoted = |text: &str| format!("{:?}", text);
+    let mut yaml = format!(
+        "# Written by `meshsim up`: every sidecar's admin endpoint.\n\
+         global:\n  scrape_interval: {SCRAPE_INTERVAL_S}s\n  evaluation_interval: {SCRAPE_INTERVAL_S}s\n\
+         scrape_configs:\n  - job_name: meshsim-proxy\n    metrics_path: /metrics\n    static_configs:\n"
+    );
+    for (host, entry) in table {
+        let service = mesh::telemetry::service_of_host(host);
+        let _ = write!(
+            yaml,
+            "      - targets: [{}]\n        labels: {{pod: {}, service: {}, namespace: {}}}\n",
+            quoted(&entry.admin),
+            quoted(host),
+            quoted(service),
+            quoted(namespace)
+        );
+    }
+    yaml
+}
+
 /// A certificate the CA issued, with its key.
 pub struct Issued {
     /// Leaf then issuer, PEM.
@@ -577,6 +622,27 @@ mod tests {
                 .iter()
                 .any(|p| matches!(p, Part::App { host } if host == "registry-1"))
         );
+    }
+
+    #[test]
+    fn prometheus_config_lists_every_admin_endpoint() {
+        let entry = |admin: &str| AddressEntry {
+            inbound: String::new(),
+            admin: admin.into(),
+            identity: String::new(),
+            server_name: String::new(),
+        };
+        let table = BTreeMap::from([
+            ("gateway-0".to_owned(), entry("127.1.2.3:4191")),
+            ("registry-1".to_owned(), entry("127.1.2.4:4191")),
+        ]);
+        let yaml = prometheus_config("rec", &table);
+        assert!(yaml.contains("scrape_interval: 2s"), "{yaml}");
+        assert!(
+            yaml.contains("- targets: [\"127.1.2.4:4191\"]\n        labels: {pod: \"registry-1\", service: \"registry\", namespace: \"rec\"}"),
+            "{yaml}"
+        );
+        assert_eq!(yaml.matches("targets:").count(), 2);
     }
 
     #[test]

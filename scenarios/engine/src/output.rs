@@ -1,6 +1,7 @@
 //! Turns a finished run into `reports::RunData` (files are the reports
 //! crate's business; this only translates).
 
+use std::path::Path;
 use std::time::Duration;
 
 use loadgen::{LoadReport, OpStats};
@@ -126,4 +127,29 @@ fn timeline(output: &RunOutput, warmup: Duration) -> Vec<TimelineEvent> {
             detail: e.detail,
         })
         .collect()
+}
+
+/// The run's Prometheus text (every proxy, labelled by `pod`).
+pub const METRICS_FILE: &str = "metrics.prom";
+/// The run's spans, OTLP JSON.
+pub const TRACES_FILE: &str = "traces.otlp.json";
+
+/// Writes the run's telemetry beside the report: `metrics.prom` and
+/// `traces.otlp.json` (spans at the run's own times: the simulation's
+/// epoch plus simulated time, so a seed's file is the same every run).
+pub fn write_telemetry(dir: &Path, output: &RunOutput) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(METRICS_FILE), output.telemetry.prometheus_all())?;
+    let mut traces = serde_json::to_vec(&otlp_document(output))?;
+    traces.push(b'\n');
+    std::fs::write(dir.join(TRACES_FILE), traces)
+}
+
+/// The run's spans as one OTLP JSON document.
+pub fn otlp_document(output: &RunOutput) -> serde_json::Value {
+    let epoch_unix_ns = output
+        .epoch
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    mesh::telemetry::otlp_json(&output.telemetry.spans(), epoch_unix_ns)
 }

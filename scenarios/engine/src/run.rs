@@ -49,6 +49,11 @@ pub struct RunOutput {
     pub trace: Trace,
     /// What the run was drawn to do (the report charts its times).
     pub plan: RunPlan,
+    /// The primary variant's telemetry hub (metrics, spans).
+    pub telemetry: mesh::telemetry::Telemetry,
+    /// The wall time of run time zero: the simulation's fixed epoch, or
+    /// when a real run started.
+    pub epoch: std::time::SystemTime,
 }
 
 /// How long after the last arrival the run waits for stragglers, at most.
@@ -164,6 +169,8 @@ struct VariantOutcome {
     run: VariantRun,
     app_evidence: Evidence,
     sim_seconds: f64,
+    telemetry: mesh::telemetry::Telemetry,
+    epoch: std::time::SystemTime,
 }
 
 /// Runs a scenario in the simulator: once per `[[mesh.variants]]` entry
@@ -189,6 +196,10 @@ fn finish(
     sim_seconds: f64,
     wall_seconds: f64,
 ) -> Result<RunOutput, EngineError> {
+    let (telemetry, epoch) = outcomes
+        .last()
+        .map(|o| (o.telemetry.clone(), o.epoch))
+        .ok_or_else(|| EngineError::NoReport("the scenario made no run".into()))?;
     let (variants, mut app_evidence): (Vec<VariantRun>, Vec<Evidence>) = outcomes
         .into_iter()
         .map(|o| (o.run, o.app_evidence))
@@ -223,6 +234,8 @@ fn finish(
         load,
         trace,
         plan,
+        telemetry,
+        epoch,
     })
 }
 
@@ -321,6 +334,8 @@ fn run_variant(
         run: variant_run(variant, &install, load, trace_from_seq),
         app_evidence,
         sim_seconds,
+        telemetry: install.telemetry.clone(),
+        epoch: install.ca_created,
     })
 }
 

@@ -152,6 +152,7 @@ impl Server {
             idempotency_key,
             body,
         };
-        self.handler.handle(request).await
+        let traceparent = parts.headers.get(mesh::proxy::TRACEPARENT_HEADER).cloned();
+        mesh::client::in_trace(traceparent, self.handler.handle(request)).await
     }
 }
