@@ -19,6 +19,7 @@ mod material;
 mod rotation;
 mod server;
 mod state;
+mod throttle;
 #[cfg(test)]
 mod testing;
 

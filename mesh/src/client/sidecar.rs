@@ -12,6 +12,7 @@ use http::{Method, Request, Response};
 use seam::{HostEnv, LOCALHOST};
 
 use crate::client::pool::Pool;
+use crate::pod_secret::PodSecret;
 use crate::http::{self as mesh_http, Body};
 use crate::{MeshError, ports};
 
@@ -30,12 +31,15 @@ pub struct Sidecar {
     env: HostEnv,
     /// Idle connections to the sidecar, reused across requests.
     pool: Pool,
+    /// What the sidecar wants to see (loopback deployments).
+    pod_secret: Option<PodSecret>,
 }
 
 impl Sidecar {
     /// A client of `env`'s own outbound sidecar (connects lazily).
     pub fn new(env: HostEnv) -> Self {
         Sidecar {
+            pod_secret: PodSecret::load(env.disk.as_ref()),
             env,
             pool: Pool::default(),
         }
@@ -53,7 +57,12 @@ impl Sidecar {
     /// Sends `request` (which must carry `Host: <service>`) through the
     /// sidecar and buffers the answer. No deadline: the sidecar's own
     /// request timeout bounds it.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, MeshError> {
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, MeshError> {
+        if let Some(secret) = &self.pod_secret {
+            request
+                .headers_mut()
+                .insert(crate::pod_secret::HEADER, secret.header_value());
+        }
         let env = &self.env;
         let connect = || async move {
             let io = env
