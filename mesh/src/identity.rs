@@ -190,7 +190,9 @@ pub fn derive_key(
         KeyAlgorithm::Ed25519 => ed25519_key(source),
         KeyAlgorithm::EcdsaP256 => {
             use p256::pkcs8::EncodePrivateKey;
-            let der = p256_secret(source)?.to_pkcs8_der().map_err(MeshError::cert)?;
+            let der = p256_secret(source)?
+                .to_pkcs8_der()
+                .map_err(MeshError::cert)?;
             let pkcs8 = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
             let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(MeshError::cert)?;

@@ -835,9 +835,13 @@ mod tests {
         let pair = pair(KeyAlgorithm::Ed25519);
         // Whoever holds our CA's keys (here: the same seed) signs a leaf
         // for a foreign trust domain; the chain itself is valid.
-        let material =
-            CaMaterial::generate_with(KeyAlgorithm::Ed25519, "test.meshsim", Seed::new(1), issued_at())
-                .unwrap();
+        let material = CaMaterial::generate_with(
+            KeyAlgorithm::Ed25519,
+            "test.meshsim",
+            Seed::new(1),
+            issued_at(),
+        )
+        .unwrap();
         let mut ca = Authority::new(material, TTL, BTreeMap::new());
         let evil = SpiffeId::new("evil-test.meshsim", "rec", "gateway").unwrap();
         let (key, pkcs8) = derive_key(KeyAlgorithm::Ed25519, Seed::new(7)).unwrap();

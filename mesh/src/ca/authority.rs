@@ -302,7 +302,10 @@ mod tests {
             crate::ca::CaMaterial::generate("test.meshsim", seam::Seed::new(1), now()).unwrap();
         let tokens = [("t0k3n".to_owned(), id("registry"))].into();
         let mut ca = super::Authority::new(material, std::time::Duration::from_secs(60), tokens);
-        assert_eq!(ca.identity_for_token("t0k3n", now()).unwrap(), &id("registry"));
+        assert_eq!(
+            ca.identity_for_token("t0k3n", now()).unwrap(),
+            &id("registry")
+        );
         assert!(ca.identity_for_token("t0k3m", now()).is_err());
         ca.expire_tokens_at(now());
         let late = now() + std::time::Duration::from_secs(1);

@@ -3,11 +3,11 @@
 
 use std::time::SystemTime;
 
+use crate::key_source::KeySource;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
-use crate::key_source::KeySource;
 
 use super::key::CaKey;
 use super::state::PersistedCert;

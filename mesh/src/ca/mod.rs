@@ -19,9 +19,9 @@ mod material;
 mod rotation;
 mod server;
 mod state;
-mod throttle;
 #[cfg(test)]
 mod testing;
+mod throttle;
 
 use std::time::{Duration, SystemTime};
 

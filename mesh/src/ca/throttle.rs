@@ -69,7 +69,10 @@ mod tests {
             throttle.failed(guesser, now);
         }
         assert!(!throttle.allows(guesser, now));
-        assert!(throttle.allows(other, now), "other addresses are unaffected");
+        assert!(
+            throttle.allows(other, now),
+            "other addresses are unaffected"
+        );
         assert!(throttle.allows(guesser, now + WINDOW));
     }
 }

@@ -12,8 +12,8 @@ use http::{Method, Request, Response};
 use seam::{HostEnv, LOCALHOST};
 
 use crate::client::pool::Pool;
-use crate::pod_secret::PodSecret;
 use crate::http::{self as mesh_http, Body};
+use crate::pod_secret::PodSecret;
 use crate::{MeshError, ports};
 
 /// Header on answers the outbound sidecar made itself (no endpoints,

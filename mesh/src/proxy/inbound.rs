@@ -23,13 +23,13 @@ use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
 use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
-use crate::pod_secret::{self, PodSecret};
 use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
 use crate::client::pool::{Pool, RESPONSE_BYTES_MAX};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
 use crate::identity::CertInfo;
+use crate::pod_secret::{self, PodSecret};
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::ratelimit::Limiter;
@@ -324,7 +324,9 @@ impl Inbound {
         strip_hop_headers(&mut parts.headers);
         parts.headers.remove(pod_secret::HEADER);
         if let Some(secret) = &self.pod_secret {
-            parts.headers.insert(pod_secret::HEADER, secret.header_value());
+            parts
+                .headers
+                .insert(pod_secret::HEADER, secret.header_value());
         }
         parts.headers.insert(
             PEER_IDENTITY_HEADER,

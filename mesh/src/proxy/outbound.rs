@@ -30,12 +30,12 @@ use seam::HostEnv;
 
 use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use crate::authz::normalize_target;
-use crate::pod_secret::{self, PodSecret};
 use crate::client::PROXY_ERROR_HEADER;
 use crate::client::pool::{RESPONSE_BYTES_MAX, clone_request};
 use crate::config::{RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Endpoint, Snapshot};
 use crate::http::{Body, read_body, text};
+use crate::pod_secret::{self, PodSecret};
 use crate::proxy::balance::{Balancer, OutlierChange, Refusal};
 use crate::proxy::h2pool::{self, H2Pool, PoolError};
 use crate::proxy::limits::{self, Limits, Protocol};

@@ -188,9 +188,7 @@ fn spawn(dir: &Path, part: &Part) -> anyhow::Result<Child> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        command
-            .spawn()
-            .with_context(|| format!("starting {label}"))
+        command.spawn().with_context(|| format!("starting {label}"))
     }
 }
 

@@ -35,12 +35,12 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use mesh::ca::pem_encode;
 use mesh::identity::{certificate_request, ed25519_key};
-use mesh::{KeyMode, KeySource};
 use mesh::tls::MeshTls;
+use mesh::{KeyMode, KeySource};
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
-use seam::real::{AddressBook, SystemClock};
 use seam::private_file::{PRIVATE_FILE_MODE, PUBLIC_FILE_MODE};
+use seam::real::{AddressBook, SystemClock};
 use seam::{Clock, HostEnv, HostParts, Seed, SkewHandle, Trace};
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +232,8 @@ impl MeshState {
             )?),
             KeyMode::Os => {
                 let bundle_path = dir.join(CA_FILE);
-                let pem = std::fs::read_to_string(&bundle_path).map_err(file_error(&bundle_path))?;
+                let pem =
+                    std::fs::read_to_string(&bundle_path).map_err(file_error(&bundle_path))?;
                 let roots = mesh::tls::bundle_from_pem(&[pem])?;
                 let by_name: BTreeMap<String, String> = read_json(&dir.join(TOKENS_FILE))?;
                 let mut tokens = BTreeMap::new();
@@ -620,9 +621,21 @@ fn bundle_pem(roots: &[CertificateDer<'static>]) -> String {
 /// Writes `OUT/cert.pem`, `OUT/key.pem` (0600) and `OUT/ca.pem`.
 pub fn write_issued(out: &Path, issued: &Issued) -> Result<(), DeployError> {
     std::fs::create_dir_all(out).map_err(file_error(out))?;
-    write_file(&out.join("cert.pem"), issued.chain_pem.as_bytes(), PUBLIC_FILE_MODE)?;
-    write_file(&out.join("key.pem"), issued.key_pem.as_bytes(), PRIVATE_FILE_MODE)?;
-    write_file(&out.join("ca.pem"), issued.ca_pem.as_bytes(), PUBLIC_FILE_MODE)
+    write_file(
+        &out.join("cert.pem"),
+        issued.chain_pem.as_bytes(),
+        PUBLIC_FILE_MODE,
+    )?;
+    write_file(
+        &out.join("key.pem"),
+        issued.key_pem.as_bytes(),
+        PRIVATE_FILE_MODE,
+    )?;
+    write_file(
+        &out.join("ca.pem"),
+        issued.ca_pem.as_bytes(),
+        PUBLIC_FILE_MODE,
+    )
 }
 
 #[cfg(test)]
@@ -702,11 +715,18 @@ mod tests {
         let second = prepare(&base.join("b"), smoke(), &[], Some(1), 4500, KeyMode::Os).unwrap();
         assert_ne!(first.install.trust_roots, second.install.trust_roots);
         let gateway = first.install.identity(None, "gateway");
-        assert_ne!(first.install.token(&gateway), second.install.token(&gateway));
+        assert_ne!(
+            first.install.token(&gateway),
+            second.install.token(&gateway)
+        );
         assert_eq!(first.install.token(&gateway).len(), 64, "256-bit tokens");
         // The seed's derivation, which anyone can repeat, gives neither.
-        let derived = Install::new(first.install.scenario.clone(), Seed::new(1), SystemTime::UNIX_EPOCH)
-            .unwrap();
+        let derived = Install::new(
+            first.install.scenario.clone(),
+            Seed::new(1),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
         assert_ne!(derived.token(&gateway), first.install.token(&gateway));
         let _ = std::fs::remove_dir_all(&base);
     }

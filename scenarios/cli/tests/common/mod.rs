@@ -104,4 +104,3 @@ pub fn status_of(output: &Output) -> String {
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines().last().unwrap_or_default().to_owned()
 }
-
