@@ -36,15 +36,15 @@ impl FailureThrottle {
 
     /// Records a failed attempt from `source`.
     pub fn failed(&mut self, source: IpAddr, now: Instant) {
-        if self.windows.len() >= ADDRESSES_MAX && !self.windows.contains_key(&source) {
-            if let Some(oldest) = self
+        if self.windows.len() >= ADDRESSES_MAX
+            && !self.windows.contains_key(&source)
+            && let Some(oldest) = self
                 .windows
                 .iter()
                 .min_by_key(|(_, (start, _))| *start)
                 .map(|(ip, _)| *ip)
-            {
-                self.windows.remove(&oldest);
-            }
+        {
+            self.windows.remove(&oldest);
         }
         let entry = self.windows.entry(source).or_insert((now, 0));
         if now.duration_since(entry.0) >= WINDOW {
