@@ -20,11 +20,12 @@ use std::time::Duration;
 use seam::{BoxIo, HostEnv, Listener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Open connections one listener admits by default. With the measured
-/// memory of an idle pre-TLS connection (about 8 KiB of task, buffers and
-/// socket state in the server; BENCHMARKS.md "Connection floods") that is
-/// a few tens of MiB at most, and it stays far below the usual 1,024..20,000
-/// descriptor limits together with a process's other listeners.
+/// Open connections one listener admits by default. An idle connection
+/// waiting for its TLS handshake costs the server 10 to 16 KiB (measured:
+/// 2,048 of them raised a sidecar's RSS from 12 to 44 MB and the CA's from
+/// 13 to 32 MB; BENCHMARKS.md "Connection floods"), so the cap bounds a
+/// flood's memory to about 32 MiB per listener, and it stays below the
+/// usual descriptor limits together with a process's other listeners.
 pub const CONNECTIONS_MAX: usize = 2048;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
