@@ -43,16 +43,25 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body
     response
 }
 
-/// Reads a whole body, refusing more than `limit` bytes.
+/// How long a whole body may take to arrive, once its headers have: a
+/// body that never comes is not awaited forever (slowloris in the body).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a whole body, refusing more than `limit` bytes or a body that
+/// takes longer than [`BODY_READ_TIMEOUT`].
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, MeshError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error:
         std::fmt::Display + Send + Sync + 'static + Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(MeshError::BadRequest(e.to_string())),
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => Err(MeshError::BadRequest(e.to_string())),
+        Err(_) => Err(MeshError::BadRequest(format!(
+            "the body did not arrive within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use seam::Seed;
 
 use crate::MeshError;
+use crate::key_source::KeySource;
 
 /// `spiffe://<trust-domain>/ns/<ns>/sa/<service-account>`.
 #[derive(
@@ -139,9 +139,12 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
 
 /// An Ed25519 key derived from a seed node, so one run seed fixes every key
 /// (and, because Ed25519 signatures are deterministic, every certificate).
-pub fn ed25519_key(seed: Seed) -> Result<(KeyPair, PrivatePkcs8KeyDer<'static>), MeshError> {
+/// From [`KeySource::Os`], the key is fresh OS randomness instead.
+pub fn ed25519_key(
+    source: impl Into<KeySource>,
+) -> Result<(KeyPair, PrivatePkcs8KeyDer<'static>), MeshError> {
     let mut der = ED25519_PKCS8_PREFIX.to_vec();
-    der.extend_from_slice(&seed.bytes32());
+    der.extend_from_slice(&source.into().bytes32()?);
     let pkcs8 = PrivatePkcs8KeyDer::from(der);
     let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ED25519)
         .map_err(MeshError::cert)?;
@@ -170,26 +173,31 @@ impl fmt::Display for KeyAlgorithm {
 
 /// A P-256 secret scalar derived from a seed node: the first candidate
 /// `seed/p256/<i>` that is a valid scalar (all but ~2^-32 of them are).
-fn p256_secret(seed: &Seed) -> p256::SecretKey {
-    (0u32..)
-        .find_map(|i| {
-            let bytes = seed.child("p256").child(&i.to_string()).bytes32();
-            p256::SecretKey::from_bytes(&bytes.into()).ok()
-        })
-        .expect("a valid scalar within a few draws")
+fn p256_secret(source: KeySource) -> Result<p256::SecretKey, MeshError> {
+    for i in 0u32.. {
+        let bytes = source.child("p256").child(&i.to_string()).bytes32()?;
+        if let Ok(secret) = p256::SecretKey::from_bytes(&bytes.into()) {
+            return Ok(secret);
+        }
+    }
+    unreachable!("a valid scalar within a few draws")
 }
 
-/// A key of `algorithm` derived from a seed node (PKCS#8 v1 for Ed25519,
-/// with the public key for P-256, as ring wants it).
+/// A key of `algorithm` drawn from `source`: derived from a seed node, or
+/// fresh from the OS (PKCS#8 v1 for Ed25519, with the public key for P-256,
+/// as ring wants it).
 pub fn derive_key(
     algorithm: KeyAlgorithm,
-    seed: Seed,
+    source: impl Into<KeySource>,
 ) -> Result<(KeyPair, PrivatePkcs8KeyDer<'static>), MeshError> {
+    let source = source.into();
     match algorithm {
-        KeyAlgorithm::Ed25519 => ed25519_key(seed),
+        KeyAlgorithm::Ed25519 => ed25519_key(source),
         KeyAlgorithm::EcdsaP256 => {
             use p256::pkcs8::EncodePrivateKey;
-            let der = p256_secret(&seed).to_pkcs8_der().map_err(MeshError::cert)?;
+            let der = p256_secret(source)?
+                .to_pkcs8_der()
+                .map_err(MeshError::cert)?;
             let pkcs8 = PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
             let key = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(MeshError::cert)?;
@@ -275,6 +283,7 @@ impl CertInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam::Seed;
 
     #[test]
     fn spiffe_round_trips_through_text_and_dns() {

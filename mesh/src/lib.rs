@@ -26,6 +26,7 @@
 
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod accept;
 pub mod authz;
 pub mod ca;
 pub mod client;
@@ -34,6 +35,8 @@ pub mod control;
 mod error;
 pub mod http;
 pub mod identity;
+pub mod key_source;
+pub mod pod_secret;
 pub mod ports;
 pub mod proxy;
 pub mod simcrypto;
@@ -42,3 +45,4 @@ pub mod tls;
 
 pub use error::{MeshError, TlsFailure};
 pub use identity::SpiffeId;
+pub use key_source::{KeyMode, KeySource};

@@ -136,6 +136,8 @@ pub struct MeshTls {
     slot: Arc<CertSlot>,
     roots: RwLock<Vec<CertificateDer<'static>>>,
     revoked: Arc<Revocations>,
+    /// Trust domains other than our own whose workloads we accept.
+    federated: Arc<RwLock<BTreeSet<String>>>,
     /// Where handshake transcript hashes go (hosts built with `for_host`).
     env: Option<HostEnv>,
 }
@@ -150,8 +152,15 @@ impl MeshTls {
             slot: Arc::new(CertSlot::default()),
             roots: RwLock::new(roots),
             revoked: Arc::new(Revocations::default()),
+            federated: Arc::default(),
             env: None,
         }
+    }
+
+    /// Also accept clients from these trust domains (federation); by
+    /// default only our own leaf's trust domain is accepted.
+    pub fn set_federated_trust_domains(&self, domains: BTreeSet<String>) {
+        *self.federated.write().expect("federated poisoned") = domains;
     }
 
     /// TLS state for a host. On a simulated clock it uses the seeded
@@ -309,6 +318,8 @@ impl MeshTls {
         let verifier = Arc::new(SpiffeClientVerifier {
             inner,
             revoked: self.revoked.clone(),
+            own: self.slot.clone(),
+            federated: self.federated.clone(),
         });
         let mut config = ServerConfig::builder_with_details(self.provider.clone(), self.time())
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -540,11 +551,30 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
-/// webpki's client verifier, plus exactly-one-SPIFFE-ID and revocation.
+/// webpki's client verifier, plus exactly one SPIFFE ID, in our own trust
+/// domain (or a federated one), and not revoked. A chain to a trusted root
+/// is not enough: a certificate for `spiffe://evil.example/…` signed by the
+/// mesh CA is refused at the handshake.
 #[derive(Debug)]
 struct SpiffeClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     revoked: Arc<Revocations>,
+    own: Arc<CertSlot>,
+    federated: Arc<RwLock<BTreeSet<String>>>,
+}
+
+impl SpiffeClientVerifier {
+    /// Our own leaf's trust domain, or a federated one. Without a leaf of
+    /// our own we know no trust domain, and accept none.
+    fn trusts_domain(&self, domain: &str) -> bool {
+        let own = self.own.info().and_then(|info| info.spiffe_id().ok());
+        own.is_some_and(|own| own.trust_domain() == domain)
+            || self
+                .federated
+                .read()
+                .expect("federated poisoned")
+                .contains(domain)
+    }
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
@@ -569,7 +599,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         self.inner
             .verify_client_cert(end_entity, intermediates, now)?;
         let info = CertInfo::parse(end_entity).map_err(|_| application_failure())?;
-        info.spiffe_id().map_err(|_| application_failure())?;
+        let peer = info.spiffe_id().map_err(|_| application_failure())?;
+        if !self.trusts_domain(peer.trust_domain()) {
+            return Err(application_failure());
+        }
         if self.revoked.covers(&info) {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
         }
@@ -702,7 +735,8 @@ mod tests {
                     .accept(Box::new(b), ClientAuth::Required, &[b"h2"])
                     .await
                     .ok()?;
-                assert_eq!(peer, Some(id("gateway")));
+                let peer = peer.expect("a verified client");
+                assert_eq!(peer.service_account(), "gateway");
                 let mut byte = [0u8; 1];
                 stream.read_exact(&mut byte).await.ok()?;
                 stream.write_all(b"y").await.ok()?;
@@ -794,5 +828,29 @@ mod tests {
         assert_eq!(handshake(&pair), (true, true));
         pair.server.set_roots(other.trust_bundle());
         assert!(!handshake(&pair).1, "old root removed");
+    }
+
+    #[test]
+    fn a_client_of_another_trust_domain_is_refused_even_when_chained_to_our_ca() {
+        let pair = pair(KeyAlgorithm::Ed25519);
+        // Whoever holds our CA's keys (here: the same seed) signs a leaf
+        // for a foreign trust domain; the chain itself is valid.
+        let material = CaMaterial::generate_with(
+            KeyAlgorithm::Ed25519,
+            "test.meshsim",
+            Seed::new(1),
+            issued_at(),
+        )
+        .unwrap();
+        let mut ca = Authority::new(material, TTL, BTreeMap::new());
+        let evil = SpiffeId::new("evil-test.meshsim", "rec", "gateway").unwrap();
+        let (key, pkcs8) = derive_key(KeyAlgorithm::Ed25519, Seed::new(7)).unwrap();
+        let csr = certificate_request(&evil, &key).unwrap();
+        let chain = ca.forge(&csr, &evil, issued_at()).unwrap();
+        pair.client.install(chain, pkcs8.into()).unwrap();
+        assert!(!handshake(&pair).1, "foreign trust domain refused");
+        pair.server
+            .set_federated_trust_domains(BTreeSet::from(["evil-test.meshsim".to_owned()]));
+        assert_eq!(handshake(&pair), (true, true), "accepted once federated");
     }
 }

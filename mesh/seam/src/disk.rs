@@ -55,10 +55,11 @@ impl Disk for MemDisk {
 pub struct DirDisk(PathBuf);
 
 impl DirDisk {
-    /// A disk rooted at `dir` (created if missing).
+    /// A disk rooted at `dir` (created if missing), owner-only: a host's
+    /// disk holds keys (the CA's) and data, so every file is 0600.
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        crate::private_file::private_dir(&dir)?;
         Ok(DirDisk(dir))
     }
 
@@ -84,20 +85,13 @@ impl Disk for DirDisk {
 
     fn append(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(name)?)?;
+        let mut file = crate::private_file::append_private(&self.path(name)?)?;
         file.write_all(bytes)?;
         file.sync_data()
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let path = self.path(name)?;
-        let temp = path.with_extension("tmp");
-        std::fs::write(&temp, bytes)?;
-        std::fs::File::open(&temp)?.sync_all()?;
-        std::fs::rename(temp, path)
+        crate::private_file::write_private(&self.path(name)?, bytes)
     }
 }
 

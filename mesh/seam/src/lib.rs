@@ -22,6 +22,7 @@ pub mod faultnet;
 pub mod hosts;
 pub mod math;
 mod net;
+pub mod private_file;
 pub mod real;
 mod seed;
 mod slow;

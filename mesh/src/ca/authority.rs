@@ -16,12 +16,13 @@ use rcgen::{
     ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
-use seam::{Disk, Seed};
+use seam::Disk;
 
 use super::material::{CaMaterial, SigningCert};
 use super::{LEAF_BACKDATE, to_offset};
 use crate::MeshError;
 use crate::identity::{KeyAlgorithm, SpiffeId, derive_key};
+use crate::key_source::KeySource;
 
 pub(super) struct Generation {
     pub(super) number: u32,
@@ -35,16 +36,21 @@ pub struct Authority {
     pub(super) algorithm: KeyAlgorithm,
     pub(super) leaf_ttl: Duration,
     pub(super) next_serial: u64,
-    /// Bootstrap token → the identity it entitles.
-    pub(super) tokens: BTreeMap<String, SpiffeId>,
+    /// SHA-256 of a bootstrap token → the one identity it entitles. Keyed
+    /// by hash so that a lookup's timing says nothing about the tokens.
+    pub(super) tokens: BTreeMap<[u8; 32], SpiffeId>,
+    /// Bootstrap tokens are refused after this instant (`None`: never).
+    pub(super) tokens_expire: Option<SystemTime>,
+    /// Revoked SPIFFE IDs and certificate serials (hex): never issued to.
+    pub(super) revoked: std::collections::BTreeSet<String>,
     /// Roots in the bundle, oldest first.
     pub(super) roots: Vec<Generation>,
     /// Issuers, oldest first.
     pub(super) issuers: Vec<Generation>,
     /// The generation of the issuer that signs new leaves.
     pub(super) active_issuer: u32,
-    /// Where later root and issuer keys are derived from.
-    pub(super) seed: Option<Seed>,
+    /// Where later root and issuer keys come from.
+    pub(super) seed: Option<KeySource>,
     /// Where the state is persisted after every change.
     pub(super) disk: Option<Arc<dyn Disk>>,
 }
@@ -61,7 +67,12 @@ impl Authority {
             algorithm: material.algorithm,
             leaf_ttl,
             next_serial: 1,
-            tokens,
+            tokens: tokens
+                .into_iter()
+                .map(|(token, id)| (token_digest(&token), id))
+                .collect(),
+            tokens_expire: None,
+            revoked: Default::default(),
             roots: vec![Generation {
                 number: 1,
                 parent: 0,
@@ -78,9 +89,32 @@ impl Authority {
         }
     }
 
-    /// The identity a bootstrap token proves.
-    pub fn identity_for_token(&self, token: &str) -> Option<&SpiffeId> {
-        self.tokens.get(token)
+    /// Bootstrap tokens stop working at `at` (a real mesh's tokens expire,
+    /// like a projected service-account token).
+    pub fn expire_tokens_at(&mut self, at: SystemTime) {
+        self.tokens_expire = Some(at);
+    }
+
+    /// The identity a bootstrap token proves at `now`.
+    pub fn identity_for_token(&self, token: &str, now: SystemTime) -> Result<&SpiffeId, MeshError> {
+        if self.tokens_expire.is_some_and(|end| now > end) {
+            return Err(MeshError::Refused("bootstrap tokens have expired".into()));
+        }
+        self.tokens
+            .get(&token_digest(token))
+            .ok_or_else(|| MeshError::Refused("unknown bootstrap token".into()))
+    }
+
+    /// Replaces the revoked set (SPIFFE IDs and hex serials, as the control
+    /// plane's config carries them).
+    pub fn set_revoked(&mut self, revoked: std::collections::BTreeSet<String>) {
+        self.revoked = revoked;
+    }
+
+    /// Whether `id` (or the certificate with serial `serial_hex`) is revoked.
+    pub fn is_revoked(&self, id: &SpiffeId, serial_hex: Option<&str>) -> bool {
+        self.revoked.contains(&id.to_string())
+            || serial_hex.is_some_and(|serial| self.revoked.contains(serial))
     }
 
     /// The trust bundle: every root not yet retired.
@@ -138,20 +172,45 @@ impl Authority {
                 requested[0]
             )));
         }
+        if self.is_revoked(entitled, None) {
+            return Err(MeshError::Refused(format!("{entitled} is revoked")));
+        }
         if entitled.trust_domain() != self.trust_domain {
             return Err(MeshError::Refused(format!(
                 "{entitled} is outside trust domain {}",
                 self.trust_domain
             )));
         }
-        let params = self.leaf_params(entitled, now)?;
+        self.issue(&csr.public_key, entitled, now)
+    }
+
+    fn issue(
+        &mut self,
+        public_key: &impl rcgen::PublicKeyData,
+        id: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<Vec<CertificateDer<'static>>, MeshError> {
+        let params = self.leaf_params(id, now)?;
         let active = self.active();
         let leaf = params
-            .signed_by(&csr.public_key, &active.cert.issuer)
+            .signed_by(public_key, &active.cert.issuer)
             .map_err(MeshError::cert)?;
         let chain = vec![leaf.der().clone(), active.cert.der.clone()];
         self.save()?;
         Ok(chain)
+    }
+
+    /// What an attacker holding the CA's keys could sign: any identity, no
+    /// policy (tests of what the verifiers refuse on their own).
+    #[cfg(test)]
+    pub(crate) fn forge(
+        &mut self,
+        csr_pem: &str,
+        id: &SpiffeId,
+        now: SystemTime,
+    ) -> Result<Vec<CertificateDer<'static>>, MeshError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(MeshError::cert)?;
+        self.issue(&csr.public_key, id, now)
     }
 
     fn leaf_params(
@@ -181,11 +240,11 @@ impl Authority {
         Ok(params)
     }
 
-    /// Issues a leaf for the CA's own server identity, with a key from `seed`.
+    /// Issues a leaf for the CA's own server identity, with a key from `source`.
     pub(super) fn self_certify(
         &mut self,
         id: &SpiffeId,
-        seed: Seed,
+        source: KeySource,
         now: SystemTime,
     ) -> Result<
         (
@@ -194,7 +253,7 @@ impl Authority {
         ),
         MeshError,
     > {
-        let (key, pkcs8) = derive_key(self.algorithm, seed)?;
+        let (key, pkcs8) = derive_key(self.algorithm, source)?;
         let params = self.leaf_params(id, now)?;
         let active = self.active();
         let leaf = params
@@ -204,6 +263,11 @@ impl Authority {
         self.save()?;
         Ok((chain, pkcs8.into()))
     }
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -230,5 +294,31 @@ mod tests {
         );
         // The same CSR for the identity the caller proves is signed.
         assert!(ca.sign(&csr, &id("gateway"), now()).is_ok());
+    }
+
+    #[test]
+    fn tokens_prove_one_identity_until_they_expire() {
+        let material =
+            crate::ca::CaMaterial::generate("test.meshsim", seam::Seed::new(1), now()).unwrap();
+        let tokens = [("t0k3n".to_owned(), id("registry"))].into();
+        let mut ca = super::Authority::new(material, std::time::Duration::from_secs(60), tokens);
+        assert_eq!(
+            ca.identity_for_token("t0k3n", now()).unwrap(),
+            &id("registry")
+        );
+        assert!(ca.identity_for_token("t0k3m", now()).is_err());
+        ca.expire_tokens_at(now());
+        let late = now() + std::time::Duration::from_secs(1);
+        let refused = ca.identity_for_token("t0k3n", late).unwrap_err();
+        assert!(refused.to_string().contains("expired"), "{refused}");
+    }
+
+    #[test]
+    fn a_revoked_identity_is_never_issued_to() {
+        let mut ca = authority(KeyAlgorithm::Ed25519);
+        ca.set_revoked([id("loadgen").to_string()].into());
+        let csr = csr_with_uris(&[id("loadgen").to_string()]);
+        let refused = ca.sign(&csr, &id("loadgen"), now()).unwrap_err();
+        assert!(refused.to_string().contains("revoked"), "{refused}");
     }
 }

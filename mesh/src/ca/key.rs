@@ -1,10 +1,10 @@
 //! The CA's signing keys.
 
 use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
-use seam::Seed;
 
 use crate::MeshError;
 use crate::identity::{KeyAlgorithm, derive_key};
+use crate::key_source::KeySource;
 
 /// A CA signing key. Ed25519 signatures are deterministic already; P-256
 /// signs with RFC 6979 nonces (not ring's random ones), so one seed gives
@@ -22,9 +22,12 @@ pub enum CaKey {
 }
 
 impl CaKey {
-    /// The key `algorithm` derives from `seed`, and its PKCS#8 form.
-    pub fn derive(algorithm: KeyAlgorithm, seed: Seed) -> Result<(Self, Vec<u8>), MeshError> {
-        let (key, pkcs8) = derive_key(algorithm, seed)?;
+    /// The key `algorithm` draws from `source`, and its PKCS#8 form.
+    pub fn derive(
+        algorithm: KeyAlgorithm,
+        source: impl Into<KeySource>,
+    ) -> Result<(Self, Vec<u8>), MeshError> {
+        let (key, pkcs8) = derive_key(algorithm, source)?;
         let pkcs8 = pkcs8.secret_pkcs8_der().to_vec();
         Ok((Self::from_pkcs8(algorithm, &pkcs8, key)?, pkcs8))
     }

@@ -3,11 +3,11 @@
 
 use std::time::SystemTime;
 
+use crate::key_source::KeySource;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
 };
 use rustls_pki_types::CertificateDer;
-use seam::Seed;
 
 use super::key::CaKey;
 use super::state::PersistedCert;
@@ -27,11 +27,11 @@ pub struct SigningCert {
 impl SigningCert {
     pub(super) fn create(
         algorithm: KeyAlgorithm,
-        seed: Seed,
+        source: KeySource,
         params: CertificateParams,
         parent: Option<&SigningCert>,
     ) -> Result<Self, MeshError> {
-        let (key, key_pkcs8) = CaKey::derive(algorithm, seed)?;
+        let (key, key_pkcs8) = CaKey::derive(algorithm, source)?;
         let cert = match parent {
             Some(parent) => params.signed_by(&key, &parent.issuer),
             None => params.self_signed(&key),
@@ -114,7 +114,7 @@ fn generation_label(base: &str, generation: u32) -> String {
 pub(super) fn new_root(
     trust_domain: &str,
     algorithm: KeyAlgorithm,
-    seed: Seed,
+    source: KeySource,
     generation: u32,
     now: SystemTime,
 ) -> Result<SigningCert, MeshError> {
@@ -125,7 +125,7 @@ pub(super) fn new_root(
     let params = ca_params(&name, None, now);
     SigningCert::create(
         algorithm,
-        seed.child(&generation_label("root", generation)),
+        source.child(&generation_label("root", generation)),
         params,
         None,
     )
@@ -134,7 +134,7 @@ pub(super) fn new_root(
 pub(super) fn new_issuer(
     trust_domain: &str,
     algorithm: KeyAlgorithm,
-    seed: Seed,
+    source: KeySource,
     generation: u32,
     root: &SigningCert,
     now: SystemTime,
@@ -146,27 +146,33 @@ pub(super) fn new_issuer(
     let params = ca_params(&name, Some(0), now);
     SigningCert::create(
         algorithm,
-        seed.child(&generation_label("issuer", generation)),
+        source.child(&generation_label("issuer", generation)),
         params,
         Some(root),
     )
 }
 
 impl CaMaterial {
-    /// Creates an Ed25519 root and issuer, with keys derived from `seed`.
-    pub fn generate(trust_domain: &str, seed: Seed, now: SystemTime) -> Result<Self, MeshError> {
-        Self::generate_with(KeyAlgorithm::Ed25519, trust_domain, seed, now)
+    /// Creates an Ed25519 root and issuer, with keys from `source`.
+    pub fn generate(
+        trust_domain: &str,
+        source: impl Into<KeySource>,
+        now: SystemTime,
+    ) -> Result<Self, MeshError> {
+        Self::generate_with(KeyAlgorithm::Ed25519, trust_domain, source, now)
     }
 
-    /// Creates a root and an issuer of `algorithm`, keys derived from `seed`.
+    /// Creates a root and an issuer of `algorithm`, keys from `source`
+    /// (derived from a seed node, or fresh from the OS).
     pub fn generate_with(
         algorithm: KeyAlgorithm,
         trust_domain: &str,
-        seed: Seed,
+        source: impl Into<KeySource>,
         now: SystemTime,
     ) -> Result<Self, MeshError> {
-        let root = new_root(trust_domain, algorithm, seed, 1, now)?;
-        let issuer = new_issuer(trust_domain, algorithm, seed, 1, &root, now)?;
+        let source = source.into();
+        let root = new_root(trust_domain, algorithm, source, 1, now)?;
+        let issuer = new_issuer(trust_domain, algorithm, source, 1, &root, now)?;
         Ok(CaMaterial {
             trust_domain: trust_domain.to_owned(),
             algorithm,

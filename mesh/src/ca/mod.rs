@@ -21,6 +21,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod testing;
+mod throttle;
 
 use std::time::{Duration, SystemTime};
 

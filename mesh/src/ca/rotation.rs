@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use seam::Seed;
+use crate::key_source::KeySource;
 
 use super::authority::{Authority, Generation};
 use super::material::{new_issuer, new_root};
@@ -20,7 +20,7 @@ impl Authority {
             + 1
     }
 
-    fn generation_seed(&self) -> Result<Seed, MeshError> {
+    fn generation_seed(&self) -> Result<KeySource, MeshError> {
         self.seed
             .ok_or_else(|| MeshError::Refused("this authority cannot create new keys".into()))
     }

@@ -9,15 +9,18 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use seam::{HostEnv, Shutdown};
 
+use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use crate::http::{Body, read_body, serve_connection, text};
 use crate::identity::{CertInfo, SpiffeId};
 use crate::tls::{ClientAuth, MeshTls};
-use crate::{MeshError, ports};
+use crate::{KeyMode, MeshError, ports};
 
 use super::{Authority, pem_encode};
 
 /// Largest CSR the CA reads.
 const CSR_BYTES_MAX: usize = 16 * 1024;
+/// Largest revocation list the CA reads.
+const REVOKED_BYTES_MAX: usize = 1024 * 1024;
 
 /// How the CA host runs.
 pub struct CaConfig {
@@ -28,6 +31,8 @@ pub struct CaConfig {
     pub authority: Authority,
     /// Identities allowed to rotate roots and issuers.
     pub operators: Vec<SpiffeId>,
+    /// Where later keys (new generations, the CA's own leaf) come from.
+    pub keys: KeyMode,
 }
 
 struct CaServer {
@@ -36,6 +41,9 @@ struct CaServer {
     authority: Mutex<Authority>,
     tls: MeshTls,
     operators: Vec<SpiffeId>,
+    keys: KeyMode,
+    /// Failed bootstrap-token attempts per source address.
+    throttle: Mutex<super::throttle::FailureThrottle>,
     /// When the CA's own server leaf should be replaced, and by which issuer
     /// generation it was signed.
     own_leaf: Mutex<(SystemTime, u32)>,
@@ -45,7 +53,10 @@ struct CaServer {
 /// `/v1/rotate/…`) over TLS until shutdown. State lives on `env.disk`.
 pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Result<(), MeshError> {
     let mut authority = config.authority;
-    let recovered = authority.persist_on(env.disk.clone(), env.seed.child("ca-generations"))?;
+    let recovered = authority.persist_on(
+        env.disk.clone(),
+        config.keys.source(env.seed).child("ca-generations"),
+    )?;
     let (root, issuer) = authority.generations();
     env.record(
         seam::event::CA_START,
@@ -62,33 +73,43 @@ pub async fn run(config: CaConfig, env: HostEnv, mut shutdown: Shutdown) -> Resu
         authority: Mutex::new(authority),
         tls,
         operators: config.operators,
+        keys: config.keys,
+        throttle: Mutex::default(),
         own_leaf: Mutex::new((SystemTime::UNIX_EPOCH, 0)),
     });
     server.refresh_own_leaf()?;
-    let mut listener = env.net.bind(ports::CA).await?;
+    let listener = env.net.bind(ports::CA).await?;
+    let mut acceptor = Acceptor::new(listener, CONNECTIONS_MAX, &env, "ca");
     env.record(seam::event::CA_LISTEN, format!("port={}", ports::CA));
     loop {
-        let (io, _) = tokio::select! {
+        let Admitted {
+            io,
+            peer: source,
+            slot,
+        } = tokio::select! {
             biased;
             _ = shutdown.wait() => return Ok(()),
-            accepted = listener.accept() => accepted?,
+            admitted = acceptor.next() => admitted,
         };
         if let Err(e) = server.refresh_own_leaf() {
             env.record(seam::event::CA_SELF_CERTIFY_FAILED, e.to_string());
         }
         let server = server.clone();
         seam::task::spawn(async move {
-            let Ok((stream, peer)) = server
-                .tls
-                .accept(io, ClientAuth::Optional, &[b"http/1.1"])
-                .await
+            let _slot = slot;
+            // A connection that never finishes its handshake is reaped.
+            let handshake = server.tls.accept(io, ClientAuth::Optional, &[b"http/1.1"]);
+            let Ok(Ok((stream, peer))) =
+                tokio::time::timeout(crate::http::HEADER_READ_TIMEOUT, handshake).await
             else {
                 return;
             };
             let service = hyper::service::service_fn(move |req| {
                 let server = server.clone();
                 let peer = peer.clone();
-                async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(server.handle(req, peer, source.ip()).await)
+                }
             });
             let _ = serve_connection(stream, service).await;
         });
@@ -108,8 +129,8 @@ impl CaServer {
         if now < own.0 && own.1 == active {
             return Ok(());
         }
-        let seed = self.env.seed.child("ca-server-key");
-        let (chain, key) = authority.self_certify(&self.identity, seed, now)?;
+        let source = self.keys.source(self.env.seed).child("ca-server-key");
+        let (chain, key) = authority.self_certify(&self.identity, source, now)?;
         let info = self.tls.install(chain, key)?;
         let lifetime = info
             .not_after
@@ -122,7 +143,12 @@ impl CaServer {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: Option<SpiffeId>) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: Option<SpiffeId>,
+        source: std::net::IpAddr,
+    ) -> Response<Body> {
         let path = req.uri().path().to_owned();
         if req.method() == Method::GET && path == "/v1/bundle" {
             return self.bundle_response();
@@ -132,6 +158,9 @@ impl CaServer {
         }
         if let Some(step) = path.strip_prefix("/v1/rotate/") {
             return self.rotate(step, peer.as_ref());
+        }
+        if path == "/v1/revoke" {
+            return self.revoke(req, peer.as_ref()).await;
         }
         if path != "/v1/certify" {
             return text(StatusCode::NOT_FOUND, "not found");
@@ -146,13 +175,68 @@ impl CaServer {
             Ok(bytes) => bytes,
             Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
         };
+        if peer.is_none() && !self.token_attempt_allowed(source) {
+            self.env.record(
+                seam::event::CA_REFUSE,
+                "too many failed bootstrap tokens".to_owned(),
+            );
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed bootstrap tokens from this address; retry later",
+            );
+        }
+        let anonymous = peer.is_none();
         match self.certify(&csr, token.as_deref(), peer) {
             Ok(pem) => Response::new(Body::from(Bytes::from(pem))),
             Err(e) => {
+                if anonymous {
+                    self.throttle
+                        .lock()
+                        .expect("throttle poisoned")
+                        .failed(source, tokio::time::Instant::now());
+                }
                 self.env.record(seam::event::CA_REFUSE, e.to_string());
                 text(StatusCode::FORBIDDEN, &e.to_string())
             }
         }
+    }
+
+    fn token_attempt_allowed(&self, source: std::net::IpAddr) -> bool {
+        self.throttle
+            .lock()
+            .expect("throttle poisoned")
+            .allows(source, tokio::time::Instant::now())
+    }
+
+    /// `POST /v1/revoke`, operators only: the body is the whole revoked set,
+    /// one SPIFFE ID or hex serial a line (the control plane's `revoked`).
+    /// A revoked certificate then fails the CA's handshake, so it is never
+    /// proof for a renewal, and a revoked identity is never issued to, even
+    /// with its bootstrap token.
+    async fn revoke(&self, req: Request<Incoming>, peer: Option<&SpiffeId>) -> Response<Body> {
+        if !peer.is_some_and(|p| self.operators.contains(p)) {
+            self.env
+                .record(seam::event::CA_REFUSE, format!("revoke by {peer:?}"));
+            return text(StatusCode::FORBIDDEN, "revocation is for operators");
+        }
+        let body = match read_body(req.into_body(), REVOKED_BYTES_MAX).await {
+            Ok(bytes) => bytes,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        let revoked: std::collections::BTreeSet<String> = String::from_utf8_lossy(&body)
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self.env
+            .record(seam::event::CA_ROTATE, format!("revoked={}", revoked.len()));
+        self.tls.revocations().replace(revoked.clone());
+        self.authority
+            .lock()
+            .expect("authority poisoned")
+            .set_revoked(revoked);
+        text(StatusCode::OK, "revoked")
     }
 
     fn bundle_response(&self) -> Response<Body> {
@@ -224,9 +308,8 @@ impl CaServer {
         let entitled = match (peer, token) {
             (Some(id), _) => id,
             (None, Some(token)) => authority
-                .identity_for_token(token)
-                .cloned()
-                .ok_or_else(|| MeshError::Refused("unknown bootstrap token".into()))?,
+                .identity_for_token(token, self.env.clock.wall())?
+                .clone(),
             (None, None) => {
                 return Err(MeshError::Refused(
                     "no certificate and no bootstrap token".into(),

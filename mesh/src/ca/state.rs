@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use seam::{Disk, Seed};
+use seam::Disk;
 
 use super::authority::{Authority, Generation};
 use super::material::SigningCert;
 use crate::MeshError;
 use crate::identity::KeyAlgorithm;
+use crate::key_source::KeySource;
 
 /// One root or issuer as the CA stores it (DER and PKCS#8, hex).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,8 +42,12 @@ impl Authority {
     /// an earlier life, that state (keys, certificates, serials, active
     /// issuer) replaces the freshly provisioned one; otherwise the current
     /// state is written. Later generations derive their keys from `seed`.
-    pub fn persist_on(&mut self, disk: Arc<dyn Disk>, seed: Seed) -> Result<bool, MeshError> {
-        self.seed = Some(seed);
+    pub fn persist_on(
+        &mut self,
+        disk: Arc<dyn Disk>,
+        source: impl Into<KeySource>,
+    ) -> Result<bool, MeshError> {
+        self.seed = Some(source.into());
         let recovered = match disk.read(STATE_FILE)? {
             Some(bytes) => {
                 let state: PersistedCa = serde_json::from_slice(&bytes)
@@ -76,10 +81,38 @@ impl Authority {
         Ok(())
     }
 
-    pub(super) fn save(&self) -> Result<(), MeshError> {
-        let Some(disk) = &self.disk else {
-            return Ok(());
+    /// An authority whose keys and certificates come from a state file
+    /// (`ca-state.json`) that an installer wrote: a real mesh's keys are
+    /// drawn from the OS once, so every later start reads them back
+    /// instead of deriving them.
+    pub fn from_state(
+        bytes: &[u8],
+        leaf_ttl: std::time::Duration,
+        tokens: std::collections::BTreeMap<String, crate::SpiffeId>,
+    ) -> Result<Self, MeshError> {
+        let state: PersistedCa = serde_json::from_slice(bytes)
+            .map_err(|e| MeshError::Cert(format!("corrupt CA state: {e}")))?;
+        let load = |p: &PersistedCert| -> Result<SigningCert, MeshError> {
+            let der = hex::decode(&p.der_hex).map_err(MeshError::cert)?;
+            let key = hex::decode(&p.key_hex).map_err(MeshError::cert)?;
+            SigningCert::load(state.algorithm, der, key)
         };
+        let (Some(root), Some(issuer)) = (state.roots.first(), state.issuers.first()) else {
+            return Err(MeshError::Cert("CA state without a root or issuer".into()));
+        };
+        let material = super::CaMaterial {
+            trust_domain: state.trust_domain.clone(),
+            algorithm: state.algorithm,
+            root: load(root)?,
+            issuer: load(issuer)?,
+        };
+        let mut authority = Authority::new(material, leaf_ttl, tokens);
+        authority.restore(state)?;
+        Ok(authority)
+    }
+
+    /// The state file's bytes (it holds the private keys: write it 0600).
+    pub fn state_bytes(&self) -> Result<Vec<u8>, MeshError> {
         let state = PersistedCa {
             trust_domain: self.trust_domain.clone(),
             algorithm: self.algorithm,
@@ -96,8 +129,14 @@ impl Authority {
                 .collect(),
             active_issuer: self.active_issuer,
         };
-        let bytes = serde_json::to_vec(&state).map_err(MeshError::cert)?;
-        disk.write(STATE_FILE, &bytes)?;
+        serde_json::to_vec(&state).map_err(MeshError::cert)
+    }
+
+    pub(super) fn save(&self) -> Result<(), MeshError> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        disk.write(STATE_FILE, &self.state_bytes()?)?;
         Ok(())
     }
 }

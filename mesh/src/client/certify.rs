@@ -17,7 +17,8 @@ use rustls_pki_types::pem::PemObject;
 use seam::HostEnv;
 
 use crate::client::Upstream;
-use crate::identity::{CertInfo, KeyAlgorithm, SpiffeId, certificate_request, derive_key};
+use crate::identity::{CertInfo, KeyAlgorithm, SpiffeId, certificate_request};
+use crate::key_source::KeyMode;
 use crate::tls::MeshTls;
 use crate::{MeshError, http};
 
@@ -34,6 +35,8 @@ pub struct CertifyConfig {
     pub renew_fraction: f64,
     /// The algorithm of the workload's key.
     pub key_algorithm: KeyAlgorithm,
+    /// Where the workload's key comes from (the OS, in a real mesh).
+    pub keys: KeyMode,
     /// First retry delay after a failed request.
     pub backoff_min: Duration,
     /// Largest retry delay.
@@ -50,11 +53,15 @@ pub async fn certify_once(
     config: &CertifyConfig,
     attempt: u64,
 ) -> Result<CertInfo, MeshError> {
-    let key_seed = env.seed.child("identity-key").child(&attempt.to_string());
-    let (_, pkcs8) = derive_key(config.key_algorithm, key_seed)?;
+    let source = config
+        .keys
+        .source(env.seed)
+        .child("identity-key")
+        .child(&attempt.to_string());
     // Sign the CSR deterministically (RFC 6979 for P-256), so its bytes,
     // which the CA's handshake transcript may include, replay exactly.
-    let (signer, _) = crate::ca::CaKey::derive(config.key_algorithm, key_seed)?;
+    let (signer, pkcs8) = crate::ca::CaKey::derive(config.key_algorithm, source)?;
+    let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8);
     let csr = certificate_request(&config.identity, &signer)?;
     let io = env
         .net

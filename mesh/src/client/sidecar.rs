@@ -14,6 +14,7 @@ use seam::{HostEnv, LOCALHOST};
 
 use crate::client::pool::Pool;
 use crate::http::{self as mesh_http, Body};
+use crate::pod_secret::PodSecret;
 use crate::{MeshError, ports};
 
 /// Header on answers the outbound sidecar made itself (no endpoints,
@@ -47,12 +48,15 @@ pub struct Sidecar {
     env: HostEnv,
     /// Idle connections to the sidecar, reused across requests.
     pool: Pool,
+    /// What the sidecar wants to see (loopback deployments).
+    pod_secret: Option<PodSecret>,
 }
 
 impl Sidecar {
     /// A client of `env`'s own outbound sidecar (connects lazily).
     pub fn new(env: HostEnv) -> Self {
         Sidecar {
+            pod_secret: PodSecret::load(env.disk.as_ref()),
             env,
             pool: Pool::default(),
         }
@@ -76,6 +80,11 @@ impl Sidecar {
             && let Ok(context) = TRACE_CONTEXT.try_with(HeaderValue::clone)
         {
             request.headers_mut().insert(traceparent, context);
+        }
+        if let Some(secret) = &self.pod_secret {
+            request
+                .headers_mut()
+                .insert(crate::pod_secret::HEADER, secret.header_value());
         }
         let env = &self.env;
         let connect = || async move {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::store::Store;
 use super::{Delta, Registration, WATCH_HOLD};
+use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use crate::client::certify::{self, CertifyConfig};
 use crate::config::MeshConfig;
 use crate::http::{Body, json, read_body, serve_connection, text};
@@ -29,6 +30,11 @@ pub struct ControlConfig {
     pub initial: MeshConfig,
     /// Identities allowed to apply config (operators, CI).
     pub operators: Vec<SpiffeId>,
+    /// Which identity serves which service: the only caller that may
+    /// register, heartbeat or deregister an endpoint of the service, and
+    /// the identity every client sidecar then expects from its endpoints.
+    /// A service not listed has no endpoints (default deny).
+    pub service_accounts: BTreeMap<String, SpiffeId>,
     /// An endpoint not heard from for this long is removed.
     pub endpoint_ttl: Duration,
 }
@@ -44,6 +50,7 @@ struct ControlServer {
     last_seen: Mutex<BTreeMap<(String, String), Instant>>,
     changed: watch::Sender<u64>,
     operators: Vec<SpiffeId>,
+    service_accounts: BTreeMap<String, SpiffeId>,
     endpoint_ttl: Duration,
 }
 
@@ -53,22 +60,21 @@ pub async fn run(
     env: HostEnv,
     mut shutdown: Shutdown,
 ) -> Result<(), MeshError> {
-    let store = Store::open(env.disk.clone(), config.initial)?;
+    let store = Store::open(env.disk.clone(), config.initial.clone())?;
     env.record(
         seam::event::CONTROL_RECOVERED,
         format!("v={}", store.snapshot().version),
     );
-    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots));
-    seam::task::spawn(certify::run(env.clone(), tls.clone(), config.certify));
+    let tls = Arc::new(MeshTls::for_host(&env, config.trust_roots.clone()));
+    seam::task::spawn(certify::run(
+        env.clone(),
+        tls.clone(),
+        config.certify.clone(),
+    ));
     while tls.leaf().is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let server = Arc::new(ControlServer::new(
-        env.clone(),
-        store,
-        config.operators,
-        config.endpoint_ttl,
-    ));
+    let server = Arc::new(ControlServer::new(env.clone(), store, &config));
     seam::task::spawn(server.clone().sweep());
     // The control plane trusts the bundle it publishes (root rotation).
     let (published, installed) = (server.clone(), tls.roots());
@@ -89,21 +95,25 @@ pub async fn run(
             }
         }
     });
-    let mut listener = env.net.bind(ports::CONTROL).await?;
+    let listener = env.net.bind(ports::CONTROL).await?;
+    let mut acceptor = Acceptor::new(listener, CONNECTIONS_MAX, &env, "control");
     env.record(
         seam::event::CONTROL_LISTEN,
         format!("port={}", ports::CONTROL),
     );
     loop {
-        let (io, _) = tokio::select! {
+        let Admitted { io, slot, .. } = tokio::select! {
             biased;
             _ = shutdown.wait() => return Ok(()),
-            accepted = listener.accept() => accepted?,
+            admitted = acceptor.next() => admitted,
         };
         let (server, tls) = (server.clone(), tls.clone());
         seam::task::spawn(async move {
-            let Ok((stream, Some(peer))) =
-                tls.accept(io, ClientAuth::Required, &[b"http/1.1"]).await
+            let _slot = slot;
+            // A connection that never finishes its handshake is reaped.
+            let handshake = tls.accept(io, ClientAuth::Required, &[b"http/1.1"]);
+            let Ok(Ok((stream, Some(peer)))) =
+                tokio::time::timeout(crate::http::HEADER_READ_TIMEOUT, handshake).await
             else {
                 return;
             };
@@ -117,7 +127,7 @@ pub async fn run(
 }
 
 impl ControlServer {
-    fn new(env: HostEnv, store: Store, operators: Vec<SpiffeId>, endpoint_ttl: Duration) -> Self {
+    fn new(env: HostEnv, store: Store, config: &ControlConfig) -> Self {
         // Endpoints recovered from the log get a full TTL to heartbeat again.
         let now = Instant::now();
         let last_seen = store
@@ -135,8 +145,9 @@ impl ControlServer {
             store: Mutex::new(store),
             last_seen: Mutex::new(last_seen),
             changed,
-            operators,
-            endpoint_ttl,
+            operators: config.operators.clone(),
+            service_accounts: config.service_accounts.clone(),
+            endpoint_ttl: config.endpoint_ttl,
         }
     }
 
@@ -178,17 +189,34 @@ impl ControlServer {
     }
 
     fn register(&self, body: &[u8], peer: &SpiffeId, up: bool) -> Response<Body> {
-        let Ok(registration) = serde_json::from_slice::<Registration>(body) else {
+        let Ok(mut registration) = serde_json::from_slice::<Registration>(body) else {
             return text(StatusCode::BAD_REQUEST, "malformed registration");
         };
-        // A workload may only speak for itself.
-        if &registration.endpoint.identity != peer {
+        // The configuration says who serves a service; the registrant's
+        // word counts for nothing. Only that identity may add, refresh or
+        // remove the service's endpoints, and it is the identity callers
+        // will demand at the handshake.
+        let Some(serves) = self.service_accounts.get(&registration.service) else {
             self.env.record(
                 seam::event::CONTROL_REGISTER_REFUSED,
-                format!("peer={peer} claimed={}", registration.endpoint.identity),
+                format!("peer={peer} unknown service={}", registration.service),
             );
-            return text(StatusCode::FORBIDDEN, "a workload may only register itself");
+            return text(StatusCode::FORBIDDEN, "no such service in the mesh");
+        };
+        if serves != peer || &registration.endpoint.identity != peer {
+            self.env.record(
+                seam::event::CONTROL_REGISTER_REFUSED,
+                format!(
+                    "peer={peer} service={} claimed={}",
+                    registration.service, registration.endpoint.identity
+                ),
+            );
+            return text(
+                StatusCode::FORBIDDEN,
+                "only the service's own service account may register or deregister it",
+            );
         }
+        registration.endpoint.identity = serves.clone();
         let key = (
             registration.service.clone(),
             registration.endpoint.host.clone(),

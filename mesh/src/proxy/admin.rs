@@ -13,7 +13,11 @@ use hyper::body::Incoming;
 use seam::HostEnv;
 use tokio::sync::watch;
 
+use crate::accept::{Acceptor, Admitted};
 use crate::http::{Body, json, text};
+
+/// Scrapers and probes are few: the admin port needs few connections.
+const ADMIN_CONNECTIONS_MAX: usize = 64;
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::telemetry::Telemetry;
 use crate::{MeshError, ports};
@@ -25,7 +29,7 @@ pub async fn serve(
     telemetry: Telemetry,
     ready: watch::Receiver<bool>,
 ) -> Result<(), MeshError> {
-    let mut listener = env.net.bind(ports::PROXY_ADMIN).await?;
+    let listener = env.net.bind(ports::PROXY_ADMIN).await?;
     let address = listener.local_addr()?;
     if !address.ip().is_loopback() {
         env.record(
@@ -36,11 +40,13 @@ pub async fn serve(
     }
     env.record(seam::event::ADMIN_LISTEN, format!("addr={address}"));
     let limits = Limits::default();
+    let mut acceptor = Acceptor::new(listener, ADMIN_CONNECTIONS_MAX, &env, "admin");
     loop {
-        let (io, _) = listener.accept().await?;
+        let Admitted { io, slot, .. } = acceptor.next().await;
         let (host, telemetry, ready) = (env.name.clone(), telemetry.clone(), ready.clone());
         let limits = limits.clone();
         seam::task::spawn(async move {
+            let _slot = slot;
             let handler = move |request: Request<Incoming>| {
                 let response = answer(&request, &host, &telemetry, *ready.borrow());
                 async move { response }

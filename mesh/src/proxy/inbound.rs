@@ -22,12 +22,14 @@ use hyper::body::Incoming;
 use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
+use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
 use crate::client::pool::{Pool, RESPONSE_BYTES_MAX};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
 use crate::http::{Body, read_body, text};
 use crate::identity::CertInfo;
+use crate::pod_secret::{self, PodSecret};
 use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::ratelimit::Limiter;
@@ -66,6 +68,8 @@ struct Inbound {
     app_h2: H2Pool,
     limiter: Limiter,
     rng: Mutex<ChaCha12Rng>,
+    /// What this sidecar presents to its app (loopback deployments).
+    pod_secret: Option<PodSecret>,
 }
 
 /// Accepts mesh connections until the host stops, with no policy.
@@ -86,9 +90,11 @@ pub async fn serve_with(
     tls: Arc<MeshTls>,
     config: InboundConfig,
 ) -> Result<(), MeshError> {
-    let mut listener = env.net.bind(ports::PROXY_INBOUND).await?;
+    let listener = env.net.bind(ports::PROXY_INBOUND).await?;
+    let mut acceptor = Acceptor::new(listener, CONNECTIONS_MAX, &env, "inbound");
     let inbound = Arc::new(Inbound {
         rng: Mutex::new(env.seed.child("inbound").rng()),
+        pod_secret: PodSecret::load(env.disk.as_ref()),
         env,
         config,
         app_h1: Pool::default(),
@@ -96,9 +102,14 @@ pub async fn serve_with(
         limiter: Limiter::default(),
     });
     loop {
-        let (io, peer_addr) = listener.accept().await?;
+        let Admitted {
+            io,
+            peer: peer_addr,
+            slot,
+        } = acceptor.next().await;
         let (inbound, tls) = (inbound.clone(), tls.clone());
         seam::task::spawn(async move {
+            let _slot = slot;
             let limits = inbound.config.limits.clone();
             let handshake = tls.accept(io, ClientAuth::Required, &[b"h2", b"http/1.1"]);
             let accepted = tokio::time::timeout(limits.header_read_timeout, handshake).await;
@@ -317,6 +328,12 @@ impl Inbound {
             return refusal(StatusCode::PAYLOAD_TOO_LARGE);
         };
         strip_hop_headers(&mut parts.headers);
+        parts.headers.remove(pod_secret::HEADER);
+        if let Some(secret) = &self.pod_secret {
+            parts
+                .headers
+                .insert(pod_secret::HEADER, secret.header_value());
+        }
         parts.headers.insert(
             PEER_IDENTITY_HEADER,
             HeaderValue::from_str(&principal).expect("SPIFFE IDs are valid header values"),

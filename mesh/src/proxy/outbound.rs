@@ -28,12 +28,14 @@ use hyper::body::Incoming;
 use rand_chacha::ChaCha12Rng;
 use seam::HostEnv;
 
+use crate::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use crate::authz::normalize_target;
 use crate::client::PROXY_ERROR_HEADER;
 use crate::client::pool::{RESPONSE_BYTES_MAX, clone_request};
 use crate::config::{RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Endpoint, Snapshot};
 use crate::http::{Body, read_body, text};
+use crate::pod_secret::{self, PodSecret};
 use crate::proxy::balance::{Balancer, OutlierChange, Refusal};
 use crate::proxy::h2pool::{self, H2Pool, PoolError};
 use crate::proxy::limits::{self, Limits, Protocol};
@@ -72,6 +74,8 @@ struct Outbound {
     budgets: Mutex<BTreeMap<String, BudgetWindow>>,
     rng: Mutex<ChaCha12Rng>,
     config: OutboundConfig,
+    /// What the local app must present (loopback deployments).
+    pod_secret: Option<PodSecret>,
 }
 
 /// Serves the local app until the host stops (default telemetry and limits).
@@ -97,10 +101,12 @@ pub async fn serve_with(
     discovery: Discovery,
     config: OutboundConfig,
 ) -> Result<(), MeshError> {
-    let mut listener = env.net.bind(ports::PROXY_OUTBOUND).await?;
+    let listener = env.net.bind(ports::PROXY_OUTBOUND).await?;
+    let mut acceptor = Acceptor::new(listener, CONNECTIONS_MAX, &env, "outbound");
     let outbound = Arc::new(Outbound {
         balancer: Balancer::new(env.seed.child("balancer").rng()),
         rng: Mutex::new(env.seed.child("outbound").rng()),
+        pod_secret: PodSecret::load(env.disk.as_ref()),
         env,
         tls,
         discovery,
@@ -109,7 +115,7 @@ pub async fn serve_with(
         config,
     });
     loop {
-        let (io, peer) = listener.accept().await?;
+        let Admitted { io, peer, slot } = acceptor.next().await;
         // The outbound listener serves this host's app only: a remote caller
         // would borrow this workload's identity (an open relay). Real hosts
         // bind it to 127.0.0.1; the seam binds every port on the host's
@@ -123,6 +129,7 @@ pub async fn serve_with(
         }
         let outbound = outbound.clone();
         seam::task::spawn(async move {
+            let _slot = slot;
             let _open = outbound
                 .config
                 .telemetry
@@ -201,6 +208,16 @@ impl Outbound {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        if !pod_secret::admits(self.pod_secret.as_ref(), request.headers()) {
+            self.env.record(
+                seam::event::OUTBOUND_REFUSED_REMOTE,
+                "caller without the pod secret",
+            );
+            return proxy_error(
+                StatusCode::FORBIDDEN,
+                "the outbound listener serves its own app only",
+            );
+        }
         let started = self.config.telemetry.now();
         let incoming = request
             .headers()
@@ -569,6 +586,7 @@ fn upstream_parts(
     record: &RequestRecord,
 ) -> Option<http::request::Parts> {
     parts.headers.remove(PEER_IDENTITY_HEADER);
+    parts.headers.remove(pod_secret::HEADER);
     strip_hop_headers(&mut parts.headers);
     parts.headers.remove(http::header::HOST);
     let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;

@@ -3,7 +3,6 @@
 //! bootstrap token from the state directory) to the running CA, and writes
 //! `cert.pem`, `key.pem` and `ca.pem` that curl and openssl can use.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,10 +35,6 @@ pub struct IssueArgs {
 /// Runs `meshsim certs …`.
 pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
     let CertsCommand::Issue(args) = command;
-    let mut entropy = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut entropy))
-        .context("reading /dev/urandom for the key")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -48,7 +43,7 @@ pub fn run(command: CertsCommand) -> anyhow::Result<ExitCode> {
         .block_on(async {
             tokio::time::timeout(
                 std::time::Duration::from_secs(20),
-                deploy::issue_certificate(&args.state_dir, &args.identity, entropy),
+                deploy::issue_certificate(&args.state_dir, &args.identity),
             )
             .await
         })

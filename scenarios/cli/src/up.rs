@@ -36,6 +36,11 @@ pub struct UpArgs {
     /// Repeatable.
     #[arg(long = "external-app", value_name = "SERVICE")]
     pub external_apps: Vec<String>,
+    /// Derive every CA key, workload key and bootstrap token from the seed
+    /// (reproducible, and public to anyone who knows the seed) instead of
+    /// the OS CSPRNG. For tests on loopback only.
+    #[arg(long)]
+    pub insecure_derived_keys: bool,
     /// How long to wait for every sidecar to listen.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     pub ready_timeout: u64,
@@ -43,8 +48,27 @@ pub struct UpArgs {
 
 struct Running {
     label: String,
+    part: Part,
+    /// Where it serves once ready; probed by `watch`.
+    serving: std::net::SocketAddr,
     child: Child,
+    /// Probes in a row that found nothing listening.
+    missed: u32,
+    /// When it was last (re)started.
+    started: tokio::time::Instant,
+    /// Restarts so far.
+    restarts: u32,
 }
+
+/// Probes in a row a component may miss before it counts as not serving.
+const MISSED_PROBES_MAX: u32 = 3;
+/// How often `up` probes every component.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A fresh start gets this long before its probes count.
+const START_GRACE: Duration = Duration::from_secs(15);
+/// A component restarted this often has a problem a restart will not fix:
+/// `up` stops the mesh and exits non-zero.
+const RESTARTS_MAX: u32 = 5;
 
 /// Runs `meshsim up`.
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -54,6 +78,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         &args.set,
         args.seed,
         std::process::id(),
+        if args.insecure_derived_keys {
+            eprintln!("{}", deploy::DERIVED_KEYS_WARNING);
+            mesh::KeyMode::Derived
+        } else {
+            mesh::KeyMode::Os
+        },
     )
     .map_err(|e| crate::BadInput(e.to_string()))?;
     let table = deploy::address_table(&prepared)?;
@@ -72,7 +102,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     runtime.block_on(async move {
-        let mut children = spawn_all(&args.state_dir, &parts)?;
+        let mut children = spawn_all(&args.state_dir, &prepared.state, &parts)?;
         let ready = tokio::select! {
             biased;
             _ = crate::serve::terminated() => Err(anyhow::anyhow!("interrupted before the mesh was ready")),
@@ -89,24 +119,51 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             &table,
         )?;
         print_table(&args.state_dir, &prepared.state, &table);
-        watch(&mut children).await;
+        let supervised = watch(&args.state_dir, &mut children).await;
         println!("stopping {} processes…", children.len());
         let _ = std::fs::remove_file(args.state_dir.join(deploy::ADDRESSES_FILE));
         stop_all(children).await;
         println!("stopped");
-        Ok(ExitCode::SUCCESS)
+        match supervised {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(failure) => {
+                eprintln!("{failure}");
+                Ok(ExitCode::from(3))
+            }
+        }
     })
 }
 
-fn spawn_all(dir: &Path, parts: &[Part]) -> anyhow::Result<Vec<Running>> {
+fn spawn_all(
+    dir: &Path,
+    state: &deploy::MeshState,
+    parts: &[Part],
+) -> anyhow::Result<Vec<Running>> {
+    parts
+        .iter()
+        .map(|part| {
+            Ok(Running {
+                label: part.label(),
+                part: part.clone(),
+                serving: part.serving_address(state)?,
+                child: spawn(dir, part)?,
+                missed: 0,
+                started: tokio::time::Instant::now(),
+                restarts: 0,
+            })
+        })
+        .collect()
+}
+
+fn spawn(dir: &Path, part: &Part) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the meshsim binary")?;
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let mut children = Vec::new();
-    for part in parts {
+    seam::private_file::private_dir(&logs)
+        .with_context(|| format!("creating {}", logs.display()))?;
+    {
         let label = part.label();
         let log_path = logs.join(format!("{label}.log"));
-        let log = std::fs::File::create(&log_path)
+        let log = seam::private_file::append_private(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut command = Command::new(&exe);
         match part {
@@ -136,12 +193,8 @@ fn spawn_all(dir: &Path, parts: &[Part]) -> anyhow::Result<Vec<Running>> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {label}"))?;
-        children.push(Running { label, child });
+        command.spawn().with_context(|| format!("starting {label}"))
     }
-    Ok(children)
 }
 
 /// Waits until every sidecar's inbound listener accepts a connection; a
@@ -212,29 +265,74 @@ fn print_table(dir: &Path, state: &deploy::MeshState, table: &BTreeMap<String, A
         "state: {} (ca.pem, addresses.json, prometheus.yml, logs/); Ctrl-C stops",
         dir.display()
     );
+    println!(
+        "note: on the shared loopback, every local process can reach the app ports \
+         and outbound listeners; each app and its sidecar refuse callers without \
+         their pod's secret (disk/<replica>/pod-secret)"
+    );
 }
 
-/// Runs until SIGINT or SIGTERM, reporting children that exit.
-async fn watch(children: &mut [Running]) {
-    let mut reported = vec![false; children.len()];
-    let mut poll = tokio::time::interval(Duration::from_millis(500));
+/// Runs until SIGINT or SIGTERM, supervising every component by whether
+/// it serves, not only whether its process lives: a component that exits,
+/// or whose port stops accepting connections for [`MISSED_PROBES_MAX`]
+/// probes in a row, is reported and restarted. One that needs more than
+/// [`RESTARTS_MAX`] restarts ends `up` with an error.
+async fn watch(dir: &Path, children: &mut [Running]) -> anyhow::Result<()> {
+    let mut poll = tokio::time::interval(PROBE_INTERVAL);
     let stop = crate::serve::terminated();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
-            _ = &mut stop => return,
+            _ = &mut stop => return Ok(()),
             _ = poll.tick() => {}
         }
-        for (index, running) in children.iter_mut().enumerate() {
-            if !reported[index]
-                && let Ok(Some(status)) = running.child.try_wait()
-            {
-                eprintln!("{} exited ({status})", running.label);
-                reported[index] = true;
+        for running in children.iter_mut() {
+            let Some(reason) = not_serving(running).await else {
+                continue;
+            };
+            eprintln!("{} {reason}; restarting it", running.label);
+            if running.restarts >= RESTARTS_MAX {
+                anyhow::bail!(
+                    "{} stopped serving {} times; see logs/{}.log",
+                    running.label,
+                    running.restarts + 1,
+                    running.label
+                );
             }
+            let _ = running.child.kill().await;
+            running.child = spawn(dir, &running.part)?;
+            running.restarts += 1;
+            running.missed = 0;
+            running.started = tokio::time::Instant::now();
         }
     }
+}
+
+/// Why `running` no longer serves, if it does not.
+async fn not_serving(running: &mut Running) -> Option<String> {
+    if let Ok(Some(status)) = running.child.try_wait() {
+        return Some(format!("exited ({status})"));
+    }
+    if running.started.elapsed() < START_GRACE {
+        return None;
+    }
+    let probe = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(running.serving),
+    )
+    .await;
+    if matches!(probe, Ok(Ok(_))) {
+        running.missed = 0;
+        return None;
+    }
+    running.missed += 1;
+    (running.missed >= MISSED_PROBES_MAX).then(|| {
+        format!(
+            "stopped accepting connections on {} ({} probes missed)",
+            running.serving, running.missed
+        )
+    })
 }
 
 /// Closes every child's stdin (its signal to stop), waits up to 5 s, then

@@ -6,100 +6,16 @@
 //! a real Prometheus scrapes every sidecar (ignored: run by `.ci/run` after
 //! `scripts/install-prometheus.sh`). Needs `curl` and `openssl` on the PATH.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use common::{MESHSIM, Mesh, curl, run, smoke, status_of};
 
 use apps::rec::genesis::Genesis;
 use spec::Scenario;
-
-const MESHSIM: &str = env!("CARGO_BIN_EXE_meshsim");
-
-fn smoke() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/smoke.toml")
-}
-
-/// A running `meshsim up`; dropping it stops the mesh (SIGTERM, then kill).
-struct Mesh {
-    up: Child,
-    dir: PathBuf,
-}
-
-impl Mesh {
-    fn start(name: &str) -> Mesh {
-        let dir = std::env::temp_dir().join(format!("meshsim-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let up = Command::new(MESHSIM)
-            .arg("up")
-            .arg(smoke())
-            .arg("--state-dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("meshsim up starts");
-        let mut mesh = Mesh { up, dir };
-        mesh.wait_ready(Duration::from_secs(120));
-        mesh
-    }
-
-    /// Polls for addresses.json, which `up` publishes only once every
-    /// sidecar's inbound listener accepts connections.
-    fn wait_ready(&mut self, limit: Duration) {
-        let step = Duration::from_millis(200);
-        let mut waited = Duration::ZERO;
-        while !self.dir.join("addresses.json").exists() {
-            if let Some(status) = self.up.try_wait().expect("poll up") {
-                panic!("meshsim up exited before it was ready: {status}");
-            }
-            assert!(waited < limit, "the mesh was not ready within {limit:?}");
-            std::thread::sleep(step);
-            waited += step;
-        }
-    }
-
-    fn addresses(&self) -> BTreeMap<String, serde_json::Value> {
-        let text = std::fs::read_to_string(self.dir.join("addresses.json")).expect("addresses");
-        serde_json::from_str(&text).expect("addresses.json is JSON")
-    }
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.up.id().to_string()])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.up.try_wait() {
-                let _ = std::fs::remove_dir_all(&self.dir);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Its children exit on their own when its stdin pipes close.
-        let _ = self.up.kill();
-        let _ = self.up.wait();
-    }
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().expect("the command runs")
-}
-
-/// `curl` against one replica's inbound listener, naming it by the DNS name
-/// in its certificate.
-fn curl(entry: &serde_json::Value, extra: &[&str], path: &str) -> Output {
-    let inbound = entry["inbound"].as_str().expect("inbound");
-    let (ip, port) = inbound.rsplit_once(':').expect("host:port");
-    let name = entry["server_name"].as_str().expect("server_name");
-    run(Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["--resolve", &format!("{name}:{port}:{ip}")])
-        .args(extra)
-        .arg(format!("https://{name}:{port}{path}")))
-}
 
 /// `meshsim load` against one replica's inbound listener over mTLS, named
 /// by the DNS name in its certificate and dialled with `--resolve`.
@@ -138,11 +54,6 @@ fn wait_for_gateway(entry: &serde_json::Value, tls: [&str; 6], bearer: &str, out
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("meshsim load with a mesh certificate never got 2xx from the gateway: {last:?}");
-}
-
-fn status_of(output: &Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines().last().unwrap_or_default().to_owned()
 }
 
 #[test]

@@ -3,27 +3,31 @@
 //! components themselves (CA, control plane, one sidecar, one app), and the
 //! CA client behind `meshsim certs issue`.
 //!
-//! Every process rebuilds the same [`Install`] from the scenario file, the
-//! seed and the CA's creation time recorded in the state directory: CA
-//! material and bootstrap tokens are derived from the seed, so the CA
-//! process and the workloads agree on the trust bundle without copying keys
-//! around. Hosts get fixed `127.a.b.x` addresses and listen on their logical
-//! ports, so a process finds any other host from the address map alone.
+//! `meshsim up` installs once: the CA's root and issuer keys and every
+//! bootstrap token are drawn from the OS CSPRNG and written owner-only
+//! (the CA's keys only to the CA's own disk). Every process then rebuilds
+//! the same [`Install`] from the scenario file, the trust bundle and the
+//! tokens in the state directory. Only `--insecure-derived-keys` derives
+//! them from the seed instead (anyone who knows the seed can then forge
+//! any identity), for reproducible tests on loopback. Hosts get fixed
+//! `127.a.b.x` addresses and listen on their logical ports, so a process
+//! finds any other host from the address map alone.
 //!
-//! State directory layout:
-//! - `mesh.json`: scenario, seed, CA creation time, host addresses (internal);
+//! State directory layout (the directory itself is 0700):
+//! - `mesh.json` (0600): scenario, seed, key mode, CA creation time, host
+//!   addresses (internal);
 //! - `ca.pem`: the trust bundle;
 //! - `addresses.json`: the public contract, `"<service>-<replica>"` →
 //!   `{inbound, admin, identity, server_name}` (written once every
 //!   inbound listener accepts connections, removed on shutdown);
 //! - `ca.json`: where the CA listens and the identity it proves;
-//! - `tokens.json` (mode 0600): bootstrap token of every identity;
+//! - `tokens.json` (0600): bootstrap token of every identity;
 //! - `prometheus.yml`: a Prometheus configuration scraping every sidecar's
 //!   admin `/metrics` (written with `addresses.json`);
-//! - `disk/<host>/`: each host's durable storage; `logs/<process>.log`.
+//! - `disk/<host>/` (0700, files 0600): each host's durable storage, the
+//!   CA's keys in `disk/ca/ca-state.json`; `logs/<process>.log` (0600).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,8 +38,10 @@ use http::{Request, StatusCode};
 use mesh::ca::pem_encode;
 use mesh::identity::{certificate_request, ed25519_key};
 use mesh::tls::MeshTls;
+use mesh::{KeyMode, KeySource};
 use mesh::{MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
+use seam::private_file::{PRIVATE_FILE_MODE, PUBLIC_FILE_MODE};
 use seam::real::{AddressBook, SystemClock};
 use seam::{Clock, HostEnv, HostParts, Seed, SkewHandle, Trace};
 use serde::{Deserialize, Serialize};
@@ -102,8 +108,10 @@ pub struct MeshState {
     pub scenario: PathBuf,
     /// `--set` overrides applied to it.
     pub overrides: Vec<String>,
-    /// The run seed (CA material and tokens derive from it).
+    /// The run seed (service times, jitter; keys only with derived keys).
     pub seed: u64,
+    /// Where the CA keys and tokens came from.
+    pub keys: KeyMode,
     /// When the CA material was made (Unix seconds), so that every process
     /// derives byte-identical certificates.
     pub ca_created_unix_s: u64,
@@ -183,31 +191,22 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DeployErr
     })
 }
 
-/// Writes `value` as JSON through a temporary file and a rename, so a
-/// reader polling for the file never sees half of it.
-fn write_json<T: Serialize>(path: &Path, value: &T, mode: Option<u32>) -> Result<(), DeployError> {
+/// Writes `value` as JSON atomically (a reader polling for the file never
+/// sees half of it) with `mode`.
+fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), DeployError> {
     let text = serde_json::to_string_pretty(value).expect("state serializes");
     write_file(path, text.as_bytes(), mode)
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), DeployError> {
-    let partial = path.with_extension("partial");
-    // A fresh file, so the mode applies (it only does on creation).
-    let _ = std::fs::remove_file(&partial);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if let Some(mode) = mode {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(&partial).map_err(file_error(&partial))?;
-    file.write_all(bytes).map_err(file_error(&partial))?;
-    file.sync_all().map_err(file_error(&partial))?;
-    std::fs::rename(&partial, path).map_err(file_error(path))
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DeployError> {
+    seam::private_file::write_atomic(path, bytes, mode).map_err(file_error(path))
 }
+
+/// What every process of a mesh run with `--insecure-derived-keys` prints.
+pub const DERIVED_KEYS_WARNING: &str = "WARNING: --insecure-derived-keys: every CA key, \
+workload key and bootstrap token of this mesh is derived from the seed in the scenario \
+file; anyone who knows the seed can impersonate any workload. For reproducible tests on \
+loopback only.";
 
 impl MeshState {
     /// Reads `DIR/mesh.json`.
@@ -224,15 +223,52 @@ impl MeshState {
             .map_err(|e| DeployError::Scenario(e.to_string()))
     }
 
-    /// The install every process of the mesh agrees on. Its processes run
-    /// until stopped, so its telemetry keeps windows, not a whole history.
-    pub fn install(&self) -> Result<Arc<Install>, DeployError> {
-        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(self.ca_created_unix_s);
-        let install = Install::new(self.scenario()?, Seed::new(self.seed), created)?;
+    /// The install every process of the mesh in `dir` agrees on: derived
+    /// again from the seed, or (OS keys) the trust bundle and tokens the
+    /// installer wrote. Its processes run until stopped, so its telemetry
+    /// keeps windows, not a whole history.
+    pub fn install(&self, dir: &Path) -> Result<Arc<Install>, DeployError> {
+        let install = self.install_keys(dir)?;
         install
             .telemetry
             .set_retention(mesh::telemetry::Retention::LongLived);
         Ok(install)
+    }
+
+    fn install_keys(&self, dir: &Path) -> Result<Arc<Install>, DeployError> {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(self.ca_created_unix_s);
+        let seed = Seed::new(self.seed);
+        match self.keys {
+            KeyMode::Derived => Ok(Install::with_keys(
+                self.scenario()?,
+                seed,
+                created,
+                KeyMode::Derived,
+            )?),
+            KeyMode::Os => {
+                let bundle_path = dir.join(CA_FILE);
+                let pem =
+                    std::fs::read_to_string(&bundle_path).map_err(file_error(&bundle_path))?;
+                let roots = mesh::tls::bundle_from_pem(&[pem])?;
+                let by_name: BTreeMap<String, String> = read_json(&dir.join(TOKENS_FILE))?;
+                let mut tokens = BTreeMap::new();
+                for (id, token) in by_name {
+                    let id: SpiffeId = id.parse().map_err(|e: MeshError| DeployError::Corrupt {
+                        path: dir.join(TOKENS_FILE),
+                        message: e.to_string(),
+                    })?;
+                    tokens.insert(id, token);
+                }
+                Ok(Install::deployed(
+                    self.scenario()?,
+                    seed,
+                    created,
+                    KeyMode::Os,
+                    roots,
+                    tokens,
+                ))
+            }
+        }
     }
 
     /// The address book of the mesh (fixed ports).
@@ -279,7 +315,10 @@ fn workload_service(install: &Install, host: &str) -> Result<ServiceSpec, Deploy
 /// It runs until the process is stopped.
 pub fn part_software(dir: &Path, part: &Part) -> Result<HostFuture, DeployError> {
     let state = MeshState::load(dir)?;
-    let install = state.install()?;
+    if state.keys == KeyMode::Derived {
+        eprintln!("{DERIVED_KEYS_WARNING}");
+    }
+    let install = state.install(dir)?;
     let env = state.host_env(dir, part.host())?;
     match part {
         Part::Ca => Ok(install.software(&Role::Ca, env)),
@@ -312,6 +351,21 @@ pub fn parts(install: &Install) -> Vec<Part> {
         }
     }
     parts
+}
+
+impl Part {
+    /// Where the part serves once it is ready (what `up` probes): the
+    /// CA's and control plane's TLS ports, a sidecar's inbound listener,
+    /// an app's port.
+    pub fn serving_address(&self, state: &MeshState) -> Result<SocketAddr, DeployError> {
+        let port = match self {
+            Part::Ca => ports::CA,
+            Part::Control => ports::CONTROL,
+            Part::Proxy { .. } => ports::PROXY_INBOUND,
+            Part::App { .. } => ports::APP,
+        };
+        Ok(SocketAddr::new(state.ip(self.host())?, port))
+    }
 }
 
 /// The logical ports a host listens on.
@@ -366,11 +420,12 @@ pub fn prepare(
     overrides: &[Override],
     seed: Option<u64>,
     network_hint: u32,
+    keys: KeyMode,
 ) -> Result<Prepared, DeployError> {
     let scenario = Scenario::load_with(scenario_path, overrides)
         .map_err(|e| DeployError::Scenario(e.to_string()))?;
     let seed = seed.unwrap_or(scenario.seed);
-    std::fs::create_dir_all(dir).map_err(file_error(dir))?;
+    seam::private_file::private_dir(dir).map_err(file_error(dir))?;
     for stale in [dir.join("disk"), dir.join(ADDRESSES_FILE)] {
         if stale.is_dir() {
             std::fs::remove_dir_all(&stale).map_err(file_error(&stale))?;
@@ -385,36 +440,67 @@ pub fn prepare(
         .as_secs();
     let scenario_abs = std::path::absolute(scenario_path).map_err(file_error(scenario_path))?;
     let created = SystemTime::UNIX_EPOCH + Duration::from_secs(ca_created_unix_s);
-    let install = Install::new(scenario, Seed::new(seed), created)?;
+    let install = Install::with_keys(scenario, Seed::new(seed), created, keys)?;
     let book = free_network(&install, network_hint)?;
+    if keys == KeyMode::Derived && book.hosts().values().any(|ip| !ip.is_loopback()) {
+        return Err(DeployError::BadRequest(
+            "--insecure-derived-keys binds loopback only: its keys are public".into(),
+        ));
+    }
     let state = MeshState {
         scenario: scenario_abs,
         overrides: overrides.iter().map(ToString::to_string).collect(),
         seed,
+        keys,
         ca_created_unix_s,
         hosts: book.hosts(),
     };
-    write_json(&dir.join(MESH_FILE), &state, None)?;
+    write_json(&dir.join(MESH_FILE), &state, PRIVATE_FILE_MODE)?;
+    write_pod_secrets(dir, &install)?;
+    if let Some(ca_state) = install.ca_state() {
+        // The CA's keys go to the CA's disk only.
+        let disk_dir = dir.join("disk").join(seam::hosts::CA);
+        seam::private_file::private_dir(&disk_dir).map_err(file_error(&disk_dir))?;
+        let path = disk_dir.join(mesh::ca::STATE_FILE);
+        seam::private_file::write_private(&path, ca_state).map_err(file_error(&path))?;
+    }
     let bundle: String = install
         .trust_roots
         .iter()
         .map(|der| pem_encode("CERTIFICATE", der.as_ref()))
         .collect();
-    write_file(&dir.join(CA_FILE), bundle.as_bytes(), None)?;
+    write_file(&dir.join(CA_FILE), bundle.as_bytes(), PUBLIC_FILE_MODE)?;
     let ca = install.ca_upstream();
     let ca_info = CaInfo {
         address: SocketAddr::new(state.ip("ca")?, ca.port).to_string(),
         server_name: ca.identity.dns_name(),
         identity: ca.identity.to_string(),
     };
-    write_json(&dir.join(CA_INFO_FILE), &ca_info, None)?;
+    write_json(&dir.join(CA_INFO_FILE), &ca_info, PUBLIC_FILE_MODE)?;
     let tokens: BTreeMap<String, String> = install
-        .every_identity()
+        .tokens()
         .iter()
-        .map(|id| (id.to_string(), install.token(id)))
+        .map(|(id, token)| (id.to_string(), token.clone()))
         .collect();
-    write_json(&dir.join(TOKENS_FILE), &tokens, Some(0o600))?;
+    write_json(&dir.join(TOKENS_FILE), &tokens, PRIVATE_FILE_MODE)?;
     Ok(Prepared { state, install })
+}
+
+/// Gives every workload host (app plus sidecar, sharing `disk/<host>/`) a
+/// secret from the OS, so each authenticates the other on the shared
+/// loopback (`mesh::pod_secret`).
+fn write_pod_secrets(dir: &Path, install: &Install) -> Result<(), DeployError> {
+    for (host, role) in install.hosts() {
+        if !matches!(role, Role::Workload(_)) {
+            continue;
+        }
+        let disk_dir = dir.join("disk").join(&host);
+        seam::private_file::private_dir(&disk_dir).map_err(file_error(&disk_dir))?;
+        let path = disk_dir.join(mesh::pod_secret::FILE);
+        let secret = KeySource::Os.token()?;
+        seam::private_file::write_private(&path, secret.as_bytes()).map_err(file_error(&path))?;
+    }
+    Ok(())
 }
 
 /// The `addresses.json` entries of a prepared mesh.
@@ -444,7 +530,7 @@ pub fn publish_addresses(
     dir: &Path,
     table: &BTreeMap<String, AddressEntry>,
 ) -> Result<(), DeployError> {
-    write_json(&dir.join(ADDRESSES_FILE), table, None)
+    write_json(&dir.join(ADDRESSES_FILE), table, PUBLIC_FILE_MODE)
 }
 
 /// Writes `prometheus.yml`: one scrape job over every sidecar's admin
@@ -459,7 +545,7 @@ pub fn write_prometheus_config(
     write_file(
         &dir.join(PROMETHEUS_FILE),
         prometheus_config(namespace, table).as_bytes(),
-        None,
+        PUBLIC_FILE_MODE,
     )
 }
 
@@ -514,15 +600,11 @@ pub fn resolve_identity(install: &Install, name: &str) -> Result<SpiffeId, Deplo
 }
 
 /// Asks the running CA of the mesh in `dir` for a certificate for
-/// `identity`, like `spire-agent api fetch x509`: a fresh key from
-/// `key_entropy` (never sent), a CSR, and the identity's bootstrap token.
-pub async fn issue_certificate(
-    dir: &Path,
-    identity: &str,
-    key_entropy: [u8; 32],
-) -> Result<Issued, DeployError> {
+/// `identity`, like `spire-agent api fetch x509`: a fresh key from the OS
+/// (never sent), a CSR, and the identity's bootstrap token.
+pub async fn issue_certificate(dir: &Path, identity: &str) -> Result<Issued, DeployError> {
     let state = MeshState::load(dir)?;
-    let install = state.install()?;
+    let install = state.install(dir)?;
     let identity = resolve_identity(&install, identity)?;
     let tokens: BTreeMap<String, String> = read_json(&dir.join(TOKENS_FILE))?;
     let token = tokens.get(&identity.to_string()).ok_or_else(|| {
@@ -531,10 +613,7 @@ pub async fn issue_certificate(
             tokens.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    // The seed tree hashes the label, so 256 bits of entropy in the label
-    // give a key as unpredictable as the entropy.
-    let label: String = key_entropy.iter().map(|b| format!("{b:02x}")).collect();
-    let (key, pkcs8) = ed25519_key(Seed::new(0).child(&label))?;
+    let (key, pkcs8) = ed25519_key(KeySource::Os)?;
     let csr = certificate_request(&identity, &key)?;
     let ca = install.ca_upstream();
     let net = state.book().net_for("certs-client");
@@ -595,9 +674,21 @@ fn bundle_pem(roots: &[CertificateDer<'static>]) -> String {
 /// Writes `OUT/cert.pem`, `OUT/key.pem` (0600) and `OUT/ca.pem`.
 pub fn write_issued(out: &Path, issued: &Issued) -> Result<(), DeployError> {
     std::fs::create_dir_all(out).map_err(file_error(out))?;
-    write_file(&out.join("cert.pem"), issued.chain_pem.as_bytes(), None)?;
-    write_file(&out.join("key.pem"), issued.key_pem.as_bytes(), Some(0o600))?;
-    write_file(&out.join("ca.pem"), issued.ca_pem.as_bytes(), None)
+    write_file(
+        &out.join("cert.pem"),
+        issued.chain_pem.as_bytes(),
+        PUBLIC_FILE_MODE,
+    )?;
+    write_file(
+        &out.join("key.pem"),
+        issued.key_pem.as_bytes(),
+        PRIVATE_FILE_MODE,
+    )?;
+    write_file(
+        &out.join("ca.pem"),
+        issued.ca_pem.as_bytes(),
+        PUBLIC_FILE_MODE,
+    )
 }
 
 #[cfg(test)]
@@ -624,6 +715,13 @@ mod tests {
         );
     }
 
+    fn smoke() -> &'static Path {
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../library/smoke.toml"
+        ))
+    }
+
     #[test]
     fn prometheus_config_lists_every_admin_endpoint() {
         let entry = |admin: &str| AddressEntry {
@@ -648,15 +746,12 @@ mod tests {
     #[test]
     fn state_round_trips_and_tokens_are_private() {
         let dir = std::env::temp_dir().join(format!("meshsim-deploy-test-{}", std::process::id()));
-        let scenario = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../library/smoke.toml"
-        ));
-        let prepared = prepare(&dir, scenario, &[], None, 4321).expect("prepare");
+        let prepared = prepare(&dir, smoke(), &[], None, 4321, KeyMode::Os).expect("prepare");
         let loaded = MeshState::load(&dir).expect("load");
         assert_eq!(loaded.hosts, prepared.state.hosts);
-        let again = loaded.install().expect("install");
+        let again = loaded.install(&dir).expect("install");
         assert_eq!(again.trust_roots, prepared.install.trust_roots);
+        assert_eq!(again.tokens(), prepared.install.tokens());
         let table = address_table(&prepared).expect("table");
         let gateway = &table["gateway-0"];
         assert_eq!(
@@ -667,12 +762,46 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(TOKENS_FILE))
-                .expect("tokens")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |path: &Path| {
+                std::fs::metadata(path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                    .permissions()
+                    .mode()
+                    & 0o777
+            };
+            assert_eq!(mode(&dir), 0o700, "the state directory");
+            for private in [
+                dir.join(TOKENS_FILE),
+                dir.join(MESH_FILE),
+                dir.join("disk/ca").join(mesh::ca::STATE_FILE),
+            ] {
+                assert_eq!(mode(&private), 0o600, "{}", private.display());
+            }
+            assert_eq!(mode(&dir.join("disk/ca")), 0o700);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_installs_never_share_a_key_or_a_token() {
+        let base = std::env::temp_dir().join(format!("meshsim-deploy-os-{}", std::process::id()));
+        let first = prepare(&base.join("a"), smoke(), &[], Some(1), 4400, KeyMode::Os).unwrap();
+        let second = prepare(&base.join("b"), smoke(), &[], Some(1), 4500, KeyMode::Os).unwrap();
+        assert_ne!(first.install.trust_roots, second.install.trust_roots);
+        let gateway = first.install.identity(None, "gateway");
+        assert_ne!(
+            first.install.token(&gateway),
+            second.install.token(&gateway)
+        );
+        assert_eq!(first.install.token(&gateway).len(), 64, "256-bit tokens");
+        // The seed's derivation, which anyone can repeat, gives neither.
+        let derived = Install::new(
+            first.install.scenario.clone(),
+            Seed::new(1),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_ne!(derived.token(&gateway), first.install.token(&gateway));
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

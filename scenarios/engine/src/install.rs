@@ -13,7 +13,7 @@ use mesh::client::certify::CertifyConfig;
 use mesh::control::ControlConfig;
 use mesh::proxy::{Limits, ProxyConfig};
 use mesh::telemetry::Telemetry;
-use mesh::{MeshError, SpiffeId, ports};
+use mesh::{KeyMode, KeySource, MeshError, SpiffeId, ports};
 use rustls_pki_types::CertificateDer;
 use seam::{HostEnv, Seed, Shutdown, hosts};
 
@@ -40,7 +40,8 @@ pub enum Role {
 }
 
 /// What an installer provisions before anything runs: the trust anchors,
-/// the CA's key material (derived from the seed), and bootstrap tokens.
+/// the CA's key material and bootstrap tokens (derived from the seed in the
+/// simulation, drawn from the OS in a real mesh).
 pub struct Install {
     /// The scenario.
     pub scenario: Scenario,
@@ -50,6 +51,14 @@ pub struct Install {
     pub ca_created: SystemTime,
     /// Trust bundle every workload starts with.
     pub trust_roots: Vec<CertificateDer<'static>>,
+    /// Where keys and tokens come from.
+    pub keys: KeyMode,
+    /// The bootstrap token of every identity.
+    tokens: BTreeMap<SpiffeId, String>,
+    /// With OS keys, the CA's state file as provisioned (its private keys).
+    /// `None` with derived keys (the CA derives them again) and in a
+    /// deployed process, where only the CA's own disk holds them.
+    ca_state: Option<Vec<u8>>,
     /// Configs the operator host applies (fed by the simulator's hook).
     pub operator: crate::operator::OperatorQueue,
     /// Where every proxy of the run records metrics and evidence.
@@ -63,29 +72,133 @@ const SYSTEM_NAMESPACE: &str = "system";
 /// An endpoint silent for this long is removed (3 missed heartbeats).
 const ENDPOINT_TTL: Duration = Duration::from_secs(15);
 
+/// How long a real mesh's bootstrap tokens work after the install (a pod's
+/// projected service-account token is also short-lived). Renewals present
+/// the current certificate instead, so only a first start needs one.
+pub const BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
 impl Install {
-    /// Provisions a run.
+    /// Provisions a simulated run: every key and token from the seed.
     pub fn new(
         scenario: Scenario,
         seed: Seed,
         ca_created: SystemTime,
     ) -> Result<Arc<Install>, MeshError> {
+        Self::with_keys(scenario, seed, ca_created, KeyMode::Derived)
+    }
+
+    /// Provisions a run whose CA keys and tokens come from `keys`.
+    pub fn with_keys(
+        scenario: Scenario,
+        seed: Seed,
+        ca_created: SystemTime,
+        keys: KeyMode,
+    ) -> Result<Arc<Install>, MeshError> {
+        let source = keys.source(seed);
         let material = CaMaterial::generate_with(
             scenario.mesh.key_algorithm,
             &scenario.mesh.trust_domain,
-            seed.child("ca"),
+            source.child("ca"),
             ca_created,
         )?;
         let trust_roots = material.trust_bundle();
-        Ok(Arc::new(Install {
+        let ca_state = match keys {
+            KeyMode::Derived => None,
+            KeyMode::Os => Some(
+                Authority::new(material, scenario.mesh.leaf_ttl.0, BTreeMap::new())
+                    .state_bytes()?,
+            ),
+        };
+        let mut install = Install {
             scenario,
             seed,
             ca_created,
             trust_roots,
+            keys,
+            tokens: BTreeMap::new(),
+            ca_state,
             operator: Default::default(),
             telemetry: Telemetry::new(),
             rogues: RogueLog::default(),
-        }))
+        };
+        for id in install.every_identity() {
+            let token = source
+                .child("bootstrap-token")
+                .child(&id.to_string())
+                .token()?;
+            install.tokens.insert(id, token);
+        }
+        Ok(Arc::new(install))
+    }
+
+    /// The install as one process of a deployed real mesh sees it: the
+    /// trust bundle and tokens the installer wrote, no CA keys (the CA
+    /// process reads them from its own disk).
+    pub fn deployed(
+        scenario: Scenario,
+        seed: Seed,
+        ca_created: SystemTime,
+        keys: KeyMode,
+        trust_roots: Vec<CertificateDer<'static>>,
+        tokens: BTreeMap<SpiffeId, String>,
+    ) -> Arc<Install> {
+        Arc::new(Install {
+            scenario,
+            seed,
+            ca_created,
+            trust_roots,
+            keys,
+            tokens,
+            ca_state: None,
+            operator: Default::default(),
+            telemetry: Telemetry::new(),
+            rogues: RogueLog::default(),
+        })
+    }
+
+    /// The CA's state file as provisioned, for the installer to put on the
+    /// CA's disk (`None` with derived keys).
+    pub fn ca_state(&self) -> Option<&[u8]> {
+        self.ca_state.as_deref()
+    }
+
+    /// Every bootstrap token, by identity.
+    pub fn tokens(&self) -> &BTreeMap<SpiffeId, String> {
+        &self.tokens
+    }
+
+    /// The CA's signing state: derived again from the seed, or read from
+    /// the provisioned state (a deployed CA: from its own `disk`).
+    pub fn ca_authority(&self, disk: &dyn seam::Disk) -> Result<Authority, MeshError> {
+        let ttl = self.scenario.mesh.leaf_ttl.0;
+        let tokens: BTreeMap<String, SpiffeId> = self
+            .tokens
+            .iter()
+            .map(|(id, token)| (token.clone(), id.clone()))
+            .collect();
+        let mut authority = match (self.keys, &self.ca_state) {
+            (KeyMode::Derived, _) => {
+                let material = CaMaterial::generate_with(
+                    self.scenario.mesh.key_algorithm,
+                    &self.scenario.mesh.trust_domain,
+                    KeySource::Derived(self.seed.child("ca")),
+                    self.ca_created,
+                )?;
+                return Ok(Authority::new(material, ttl, tokens));
+            }
+            (KeyMode::Os, Some(state)) => Authority::from_state(state, ttl, tokens)?,
+            (KeyMode::Os, None) => {
+                let state = disk.read(mesh::ca::STATE_FILE)?.ok_or_else(|| {
+                    MeshError::Cert(format!(
+                        "no {} on the CA's disk: the installer did not provision it",
+                        mesh::ca::STATE_FILE
+                    ))
+                })?;
+                Authority::from_state(&state, ttl, tokens)?
+            }
+        };
+        authority.expire_tokens_at(self.ca_created + BOOTSTRAP_TOKEN_TTL);
+        Ok(authority)
     }
 
     /// Hosts and their roles, in a stable order (the load generator is
@@ -126,15 +239,11 @@ impl Install {
         .expect("service names are validated DNS labels")
     }
 
-    /// The bootstrap token that entitles `identity` (derived from the seed,
-    /// like a service-account token the platform would mount).
+    /// The bootstrap token that entitles `identity` (like a service-account
+    /// token the platform would mount). An identity without one gets an
+    /// empty token, which the CA refuses.
     pub fn token(&self, identity: &SpiffeId) -> String {
-        let bytes = self
-            .seed
-            .child("bootstrap-token")
-            .child(&identity.to_string())
-            .bytes32();
-        bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+        self.tokens.get(identity).cloned().unwrap_or_default()
     }
 
     /// Every identity the CA holds a bootstrap token for.
@@ -160,6 +269,20 @@ impl Install {
                 .map(|r| self.identity(None, r.name.get_ref())),
         );
         ids
+    }
+
+    /// Which identity serves each service (the control plane's
+    /// registration authority).
+    pub fn service_accounts(&self) -> BTreeMap<String, SpiffeId> {
+        self.scenario
+            .services
+            .iter()
+            .map(|s| {
+                let name = s.name.get_ref().clone();
+                let id = self.identity(None, &name);
+                (name, id)
+            })
+            .collect()
     }
 
     /// The identity allowed to change mesh config (`meshsim`'s operator host).
@@ -193,6 +316,7 @@ impl Install {
             ca: self.ca_upstream(),
             renew_fraction: self.scenario.mesh.renew_fraction,
             key_algorithm: self.scenario.mesh.key_algorithm,
+            keys: self.keys,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
         }
@@ -246,23 +370,13 @@ impl Install {
         let install = self.clone();
         match role.clone() {
             Role::Ca => Box::pin(async move {
-                let material = CaMaterial::generate_with(
-                    install.scenario.mesh.key_algorithm,
-                    &install.scenario.mesh.trust_domain,
-                    install.seed.child("ca"),
-                    install.ca_created,
-                )?;
-                let tokens: BTreeMap<String, SpiffeId> = install
-                    .every_identity()
-                    .into_iter()
-                    .map(|id| (install.token(&id), id))
-                    .collect();
-                let authority = Authority::new(material, install.scenario.mesh.leaf_ttl.0, tokens);
+                let authority = install.ca_authority(env.disk.as_ref())?;
                 mesh::ca::run(
                     CaConfig {
                         identity: install.ca_upstream().identity,
                         authority,
                         operators: vec![install.operator_identity()],
+                        keys: install.keys,
                     },
                     env,
                     Shutdown::never(),
@@ -275,6 +389,7 @@ impl Install {
                     trust_roots: install.trust_roots.clone(),
                     initial: install.mesh_config(),
                     operators: vec![install.operator_identity()],
+                    service_accounts: install.service_accounts(),
                     endpoint_ttl: ENDPOINT_TTL,
                 };
                 mesh::control::run(config, env, Shutdown::never()).await

@@ -373,14 +373,8 @@ async fn audit(install: Arc<Install>, env: HostEnv, operator_tls: Arc<MeshTls>) 
 /// installed issuer, whose validity ended two lifetimes ago.
 fn expired_credentials(install: &Install, env: &HostEnv) -> Result<MeshTls, MeshError> {
     let mesh = &install.scenario.mesh;
-    let material = mesh::ca::CaMaterial::generate_with(
-        mesh.key_algorithm,
-        &mesh.trust_domain,
-        install.seed.child("ca"),
-        install.ca_created,
-    )?;
     let ttl = mesh.leaf_ttl.0;
-    let mut authority = mesh::ca::Authority::new(material, ttl, Default::default());
+    let mut authority = install.ca_authority(&seam::MemDisk::default())?;
     let identity = install.operator_identity();
     let (key, pkcs8) =
         mesh::identity::derive_key(mesh.key_algorithm, env.seed.child("audit-expired-key"))?;

@@ -398,7 +398,9 @@ fn real_once(
     runtime: &tokio::runtime::Handle,
 ) -> Result<VariantOutcome, EngineError> {
     let wall_now = SystemClock::new(SkewHandle::default()).wall();
-    let install = Install::new(variant.scenario.clone(), seed, wall_now)?;
+    // Real sockets, real keys: the CA's and every workload's come from the
+    // OS, never from the seed that the scenario file publishes.
+    let install = Install::with_keys(variant.scenario.clone(), seed, wall_now, mesh::KeyMode::Os)?;
     let mut world =
         crate::realworld::RealWorld::new(install.clone(), seed, trace.clone(), runtime.clone());
     run_variant(&mut world, variant, install, trace, "real")

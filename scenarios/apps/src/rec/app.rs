@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use mesh::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use mesh::http::{Body, read_body, serve_connection, text};
+use mesh::pod_secret::PodSecret;
 use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use seam::{BoxFuture, HostEnv};
@@ -83,6 +85,9 @@ struct Server {
     slow: seam::SlowHandle,
     /// Service times sleep on the world's clock, which is exact in the event world.
     clock: std::sync::Arc<dyn seam::Clock>,
+    /// What the host's own sidecar presents (loopback deployments): a
+    /// request without it came around the sidecar.
+    pod_secret: Option<PodSecret>,
 }
 
 /// Serves `handler` on `port` until the host stops.
@@ -92,7 +97,8 @@ pub async fn serve(
     handler: Arc<dyn Handler>,
     model: ServiceTimeModel,
 ) -> Result<(), mesh::MeshError> {
-    let mut listener = env.net.bind(port).await?;
+    let listener = env.net.bind(port).await?;
+    let mut acceptor = Acceptor::new(listener, CONNECTIONS_MAX, &env, "app");
     let slots = Semaphore::new(model.concurrency.max(1));
     let server = Arc::new(Server {
         handler,
@@ -101,11 +107,13 @@ pub async fn serve(
         rng: Mutex::new(env.seed.child("service-time").rng()),
         slow: env.slow.clone(),
         clock: env.clock.clone(),
+        pod_secret: PodSecret::load(env.disk.as_ref()),
     });
     loop {
-        let (io, _) = listener.accept().await?;
+        let Admitted { io, slot, .. } = acceptor.next().await;
         let server = server.clone();
         seam::task::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }
@@ -117,6 +125,12 @@ pub async fn serve(
 
 impl Server {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if !mesh::pod_secret::admits(self.pod_secret.as_ref(), req.headers()) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "requests reach this app through its own sidecar only",
+            );
+        }
         let (parts, body) = req.into_parts();
         let Ok(body) = read_body(body, REQUEST_BYTES_MAX).await else {
             return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
