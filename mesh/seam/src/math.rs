@@ -36,6 +36,11 @@ pub fn ln_gamma(x: f64) -> f64 {
     libm::lgamma(x)
 }
 
+/// cos x, for Box–Muller normal draws (lognormal and gamma service times).
+pub fn cos(x: f64) -> f64 {
+    libm::cos(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

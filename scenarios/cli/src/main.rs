@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 every check passed, 1 a check failed, 2 bad input or usage.
 
+mod calibrate;
 mod capacity;
 mod certs;
 mod determinism;
@@ -127,6 +128,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Search for the highest rate (or fewest replicas) that meets an SLO.
     Capacity(capacity::Args),
+    /// Fit service-time distributions to measurements; print the table to paste.
+    Calibrate(calibrate::Args),
     /// Rebuild every chart, report.html and junit.xml from a run's saved files.
     Report {
         /// A run's output directory.
@@ -255,6 +258,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }),
         Command::Load(args) => load::run(*args),
         Command::Capacity(args) => capacity::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Report { dir } => report::run(&dir),
         Command::Up(args) => up::run(args),
         Command::Ca(command) => serve::ca(command),

@@ -59,10 +59,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use apps::rec::app::{AppRequest, Handler, ServiceTimeModel, serve};
+use apps::rec::app::{ServiceTimeModel, serve};
+use apps::synthetic::Synthetic;
 use bytes::Bytes;
 use loadgen::{Arrival, Completion, LoadPlan, Operation, Phase, Target};
-use seam::{BoxFuture, Seed, Trace};
+use seam::{Seed, Trace};
 use sim::{EventWorld, FaultSchedule, SimConfig};
 use spec::ServiceSpec;
 
@@ -85,25 +86,15 @@ const PORT_BASE: u16 = 9000;
 /// How often the in-flight sampler looks (Little's law).
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// Answers 200 at once: all the time in system is the server's queue and
-/// service time.
-struct Ok200;
-
-impl Handler for Ok200 {
-    fn handle(&self, _request: AppRequest) -> BoxFuture<'_, http::Response<mesh::http::Body>> {
-        Box::pin(async { mesh::http::text(http::StatusCode::OK, "ok") })
-    }
-}
-
 /// `queues` independent copies of one queue, each loaded by its own
 /// open-loop generator for `duration`.
 #[derive(Clone, Debug)]
 struct Experiment {
     /// Service slots per queue (the c of M/M/c).
     servers: u32,
-    /// `exponential` or `constant`, as in a scenario file.
-    distribution: &'static str,
-    /// Mean service time as configured (and as slept: exactly).
+    /// The service time as a scenario writes it (an inline table).
+    service_time: String,
+    /// Mean service time (slept exactly).
     service_ms: f64,
     /// Arrivals to each queue.
     arrival: Arrival,
@@ -141,7 +132,7 @@ impl Experiment {
         let rate = rho * f64::from(servers) / (SERVICE_MS / 1000.0);
         Experiment {
             servers,
-            distribution: "exponential",
+            service_time: exponential(SERVICE_MS),
             service_ms: SERVICE_MS,
             arrival: Arrival::Poisson { rate },
             queues,
@@ -150,14 +141,15 @@ impl Experiment {
         }
     }
 
-    fn model(&self) -> ServiceTimeModel {
-        let spec: ServiceSpec = toml::from_str(&format!(
-            "name = \"queue\"\napp = \"registry\"\nconcurrency = {}\n\
-             service_time = {{ distribution = \"{}\", mean = \"{}ms\" }}\n",
-            self.servers, self.distribution, self.service_ms
+    /// One synthetic service with one endpoint, `GET /`, that calls
+    /// nothing: the queue is its capacity model alone.
+    fn service(&self) -> ServiceSpec {
+        toml::from_str(&format!(
+            "name = \"queue\"\napp = \"synthetic\"\nconcurrency = {}\n\
+             service_time = {}\n[[endpoints]]\nmethod = \"GET\"\npath = \"/\"\n",
+            self.servers, self.service_time
         ))
-        .expect("a valid service spec");
-        ServiceTimeModel::from_spec(&spec)
+        .expect("a valid service spec")
     }
 
     fn plan(&self) -> LoadPlan {
@@ -207,7 +199,9 @@ impl Experiment {
                 for k in 0..experiment.queues {
                     let mut env = env.clone();
                     env.seed = env.seed.child(&format!("queue-{k}"));
-                    let (handler, model) = (Arc::new(Ok200), experiment.model());
+                    let service = experiment.service();
+                    let handler = Arc::new(Synthetic::new(env.clone(), &service));
+                    let model = ServiceTimeModel::from_spec(&service);
                     seam::task::spawn_into(&mut queues, serve(env, PORT_BASE + k, handler, model));
                 }
                 while let Some(served) = queues.join_next().await {
@@ -278,6 +272,16 @@ async fn sample_completions(completed: Arc<AtomicU64>, out: Arc<Mutex<Vec<(f64, 
         );
         out.lock().expect("sampler").push(sample);
     }
+}
+
+/// An exponential service time of mean `ms`, as a scenario writes it.
+fn exponential(ms: f64) -> String {
+    format!("{{ distribution = \"exponential\", mean = \"{ms}ms\" }}")
+}
+
+/// A constant service time of `ms`.
+fn constant(ms: f64) -> String {
+    format!("{{ distribution = \"constant\", mean = \"{ms}ms\" }}")
 }
 
 /// `QUEUEING_SCALE=k` runs every case k times longer (for a closer look).
@@ -377,7 +381,7 @@ fn network_overhead_s() -> f64 {
 fn constant_service_latency_s(service_ms: f64) -> f64 {
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(service_ms),
         service_ms,
         arrival: Arrival::Constant {
             rate: 1000.0 / 23.73,
@@ -493,7 +497,7 @@ fn a_constant_service_takes_exactly_its_time() {
     // of tokio's millisecond timer wheel: from send to answer, every request.
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(10.3),
         service_ms: 10.3,
         arrival: Arrival::Constant {
             rate: 1000.0 / 23.73,
@@ -574,7 +578,7 @@ fn a_backlogged_server_serves_back_to_back() {
     // the slot to the next request costs no time, on the grid or off it.
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(10.3),
         service_ms: 10.3,
         arrival: Arrival::Poisson { rate: 300.0 },
         queues: 1,
@@ -596,4 +600,50 @@ fn a_backlogged_server_serves_back_to_back() {
         let gap_ms = (pair[1] - pair[0]) * 1000.0;
         assert!((gap_ms - 10.3).abs() < 0.001, "gap {gap_ms} ms");
     }
+}
+
+/// The bound the issue sets on the M/G/1 and fork–join oracles: 5 %.
+const TOLERANCE_MG1: f64 = 0.05;
+
+/// M/G/1 at `rho` with the service time `service_time` (mean
+/// [`SERVICE_MS`], second moment `second_moment_s2`): the mean time in
+/// system against Pollaczek–Khinchine, W = E[S] + λE[S²] / (2(1 − ρ)).
+fn assert_matches_pollaczek_khinchine(service_time: String, second_moment_s2: f64, rho: f64) {
+    let mut experiment = Experiment::markov(1, rho, 100, 60, 2);
+    experiment.service_time = service_time;
+    let observed = experiment.run();
+    let counted = sojourns(&experiment, &observed);
+    let times: Vec<f64> = counted.iter().map(|s| s.latency_s).collect();
+    let lambda = experiment.arrival.rate();
+    let service_s = SERVICE_MS / 1000.0;
+    let theory = service_s + lambda * second_moment_s2 / (2.0 * (1.0 - rho));
+    check(
+        &format!("M/G/1 {} rho={rho} n={} mean", experiment.service_time, times.len()),
+        mean(&times),
+        theory,
+        group_se(&counted, experiment.queues, mean),
+        TOLERANCE_MG1,
+    );
+}
+
+#[test]
+#[ignore = "420 k requests, too slow for the debug profile; CI runs it in release"]
+fn md1_matches_pollaczek_khinchine() {
+    let service_s = SERVICE_MS / 1000.0;
+    assert_matches_pollaczek_khinchine(constant(SERVICE_MS), service_s * service_s, 0.7);
+}
+
+#[test]
+#[ignore = "420 k requests, too slow for the debug profile; CI runs it in release"]
+fn mg1_lognormal_matches_pollaczek_khinchine() {
+    // Mean 10 ms with sigma 0.5: mu = ln 10 − σ²/2 (of ln ms), and
+    // E[S²] = E[S]² e^(σ²).
+    let sigma: f64 = 0.5;
+    let mu = seam::math::ln(SERVICE_MS) - sigma * sigma / 2.0;
+    let service_s = SERVICE_MS / 1000.0;
+    assert_matches_pollaczek_khinchine(
+        format!("{{ distribution = \"lognormal\", mu = {mu}, sigma = {sigma} }}"),
+        service_s * service_s * seam::math::exp(sigma * sigma),
+        0.7,
+    );
 }
