@@ -374,7 +374,7 @@ impl<V: Quantity> RawDistribution<V> {
                     let (median, p99) = (median.base(), p99.base());
                     if !(median > 0.0 && p99 > median) {
                         return Err(format!(
-                            "a lognormal needs 0 < median < p99 (got median {median}, p99 {p99} in base units)"
+                            "a lognormal needs 0 < median < p99 (got median {median}, p99 {p99}; seconds for durations)"
                         ));
                     }
                     let mu = math::ln(median);

@@ -419,3 +419,47 @@ fn probability_in_range(
 pub(crate) fn is_method(method: &str) -> bool {
     !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn corpus(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../cli/tests/malformed")
+            .join(format!("{name}.toml"));
+        Scenario::load(&path).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_call_graph_mistake_is_named_where_it_is_written() {
+        for (file, line_column, says) in [
+            ("synthetic-unknown-service", ":15:15:", "called service \"bakend\" is not a service"),
+            ("synthetic-call-unknown-endpoint", ":15:33:", "has no endpoint GET /itmes"),
+            ("synthetic-cycle", ":27:24:", "closes a cycle"),
+            ("synthetic-unreachable-endpoint", ":30:8:", "reached by no script"),
+            ("synthetic-call-probability-above-1", ":15:57:", "outside [0, 1]"),
+            ("synthetic-error-probability-negative", ":27:20:", "outside [0, 1]"),
+            ("synthetic-empirical-missing", ":22:", "does not exist"),
+            ("synthetic-empirical-malformed", ":22:", "line 4"),
+            ("synthetic-lognormal-p99-below-median", ":22:", "median < p99"),
+        ] {
+            let message = corpus(file);
+            assert!(message.contains(line_column), "{file}: {message}");
+            assert!(message.contains(says), "{file}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_library_models_parse() {
+        for name in ["boutique", "social-network"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../library")
+                .join(format!("{name}.toml"));
+            let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(scenario.services.iter().all(|s| s.app == AppKind::Synthetic));
+        }
+    }
+}
