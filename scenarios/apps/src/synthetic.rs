@@ -105,7 +105,12 @@ impl Synthetic {
                     Err(join) => CallOutcome::NoAnswer(join.to_string()),
                 };
                 if failure.is_none() && outcome != CallOutcome::Succeeded {
-                    let name = format!("{} {} {}", call.service.get_ref(), call.method, call.path.get_ref());
+                    let name = format!(
+                        "{} {} {}",
+                        call.service.get_ref(),
+                        call.method,
+                        call.path.get_ref()
+                    );
                     failure = Some((name, outcome));
                 }
             }
@@ -161,7 +166,8 @@ impl Handler for Synthetic {
     fn handle(&self, request: AppRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
             let endpoint = self.endpoints.iter().find(|e| {
-                e.method.eq_ignore_ascii_case(request.method.as_str()) && *e.path.get_ref() == request.path
+                e.method.eq_ignore_ascii_case(request.method.as_str())
+                    && *e.path.get_ref() == request.path
             });
             match endpoint {
                 Some(endpoint) => self.serve(endpoint).await,

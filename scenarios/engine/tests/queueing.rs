@@ -618,7 +618,11 @@ fn assert_matches_pollaczek_khinchine(service_time: String, second_moment_s2: f6
     let service_s = SERVICE_MS / 1000.0;
     let theory = service_s + lambda * second_moment_s2 / (2.0 * (1.0 - rho));
     check(
-        &format!("M/G/1 {} rho={rho} n={} mean", experiment.service_time, times.len()),
+        &format!(
+            "M/G/1 {} rho={rho} n={} mean",
+            experiment.service_time,
+            times.len()
+        ),
         mean(&times),
         theory,
         group_se(&counted, experiment.queues, mean),

@@ -353,7 +353,9 @@ impl<V: Quantity> RawDistribution<V> {
             if value.is_finite() && value > 0.0 {
                 Ok(value)
             } else {
-                Err(format!("`{name}` must be positive and finite (got {value})"))
+                Err(format!(
+                    "`{name}` must be positive and finite (got {value})"
+                ))
             }
         };
         let (family, allowed): (Family, &[&str]) = match kind {
@@ -389,14 +391,15 @@ impl<V: Quantity> RawDistribution<V> {
                     (Family::Lognormal { mu, sigma }, &["mu", "sigma"])
                 } else {
                     return Err(
-                        "a lognormal needs `median` and `p99`, or `mu` and `sigma`".to_owned(),
+                        "a lognormal needs `median` and `p99`, or `mu` and `sigma`".to_owned()
                     );
                 }
             }
             Kind::Gamma => {
                 let mean = positive(need(self.mean, "mean")?, "mean")?;
                 let cv = positive(
-                    self.cv.ok_or("a gamma distribution needs `mean` and `cv`")?,
+                    self.cv
+                        .ok_or("a gamma distribution needs `mean` and `cv`")?,
                     "cv",
                 )?;
                 let shape = 1.0 / (cv * cv);
@@ -410,7 +413,9 @@ impl<V: Quantity> RawDistribution<V> {
             }
             Kind::Pareto => {
                 let min = positive(need(self.min, "min")?, "min")?;
-                let shape = self.shape.ok_or("a pareto distribution needs `min` and `shape`")?;
+                let shape = self
+                    .shape
+                    .ok_or("a pareto distribution needs `min` and `shape`")?;
                 if !(shape.is_finite() && shape > 1.0) {
                     return Err(format!(
                         "a pareto `shape` must be above 1, or its mean is infinite (got {shape})"
@@ -518,7 +523,12 @@ mod tests {
     /// against the CDF the bisection inverts).
     fn agrees_with_theory(text: &str, expected_mean_s: f64) {
         let d = service_time(text).unwrap();
-        close(d.mean(), expected_mean_s, 1e-9, &format!("{text} mean formula"));
+        close(
+            d.mean(),
+            expected_mean_s,
+            1e-9,
+            &format!("{text} mean formula"),
+        );
         let v = draws(&d);
         let mean = v.iter().sum::<f64>() / N as f64;
         close(mean, d.mean(), 0.01, &format!("{text} sample mean"));
@@ -541,8 +551,14 @@ mod tests {
             r#"{ distribution = "lognormal", mu = 1.0, sigma = 0.5 }"#,
             math::exp(1.0 + 0.125) / 1000.0,
         );
-        agrees_with_theory(r#"{ distribution = "gamma", mean = "8ms", cv = 0.5 }"#, 0.008);
-        agrees_with_theory(r#"{ distribution = "gamma", mean = "8ms", cv = 2.0 }"#, 0.008);
+        agrees_with_theory(
+            r#"{ distribution = "gamma", mean = "8ms", cv = 0.5 }"#,
+            0.008,
+        );
+        agrees_with_theory(
+            r#"{ distribution = "gamma", mean = "8ms", cv = 2.0 }"#,
+            0.008,
+        );
         agrees_with_theory(
             r#"{ distribution = "pareto", min = "2ms", shape = 3.0 }"#,
             0.003,
@@ -584,16 +600,28 @@ mod tests {
             let message = service_time(text).unwrap_err();
             assert!(message.contains(says), "{text}: {message}");
         };
-        refused(r#"{ distribution = "lognormal", median = "5ms" }"#, "`median` and `p99`");
+        refused(
+            r#"{ distribution = "lognormal", median = "5ms" }"#,
+            "`median` and `p99`",
+        );
         refused(
             r#"{ distribution = "lognormal", median = "5ms", p99 = "1ms" }"#,
             "median < p99",
         );
         refused(r#"{ distribution = "gamma", mean = "5ms" }"#, "`cv`");
-        refused(r#"{ distribution = "pareto", min = "1ms", shape = 0.9 }"#, "above 1");
-        refused(r#"{ distribution = "exponential", mean = "1ms", cv = 2 }"#, "`cv` does not apply");
+        refused(
+            r#"{ distribution = "pareto", min = "1ms", shape = 0.9 }"#,
+            "above 1",
+        );
+        refused(
+            r#"{ distribution = "exponential", mean = "1ms", cv = 2 }"#,
+            "`cv` does not apply",
+        );
         refused(r#"{ distribution = "empirical" }"#, "needs `file`");
-        refused(r#"{ distribution = "uniform", min = "3ms", max = "1ms" }"#, "min <= max");
+        refused(
+            r#"{ distribution = "uniform", min = "3ms", max = "1ms" }"#,
+            "min <= max",
+        );
     }
 
     #[test]
@@ -601,7 +629,9 @@ mod tests {
         let d = service_time(r#"{ distribution = "gamma", mean = "8ms", cv = 0.3 }"#).unwrap();
         let run = || {
             let mut rng = ChaCha12Rng::seed_from_u64(3);
-            (0..100).map(|_| d.sample(&mut rng).to_bits()).collect::<Vec<_>>()
+            (0..100)
+                .map(|_| d.sample(&mut rng).to_bits())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

@@ -28,7 +28,6 @@ mod workload;
 pub use app::AppSpec;
 pub use checks::{CheckSpec, Property};
 pub use distribution::{Distribution, Family, ServiceTime, Size};
-pub use synthetic::{CallSpec, EndpointSpec, OnFailure, Step};
 pub use faults::{
     ActionKind, FaultPlan, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec,
     When, format_duration, parse_signed_ms, stretch,
@@ -36,6 +35,7 @@ pub use faults::{
 pub use mesh::MeshSpec;
 pub use overrides::Override;
 pub use phases::PhasesSpec;
+pub use synthetic::{CallSpec, EndpointSpec, OnFailure, Step};
 
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
@@ -483,12 +483,24 @@ impl Scenario {
         for op in &self.workload.mix {
             let at = op.path.as_ref().map_or(target.span(), |p| p.span());
             let message = match (&op.operation, &op.path) {
-                (Some(_), Some(_)) => Some("a [[workload.mix]] entry is a REC `operation` or a synthetic `path`, not both"),
-                (None, None) => Some("a [[workload.mix]] entry needs an `operation` (REC) or a `path` (synthetic service)"),
-                (Some(_), None) if op.method.is_some() || op.name.is_some() || op.request_bytes > 0 => {
-                    Some("`method`, `name` and `request_bytes` apply to a synthetic `path`, not to a REC `operation`")
+                (Some(_), Some(_)) => Some(
+                    "a [[workload.mix]] entry is a REC `operation` or a synthetic `path`, not both",
+                ),
+                (None, None) => Some(
+                    "a [[workload.mix]] entry needs an `operation` (REC) or a `path` (synthetic service)",
+                ),
+                (Some(_), None)
+                    if op.method.is_some() || op.name.is_some() || op.request_bytes > 0 =>
+                {
+                    Some(
+                        "`method`, `name` and `request_bytes` apply to a synthetic `path`, not to a REC `operation`",
+                    )
                 }
-                _ if op.method.as_deref().is_some_and(|m| !synthetic::is_method(m)) => {
+                _ if op
+                    .method
+                    .as_deref()
+                    .is_some_and(|m| !synthetic::is_method(m)) =>
+                {
                     Some("`method` must be an HTTP method in capitals, like GET or POST")
                 }
                 _ => None,

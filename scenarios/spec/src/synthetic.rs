@@ -131,7 +131,9 @@ impl TryFrom<RawStep> for Step {
             return Ok(Step::Concurrent(group));
         }
         let (Some(service), Some(path)) = (raw.service, raw.path) else {
-            return Err("a step needs `service` and `path` (one call), or `concurrent = [calls]`".into());
+            return Err(
+                "a step needs `service` and `path` (one call), or `concurrent = [calls]`".into(),
+            );
         };
         Ok(Step::Call(CallSpec {
             service,
@@ -191,7 +193,9 @@ impl Scenario {
             if !synthetic && !service.endpoints.is_empty() {
                 return Err(locate.error(
                     Some(service.name.span()),
-                    format!("service \"{name}\" has endpoints, which only app = \"synthetic\" takes"),
+                    format!(
+                        "service \"{name}\" has endpoints, which only app = \"synthetic\" takes"
+                    ),
                 ));
             }
             if !synthetic && service.service_time.is_none() {
@@ -203,7 +207,9 @@ impl Scenario {
             if synthetic && service.endpoints.is_empty() {
                 return Err(locate.error(
                     Some(service.name.span()),
-                    format!("synthetic service \"{name}\" needs at least one [[services.endpoints]]"),
+                    format!(
+                        "synthetic service \"{name}\" needs at least one [[services.endpoints]]"
+                    ),
                 ));
             }
             for (index, endpoint) in service.endpoints.iter().enumerate() {
@@ -227,12 +233,18 @@ impl Scenario {
             return Err(locate.error(at, format!("\"{}\" is not an HTTP method", endpoint.method)));
         }
         if !endpoint.path.get_ref().starts_with('/') {
-            return Err(locate.error(at, format!("endpoint path \"{}\" must start with '/'", endpoint.path.get_ref())));
+            return Err(locate.error(
+                at,
+                format!(
+                    "endpoint path \"{}\" must start with '/'",
+                    endpoint.path.get_ref()
+                ),
+            ));
         }
-        if service.endpoints[..index]
-            .iter()
-            .any(|e| e.method.eq_ignore_ascii_case(&endpoint.method) && e.path.get_ref() == endpoint.path.get_ref())
-        {
+        if service.endpoints[..index].iter().any(|e| {
+            e.method.eq_ignore_ascii_case(&endpoint.method)
+                && e.path.get_ref() == endpoint.path.get_ref()
+        }) {
             return Err(locate.error(at, super::defined_twice("endpoint", &shown)));
         }
         if endpoint.service_time.is_none() && service.service_time.is_none() {
@@ -243,7 +255,10 @@ impl Scenario {
         }
         let mut total = 0.0;
         for (status, probability) in &endpoint.errors {
-            let code = status.parse::<u16>().ok().filter(|c| (400..=599).contains(c));
+            let code = status
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (400..=599).contains(c));
             if code.is_none() {
                 return Err(locate.error(
                     Some(probability.span()),
@@ -267,7 +282,9 @@ impl Scenario {
             }
             let target = self.services.iter().find(|s| s.name.get_ref() == callee);
             if target.is_some_and(|t| t.app == AppKind::Synthetic)
-                && self.endpoint(callee, &call.method, call.path.get_ref()).is_none()
+                && self
+                    .endpoint(callee, &call.method, call.path.get_ref())
+                    .is_none()
             {
                 return Err(locate.error(
                     Some(call.path.span()),
@@ -337,12 +354,20 @@ impl Scenario {
                         .iter()
                         .map(|&(s, e)| {
                             let ep = &self.services[s].endpoints[e];
-                            format!("{} {} {}", self.services[s].name.get_ref(), ep.method, ep.path.get_ref())
+                            format!(
+                                "{} {} {}",
+                                self.services[s].name.get_ref(),
+                                ep.method,
+                                ep.path.get_ref()
+                            )
                         })
                         .collect();
                     return Err(locate.error(
                         Some(call.service.span()),
-                        format!("this call closes a cycle in the call graph: {}", names.join(" -> ")),
+                        format!(
+                            "this call closes a cycle in the call graph: {}",
+                            names.join(" -> ")
+                        ),
                     ));
                 }
             }
@@ -362,7 +387,11 @@ impl Scenario {
                 None if self.is_synthetic(target) => {
                     return Err(locate.error(
                         Some(path.span()),
-                        format!("the workload target \"{target}\" has no endpoint {} {}", op.method(), path.get_ref()),
+                        format!(
+                            "the workload target \"{target}\" has no endpoint {} {}",
+                            op.method(),
+                            path.get_ref()
+                        ),
                     ));
                 }
                 None => {}
@@ -436,15 +465,39 @@ mod tests {
     #[test]
     fn each_call_graph_mistake_is_named_where_it_is_written() {
         for (file, line_column, says) in [
-            ("synthetic-unknown-service", ":15:15:", "called service \"bakend\" is not a service"),
-            ("synthetic-call-unknown-endpoint", ":15:33:", "has no endpoint GET /itmes"),
+            (
+                "synthetic-unknown-service",
+                ":15:15:",
+                "called service \"bakend\" is not a service",
+            ),
+            (
+                "synthetic-call-unknown-endpoint",
+                ":15:33:",
+                "has no endpoint GET /itmes",
+            ),
             ("synthetic-cycle", ":27:24:", "closes a cycle"),
-            ("synthetic-unreachable-endpoint", ":30:8:", "reached by no script"),
-            ("synthetic-call-probability-above-1", ":15:57:", "outside [0, 1]"),
-            ("synthetic-error-probability-negative", ":27:20:", "outside [0, 1]"),
+            (
+                "synthetic-unreachable-endpoint",
+                ":30:8:",
+                "reached by no script",
+            ),
+            (
+                "synthetic-call-probability-above-1",
+                ":15:57:",
+                "outside [0, 1]",
+            ),
+            (
+                "synthetic-error-probability-negative",
+                ":27:20:",
+                "outside [0, 1]",
+            ),
             ("synthetic-empirical-missing", ":22:", "does not exist"),
             ("synthetic-empirical-malformed", ":22:", "line 4"),
-            ("synthetic-lognormal-p99-below-median", ":22:", "median < p99"),
+            (
+                "synthetic-lognormal-p99-below-median",
+                ":22:",
+                "median < p99",
+            ),
         ] {
             let message = corpus(file);
             assert!(message.contains(line_column), "{file}: {message}");
@@ -459,7 +512,12 @@ mod tests {
                 .join("../library")
                 .join(format!("{name}.toml"));
             let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(scenario.services.iter().all(|s| s.app == AppKind::Synthetic));
+            assert!(
+                scenario
+                    .services
+                    .iter()
+                    .all(|s| s.app == AppKind::Synthetic)
+            );
         }
     }
 }

@@ -103,7 +103,10 @@ fn synthetic_request(spec: &OpSpec) -> loadgen::Operation {
     loadgen::Operation {
         name: spec.label(),
         method: http::Method::from_bytes(spec.method().as_bytes()).unwrap_or(http::Method::GET),
-        path: spec.path.as_ref().map_or("/".into(), |p| p.get_ref().clone()),
+        path: spec
+            .path
+            .as_ref()
+            .map_or("/".into(), |p| p.get_ref().clone()),
         body: Bytes::from(vec![b'x'; spec.request_bytes as usize]),
         headers: Vec::new(),
         weight: 1,

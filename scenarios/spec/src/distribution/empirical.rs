@@ -72,7 +72,13 @@ impl Points {
         // Plotting positions i/(n−1): the smallest observation is the
         // 0-quantile and the largest the 1-quantile.
         let cumulative = (0..n)
-            .map(|i| if n == 1 { 1.0 } else { i as f64 / (n - 1) as f64 })
+            .map(|i| {
+                if n == 1 {
+                    1.0
+                } else {
+                    i as f64 / (n - 1) as f64
+                }
+            })
             .collect();
         Ok(Points {
             values: samples,
@@ -170,10 +176,18 @@ fn read_csv(path: &Path, unit: Unit) -> Result<Points, String> {
                 (scale, unit_name) = header_unit(field)
                     .ok_or_else(|| format!("line {}: expected a number or a header naming the unit (latency_us, latency_ms, latency_s), found \"{field}\"", index + 1))?;
             }
-            Err(_) => return Err(format!("line {}: expected a number, found \"{field}\"", index + 1)),
+            Err(_) => {
+                return Err(format!(
+                    "line {}: expected a number, found \"{field}\"",
+                    index + 1
+                ));
+            }
         }
     }
-    Points::from_samples(samples, format!("CSV {}, values in {unit_name}", path.display()))
+    Points::from_samples(
+        samples,
+        format!("CSV {}, values in {unit_name}", path.display()),
+    )
 }
 
 fn header_unit(field: &str) -> Option<(f64, &'static str)> {
@@ -203,7 +217,10 @@ fn read_prometheus(path: &Path) -> Result<Points, String> {
             continue;
         }
         let Some(name_end) = line.find(['{', ' ']) else {
-            return Err(format!("line {}: expected `name{{labels}} value`", index + 1));
+            return Err(format!(
+                "line {}: expected `name{{labels}} value`",
+                index + 1
+            ));
         };
         let name = &line[..name_end];
         if !name.ends_with("_bucket") {
@@ -220,7 +237,10 @@ fn read_prometheus(path: &Path) -> Result<Points, String> {
             ));
         };
         if scale.is_some_and(|s| s != this_scale) {
-            return Err(format!("line {}: buckets of two units in one file", index + 1));
+            return Err(format!(
+                "line {}: buckets of two units in one file",
+                index + 1
+            ));
         }
         scale = Some(this_scale);
         let le = line
@@ -257,7 +277,11 @@ fn read_prometheus(path: &Path) -> Result<Points, String> {
         .map_or(0.0, |(b, _)| *b);
     let mut pairs = vec![(0.0, 0.0)];
     for (bound, count) in by_bound {
-        let value = if bound.is_finite() { bound } else { last_finite };
+        let value = if bound.is_finite() {
+            bound
+        } else {
+            last_finite
+        };
         pairs.push((value * scale, count));
     }
     Points::from_cumulative(
@@ -265,7 +289,11 @@ fn read_prometheus(path: &Path) -> Result<Points, String> {
         format!(
             "Prometheus buckets {}, le in {}",
             path.display(),
-            if scale == 1.0 { "seconds" } else { "milliseconds" }
+            if scale == 1.0 {
+                "seconds"
+            } else {
+                "milliseconds"
+            }
         ),
     )
 }

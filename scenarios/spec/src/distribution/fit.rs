@@ -52,7 +52,11 @@ fn moments(points: &Points) -> (f64, f64) {
 pub fn fit_all(points: &Points) -> Vec<Fit> {
     let data: [f64; 4] = JUDGED_AT.map(|p| points.quantile(p));
     let (mean, variance) = moments(points);
-    let (p0, p50, p99) = (points.quantile(0.0), points.quantile(0.5), points.quantile(0.99));
+    let (p0, p50, p99) = (
+        points.quantile(0.0),
+        points.quantile(0.5),
+        points.quantile(0.99),
+    );
     let mut families = vec![
         Family::Constant { value: mean },
         Family::Exponential { mean },
@@ -134,10 +138,16 @@ pub fn service_time_table(distribution: &Distribution) -> String {
     let d = duration_text;
     match &distribution.family {
         Family::Constant { value } => {
-            format!("{{ distribution = \"constant\", mean = \"{}\" }}", d(*value))
+            format!(
+                "{{ distribution = \"constant\", mean = \"{}\" }}",
+                d(*value)
+            )
         }
         Family::Exponential { mean } => {
-            format!("{{ distribution = \"exponential\", mean = \"{}\" }}", d(*mean))
+            format!(
+                "{{ distribution = \"exponential\", mean = \"{}\" }}",
+                d(*mean)
+            )
         }
         Family::Lognormal { .. } => format!(
             "{{ distribution = \"lognormal\", median = \"{}\", p99 = \"{}\" }}",
