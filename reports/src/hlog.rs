@@ -155,6 +155,20 @@ pub(crate) fn read(path: &Path) -> Result<Log, ReportError> {
     })
 }
 
+/// The whole-run histogram of an interval log (values as logged:
+/// microseconds for meshsim's): every untagged interval added up. For
+/// `meshsim calibrate` and empirical service times.
+pub fn read_total(path: &Path) -> Result<Histogram<u64>, ReportError> {
+    let log = read(path)?;
+    let mut total = crate::model::latency_histogram();
+    for interval in &log.intervals {
+        total
+            .add(&interval.histogram)
+            .map_err(|e| ReportError::parse(path, format!("{e:?}")))?;
+    }
+    Ok(total)
+}
+
 /// Serializes a histogram the way interval logs do (V2, deflate, base64), so
 /// `events.json` can carry whole-run histograms losslessly and compactly.
 pub(crate) fn encode_histogram(histogram: &Histogram<u64>) -> Result<String, String> {

@@ -142,6 +142,9 @@ pub fn rebuild(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     render_derived(dir, &data)
 }
 
+/// The whole-run latency histogram of an interval log (`latency.hlog`).
+pub use hlog::read_total as read_latency_log;
+
 /// Reads the `summary.json` a run wrote into `dir`.
 pub fn read_summary(dir: &Path) -> Result<Summary, ReportError> {
     let summary_path = dir.join(files::SUMMARY);

@@ -58,6 +58,11 @@ pub fn exponential(rng: &mut impl rand::Rng, rate: f64) -> f64 {
     -ln(1.0 - u) / rate
 }
 
+/// cos x, for Box–Muller normal draws (lognormal and gamma service times).
+pub fn cos(x: f64) -> f64 {
+    libm::cos(x)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

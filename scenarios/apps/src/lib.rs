@@ -1,7 +1,7 @@
 //! The applications a scenario runs behind the mesh.
 //!
 //! Owns the REC trading application ([`rec`]), the two-tier edge/backend
-//! app, the capacity model every app shares (concurrency slots, seeded
+//! app, the [`synthetic`] service a scenario describes by its endpoints, the capacity model every app shares (concurrency slots, seeded
 //! service times, the slow-host factor) and the independent [`ledger`]
 //! checker that judges REC runs.
 //!
@@ -14,6 +14,7 @@
 
 pub mod ledger;
 pub mod rec;
+pub mod synthetic;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -5,6 +5,7 @@
 //! stopped by SIGINT/SIGTERM after writing what had finished
 //! (`explore`, `load`).
 
+mod calibrate;
 mod capacity;
 mod certs;
 mod determinism;
@@ -169,6 +170,8 @@ enum Command {
     Load(Box<load::LoadArgs>),
     /// Search for the highest rate (or fewest replicas) that meets an SLO.
     Capacity(capacity::Args),
+    /// Fit service-time distributions to measurements; print the table to paste.
+    Calibrate(calibrate::Args),
     /// Rebuild every chart, report.html and junit.xml from a run's saved files.
     Report {
         /// A run's output directory.
@@ -373,6 +376,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Load(args) => load::run(*args),
         Command::Diff(args) => diff::run(args),
         Command::Capacity(args) => capacity::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Report { dir } => report::run(&dir),
         Command::Up(args) => up::run(args),
         Command::Ca(command) => serve::ca(command),

@@ -1,12 +1,18 @@
 //! Queueing-theory oracles: they keep the simulator honest.
 //!
-//! A REC app server ([`serve`], `c` slots, exponential service time) loaded
-//! open-loop by [`loadgen::run`] with Poisson arrivals is an M/M/c queue, so
-//! its time in system must match the textbook (`notes/anchors.md`):
+//! A synthetic service ([`Synthetic`] behind the capacity model's
+//! [`serve`]: `c` slots, a service time from `spec::Distribution`, one
+//! endpoint that calls nothing) loaded open-loop by [`loadgen::run`] with
+//! Poisson arrivals is an M/G/c queue, so its time in system must match the
+//! textbook (`notes/anchors.md`):
 //! M/M/1 has W = 1/(μ−λ) and p99 = ln(100)/(μ−λ) ≈ 4.605/(μ−λ); M/M/c waits
-//! with the Erlang C probability; and Little's law L = λW holds on any run.
-//! Only the app's queue is measured: the client talks to the server
-//! directly (no mesh) over zero-latency links.
+//! with the Erlang C probability; M/D/1 and M/G/1 (lognormal) have the
+//! Pollaczek–Khinchine mean W = E[S] + λE[S²]/(2(1 − ρ)); and Little's law
+//! L = λW holds on any run. Only the app's queue is measured: the client
+//! talks to the server directly (no mesh) over zero-latency links. The
+//! fork–join case is the exception: two such queues called concurrently
+//! through the whole mesh, against a Monte-Carlo maximum of the two
+//! (correlated) sojourns, after subtracting the mesh's measured overhead.
 //!
 //! ## What the simulator adds, and how the tests account for it
 //! The world is [`EventWorld`]: delivery on a zero-latency link is instant
@@ -59,11 +65,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use apps::rec::app::{AppRequest, Handler, ServiceTimeModel, serve};
+use apps::rec::app::{ServiceTimeModel, serve};
+use apps::synthetic::Synthetic;
 use bytes::Bytes;
 use loadgen::{Arrival, Completion, LoadPlan, Operation, Phase, Target};
 use seam::math::{exp, ln};
-use seam::{BoxFuture, Seed, Trace};
+use seam::{Seed, Trace};
 use sim::{EventWorld, FaultSchedule, SimConfig};
 use spec::ServiceSpec;
 
@@ -86,25 +93,15 @@ const PORT_BASE: u16 = 9000;
 /// How often the in-flight sampler looks (Little's law).
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// Answers 200 at once: all the time in system is the server's queue and
-/// service time.
-struct Ok200;
-
-impl Handler for Ok200 {
-    fn handle(&self, _request: AppRequest) -> BoxFuture<'_, http::Response<mesh::http::Body>> {
-        Box::pin(async { mesh::http::text(http::StatusCode::OK, "ok") })
-    }
-}
-
 /// `queues` independent copies of one queue, each loaded by its own
 /// open-loop generator for `duration`.
 #[derive(Clone, Debug)]
 struct Experiment {
     /// Service slots per queue (the c of M/M/c).
     servers: u32,
-    /// `exponential` or `constant`, as in a scenario file.
-    distribution: &'static str,
-    /// Mean service time as configured (and as slept: exactly).
+    /// The service time as a scenario writes it (an inline table).
+    service_time: String,
+    /// Mean service time (slept exactly).
     service_ms: f64,
     /// Arrivals to each queue.
     arrival: Arrival,
@@ -142,7 +139,7 @@ impl Experiment {
         let rate = rho * f64::from(servers) / (SERVICE_MS / 1000.0);
         Experiment {
             servers,
-            distribution: "exponential",
+            service_time: exponential(SERVICE_MS),
             service_ms: SERVICE_MS,
             arrival: Arrival::Poisson { rate },
             queues,
@@ -151,14 +148,15 @@ impl Experiment {
         }
     }
 
-    fn model(&self) -> ServiceTimeModel {
-        let spec: ServiceSpec = toml::from_str(&format!(
-            "name = \"queue\"\napp = \"registry\"\nconcurrency = {}\n\
-             service_time = {{ distribution = \"{}\", mean = \"{}ms\" }}\n",
-            self.servers, self.distribution, self.service_ms
+    /// One synthetic service with one endpoint, `GET /`, that calls
+    /// nothing: the queue is its capacity model alone.
+    fn service(&self) -> ServiceSpec {
+        toml::from_str(&format!(
+            "name = \"queue\"\napp = \"synthetic\"\nconcurrency = {}\n\
+             service_time = {}\n[[endpoints]]\nmethod = \"GET\"\npath = \"/\"\n",
+            self.servers, self.service_time
         ))
-        .expect("a valid service spec");
-        ServiceTimeModel::from_spec(&spec)
+        .expect("a valid service spec")
     }
 
     fn plan(&self) -> LoadPlan {
@@ -208,7 +206,9 @@ impl Experiment {
                 for k in 0..experiment.queues {
                     let mut env = env.clone();
                     env.seed = env.seed.child(&format!("queue-{k}"));
-                    let (handler, model) = (Arc::new(Ok200), experiment.model());
+                    let service = experiment.service();
+                    let handler = Arc::new(Synthetic::new(env.clone(), &service));
+                    let model = ServiceTimeModel::from_spec(&service);
                     seam::task::spawn_into(&mut queues, serve(env, PORT_BASE + k, handler, model));
                 }
                 while let Some(served) = queues.join_next().await {
@@ -279,6 +279,16 @@ async fn sample_completions(completed: Arc<AtomicU64>, out: Arc<Mutex<Vec<(f64, 
         );
         out.lock().expect("sampler").push(sample);
     }
+}
+
+/// An exponential service time of mean `ms`, as a scenario writes it.
+fn exponential(ms: f64) -> String {
+    format!("{{ distribution = \"exponential\", mean = \"{ms}ms\" }}")
+}
+
+/// A constant service time of `ms`.
+fn constant(ms: f64) -> String {
+    format!("{{ distribution = \"constant\", mean = \"{ms}ms\" }}")
 }
 
 /// `QUEUEING_SCALE=k` runs every case k times longer (for a closer look).
@@ -378,7 +388,7 @@ fn network_overhead_s() -> f64 {
 fn constant_service_latency_s(service_ms: f64) -> f64 {
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(service_ms),
         service_ms,
         arrival: Arrival::Constant {
             rate: 1000.0 / 23.73,
@@ -494,7 +504,7 @@ fn a_constant_service_takes_exactly_its_time() {
     // of tokio's millisecond timer wheel: from send to answer, every request.
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(10.3),
         service_ms: 10.3,
         arrival: Arrival::Constant {
             rate: 1000.0 / 23.73,
@@ -575,7 +585,7 @@ fn a_backlogged_server_serves_back_to_back() {
     // the slot to the next request costs no time, on the grid or off it.
     let experiment = Experiment {
         servers: 1,
-        distribution: "constant",
+        service_time: constant(10.3),
         service_ms: 10.3,
         arrival: Arrival::Poisson { rate: 300.0 },
         queues: 1,
@@ -597,4 +607,143 @@ fn a_backlogged_server_serves_back_to_back() {
         let gap_ms = (pair[1] - pair[0]) * 1000.0;
         assert!((gap_ms - 10.3).abs() < 0.001, "gap {gap_ms} ms");
     }
+}
+
+/// The bound the issue sets on the M/G/1 and fork–join oracles: 5 %.
+const TOLERANCE_MG1: f64 = 0.05;
+
+/// M/G/1 at `rho` with the service time `service_time` (mean
+/// [`SERVICE_MS`], second moment `second_moment_s2`): the mean time in
+/// system against Pollaczek–Khinchine, W = E[S] + λE[S²] / (2(1 − ρ)).
+fn assert_matches_pollaczek_khinchine(service_time: String, second_moment_s2: f64, rho: f64) {
+    let mut experiment = Experiment::markov(1, rho, 100, 60, 2);
+    experiment.service_time = service_time;
+    let observed = experiment.run();
+    let counted = sojourns(&experiment, &observed);
+    let times: Vec<f64> = counted.iter().map(|s| s.latency_s).collect();
+    let lambda = experiment.arrival.rate();
+    let service_s = SERVICE_MS / 1000.0;
+    let theory = service_s + lambda * second_moment_s2 / (2.0 * (1.0 - rho));
+    check(
+        &format!(
+            "M/G/1 {} rho={rho} n={} mean",
+            experiment.service_time,
+            times.len()
+        ),
+        mean(&times),
+        theory,
+        group_se(&counted, experiment.queues, mean),
+        TOLERANCE_MG1,
+    );
+}
+
+#[test]
+#[ignore = "420 k requests, too slow for the debug profile; CI runs it in release"]
+fn md1_matches_pollaczek_khinchine() {
+    let service_s = SERVICE_MS / 1000.0;
+    assert_matches_pollaczek_khinchine(constant(SERVICE_MS), service_s * service_s, 0.7);
+}
+
+#[test]
+#[ignore = "420 k requests, too slow for the debug profile; CI runs it in release"]
+fn mg1_lognormal_matches_pollaczek_khinchine() {
+    // Mean 10 ms with sigma 0.5: mu = ln 10 − σ²/2 (of ln ms), and
+    // E[S²] = E[S]² e^(σ²).
+    let sigma: f64 = 0.5;
+    let mu = seam::math::ln(SERVICE_MS) - sigma * sigma / 2.0;
+    let service_s = SERVICE_MS / 1000.0;
+    assert_matches_pollaczek_khinchine(
+        format!("{{ distribution = \"lognormal\", mu = {mu}, sigma = {sigma} }}"),
+        service_s * service_s * seam::math::exp(sigma * sigma),
+        0.7,
+    );
+}
+
+/// A fork–join through the whole mesh: `front` (no service time) sends two
+/// concurrent calls, through its sidecar over mTLS, to `left` and `right`,
+/// each one replica with one slot and exponential service of mean
+/// [`SERVICE_MS`]; the answer waits for both. Zero-latency links.
+fn fork_join_scenario(leaf_service_time: &str, rate: f64, seconds: u64) -> spec::Scenario {
+    let leaf = |name: &str| {
+        format!(
+            "[[services]]\nname = \"{name}\"\napp = \"synthetic\"\nconcurrency = 1\n\
+             service_time = {leaf_service_time}\n[[services.endpoints]]\npath = \"/work\"\n"
+        )
+    };
+    let text = format!(
+        "name = \"fork-join\"\n[sim]\nlink_latency_min = \"0ms\"\nlink_latency_max = \"0ms\"\n\
+         [[services]]\nname = \"front\"\napp = \"synthetic\"\nconcurrency = 100000\n\
+         service_time = {{ distribution = \"constant\", mean = \"0ms\" }}\n\
+         [[services.endpoints]]\npath = \"/\"\n\
+         script = [ {{ concurrent = [ {{ service = \"left\", path = \"/work\", timeout = \"1h\" }}, \
+         {{ service = \"right\", path = \"/work\", timeout = \"1h\" }} ] }} ]\n\
+         {}{}\
+         [mesh]\nrequest_timeout = \"1h\"\n\
+         [workload]\ntarget = \"front\"\nconnections = 4096\n\
+         [[workload.phases]]\nname = \"steady\"\nduration = \"{seconds}s\"\n\
+         arrival = {{ kind = \"poisson\", rate = {rate} }}\n\
+         [[workload.mix]]\npath = \"/\"\nweight = 1\n",
+        leaf("left"),
+        leaf("right")
+    );
+    spec::Scenario::parse(std::path::Path::new("fork-join.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Mean latency of a fork–join run, and how many requests it counted.
+fn fork_join_mean_s(scenario: &spec::Scenario) -> (f64, u64) {
+    let run = engine::run_sim(scenario, Seed::new(seed()), Trace::hash_only()).expect("runs");
+    let latency = &run.load.overall.latency_us;
+    assert_eq!(run.load.overall.failed, 0, "no request may fail");
+    (latency.mean() / 1e6, latency.len())
+}
+
+/// E[max(T₁, T₂)] of two FIFO single-server queues fed by the same Poisson
+/// arrivals with independent exponential services (Lindley's recursion),
+/// by Monte Carlo. The two sojourns are correlated through the shared
+/// arrivals, so the independent-maximum formula would overstate it.
+fn fork_join_monte_carlo_s(lambda: f64, mu: f64, arrivals: usize) -> f64 {
+    let exp = |mean: f64| spec::Distribution::new(spec::Family::Exponential { mean });
+    let (gap, service) = (exp(1.0 / lambda), exp(1.0 / mu));
+    let mut rng = Seed::new(seed()).child("fork-join-monte-carlo").rng();
+    let (mut wait_left, mut wait_right, mut total) = (0.0f64, 0.0f64, 0.0);
+    let (mut last_left, mut last_right) = (0.0, 0.0);
+    for _ in 0..arrivals {
+        let a = gap.sample(&mut rng);
+        wait_left = (wait_left + last_left - a).max(0.0);
+        wait_right = (wait_right + last_right - a).max(0.0);
+        last_left = service.sample(&mut rng);
+        last_right = service.sample(&mut rng);
+        total += (wait_left + last_left).max(wait_right + last_right);
+    }
+    total / arrivals as f64
+}
+
+#[test]
+#[ignore = "two whole-mesh runs of 30 k requests; CI runs it in release"]
+fn fork_join_matches_the_monte_carlo_maximum_of_two_sojourns() {
+    let (rho, seconds) = (0.5, 600);
+    let mu = 1000.0 / SERVICE_MS;
+    let lambda = rho * mu;
+    // What the mesh adds (sidecars, mTLS, send alignment) with no service
+    // time at all; subtracted from the fork–join's mean.
+    let (overhead_s, _) = fork_join_mean_s(&fork_join_scenario(
+        "{ distribution = \"constant\", mean = \"0ms\" }",
+        lambda,
+        20,
+    ));
+    let (measured_s, n) = fork_join_mean_s(&fork_join_scenario(
+        &exponential(SERVICE_MS),
+        lambda,
+        seconds,
+    ));
+    let theory = fork_join_monte_carlo_s(lambda, mu, 4_000_000);
+    eprintln!("fork-join overhead {:.4} ms", overhead_s * 1000.0);
+    check(
+        &format!("fork-join of two M/M/1 rho={rho} n={n} mean"),
+        measured_s - overhead_s,
+        theory,
+        f64::NAN,
+        TOLERANCE_MG1,
+    );
 }

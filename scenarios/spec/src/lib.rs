@@ -16,16 +16,19 @@ use toml::Spanned;
 
 mod app;
 mod checks;
+pub mod distribution;
 mod faults;
 pub mod import;
 pub mod mesh;
 mod overrides;
 mod phases;
 pub mod slo;
+pub mod synthetic;
 mod workload;
 
 pub use app::AppSpec;
 pub use checks::{CheckSpec, Property};
+pub use distribution::{Distribution, Family, ServiceTime, Size};
 pub use faults::{
     ActionKind, FaultPlan, FaultSpec, Groups, Names, ResolvedFault, SEED_LABEL_FAULTS, SwarmSpec,
     When, format_duration, parse_signed_ms, stretch,
@@ -33,6 +36,7 @@ pub use faults::{
 pub use mesh::MeshSpec;
 pub use overrides::Override;
 pub use phases::PhasesSpec;
+pub use synthetic::{CallSpec, EndpointSpec, OnFailure, Step};
 
 pub use workload::{OpSpec, Operation, PhaseSpec, WorkloadSpec};
 
@@ -230,26 +234,8 @@ pub enum AppKind {
     Edge,
     /// Mesh-focused scenarios' backend: balances in memory.
     Backend,
-}
-
-/// Service-time distribution of an app.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Distribution {
-    /// Always the mean.
-    Constant,
-    /// Exponential with the given mean (M/M/c-style servers).
-    Exponential,
-}
-
-/// How long an app takes per request, and how many it serves at once.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceTimeSpec {
-    /// The distribution.
-    pub distribution: Distribution,
-    /// Its mean.
-    pub mean: Dur,
+    /// A service described by its endpoints (`[[services.endpoints]]`).
+    Synthetic,
 }
 
 /// One service.
@@ -263,11 +249,16 @@ pub struct ServiceSpec {
     /// Number of replicas.
     #[serde(default = "one")]
     pub replicas: u32,
-    /// Service time per request.
-    pub service_time: ServiceTimeSpec,
+    /// Service time per request (for a synthetic service, the default of
+    /// its endpoints).
+    #[serde(default)]
+    pub service_time: Option<ServiceTime>,
     /// Requests served at once; more wait in line.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// A synthetic service's endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
 }
 
 fn one() -> u32 {
@@ -438,6 +429,10 @@ impl Scenario {
         let mut scenario: Scenario = toml::from_str(text)
             .map_err(|e| locate.error(e.span(), e.message().trim().to_owned()))?;
         import::apply(&mut scenario, path, &locate)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        scenario
+            .load_empirical(base)
+            .map_err(|(span, message)| locate.error(Some(span), message))?;
         scenario.validate(&locate)?;
         Ok(scenario)
     }
@@ -506,11 +501,67 @@ impl Scenario {
                 "the operation mix needs a positive weight",
             ));
         }
+        for op in &self.workload.mix {
+            let at = op.path.as_ref().map_or(target.span(), |p| p.span());
+            let message = match (&op.operation, &op.path) {
+                (Some(_), Some(_)) => Some(
+                    "a [[workload.mix]] entry is a REC `operation` or a synthetic `path`, not both",
+                ),
+                (None, None) => Some(
+                    "a [[workload.mix]] entry needs an `operation` (REC) or a `path` (synthetic service)",
+                ),
+                (Some(_), None)
+                    if op.method.is_some() || op.name.is_some() || op.request_bytes > 0 =>
+                {
+                    Some(
+                        "`method`, `name` and `request_bytes` apply to a synthetic `path`, not to a REC `operation`",
+                    )
+                }
+                _ if op
+                    .method
+                    .as_deref()
+                    .is_some_and(|m| !synthetic::is_method(m)) =>
+                {
+                    Some("`method` must be an HTTP method in capitals, like GET or POST")
+                }
+                _ => None,
+            };
+            if let Some(message) = message {
+                return Err(locate.error(Some(at), message));
+            }
+        }
+        self.validate_synthetic(locate)?;
         self.validate_phases(locate)?;
         self.validate_faults(locate)?;
         self.validate_swarm(locate)?;
         self.mesh.validate(self, locate)?;
         self.validate_checks(locate)?;
+        Ok(())
+    }
+
+    /// Reads every empirical distribution's file, relative to `base`.
+    fn load_empirical(&mut self, base: &Path) -> Result<(), (Range<usize>, String)> {
+        use distribution::Unit;
+        for service in &mut self.services {
+            if let Some(t) = &mut service.service_time {
+                t.0.load(base, Unit::Duration)?;
+            }
+            for endpoint in &mut service.endpoints {
+                if let Some(t) = &mut endpoint.service_time {
+                    t.0.load(base, Unit::Duration)?;
+                }
+                if let Some(size) = &mut endpoint.response_size {
+                    size.0.load(base, Unit::Bytes)?;
+                }
+                for step in &mut endpoint.script {
+                    for call in step.calls_mut() {
+                        if let Some(size) = &mut call.request_size {
+                            size.0.load(base, Unit::Bytes)?;
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -697,6 +748,8 @@ weight = 1
             include_str!("phases.rs"),
             include_str!("checks.rs"),
             include_str!("mesh.rs"),
+            include_str!("distribution.rs"),
+            include_str!("synthetic.rs"),
         ];
         let names: Vec<String> = sources.iter().flat_map(|s| documented_names(s)).collect();
         assert!(

@@ -84,12 +84,55 @@ impl Operation {
     }
 }
 
-/// One entry of the mix.
+/// One entry of the mix: a REC `operation`, or a request to a synthetic
+/// service (`method`, `path`, `request_bytes`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpSpec {
-    /// The operation.
-    pub operation: Operation,
+    /// The REC operation.
+    #[serde(default)]
+    pub operation: Option<Operation>,
+    /// A synthetic request's name in statistics (default `METHOD path`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A synthetic request's method (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// A synthetic request's path: an endpoint of the target.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// A synthetic request's body size.
+    #[serde(default)]
+    pub request_bytes: u64,
     /// Relative weight.
     pub weight: u32,
+}
+
+impl OpSpec {
+    /// A REC operation's entry.
+    pub fn rec(operation: Operation, weight: u32) -> Self {
+        OpSpec {
+            operation: Some(operation),
+            name: None,
+            method: None,
+            path: None,
+            request_bytes: 0,
+            weight,
+        }
+    }
+
+    /// The method of a synthetic request.
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("GET")
+    }
+
+    /// The name of this entry in statistics and reports.
+    pub fn label(&self) -> String {
+        match (&self.operation, &self.path, &self.name) {
+            (Some(op), _, _) => op.name().to_owned(),
+            (None, _, Some(name)) => name.clone(),
+            (None, Some(path), None) => format!("{} {}", self.method(), path.get_ref()),
+            (None, None, None) => String::new(),
+        }
+    }
 }

@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use mesh::accept::{Acceptor, Admitted, CONNECTIONS_MAX};
 use mesh::http::{Body, read_body, serve_connection, text};
 use mesh::pod_secret::PodSecret;
-use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use seam::{BoxFuture, HostEnv};
 use tokio::sync::Semaphore;
@@ -47,32 +46,43 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: AppRequest) -> BoxFuture<'_, Response<Body>>;
 }
 
-/// Service time per request and concurrency.
+/// Service time per request and concurrency: one distribution per
+/// endpoint (a synthetic service's), else the service's own.
 pub struct ServiceTimeModel {
-    distribution: Distribution,
-    mean: Duration,
+    default: Option<Distribution>,
+    endpoints: Vec<(http::Method, String, Distribution)>,
     concurrency: usize,
 }
 
 impl ServiceTimeModel {
     /// From a scenario's service spec.
     pub fn from_spec(spec: &ServiceSpec) -> Self {
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let method = http::Method::from_bytes(e.method.as_bytes()).ok()?;
+                let time = e.service_time.as_ref().or(spec.service_time.as_ref())?;
+                Some((method, e.path.get_ref().clone(), time.0.clone()))
+            })
+            .collect();
         ServiceTimeModel {
-            distribution: spec.service_time.distribution,
-            mean: spec.service_time.mean.0,
+            default: spec.service_time.as_ref().map(|t| t.0.clone()),
+            endpoints,
             concurrency: spec.concurrency as usize,
         }
     }
 
-    fn draw(&self, rng: &mut ChaCha12Rng) -> Duration {
-        match self.distribution {
-            Distribution::Constant => self.mean,
-            Distribution::Exponential => {
-                // Inverse CDF; 1 - u is in (0, 1], so ln is finite.
-                let u: f64 = rng.random();
-                self.mean.mul_f64(-(1.0 - u).ln())
-            }
-        }
+    /// The service time of one request to `method` `path`; zero for a
+    /// request no endpoint matches (it is answered 404 at once).
+    fn draw(&self, method: &http::Method, path: &str, rng: &mut ChaCha12Rng) -> Duration {
+        let distribution = self
+            .endpoints
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .map(|(_, _, d)| d)
+            .or(self.default.as_ref());
+        distribution.map_or(Duration::ZERO, |d| d.sample_duration(rng))
     }
 }
 
@@ -137,7 +147,11 @@ impl Server {
         };
         let _slot = self.slots.acquire().await.expect("never closed");
         // Drawn after the slot is taken, so the draw order is the service order.
-        let drawn = self.model.draw(&mut self.rng.lock().expect("rng poisoned"));
+        let drawn = self.model.draw(
+            &parts.method,
+            parts.uri.path(),
+            &mut self.rng.lock().expect("rng poisoned"),
+        );
         let service_time = self.slow.stretch(drawn);
         // The world's exact sleep: a drawn 10.3 ms takes 10.3 ms, not the
         // 11 ms of tokio's millisecond timer wheel.

@@ -55,6 +55,7 @@ pub async fn run_app(env: HostEnv, service: &ServiceSpec, app: &AppSpec) -> Resu
         AppKind::Gateway => Arc::new(gateway::Gateway::new(caller())),
         AppKind::Edge => Arc::new(simple::Edge::new(env.clone())),
         AppKind::Backend => Arc::new(simple::Backend::default()),
+        AppKind::Synthetic => Arc::new(crate::synthetic::Synthetic::new(env.clone(), service)),
         AppKind::Registry => Arc::new(tier::Tier::new("registry-db", forwarder(), registry_policy)),
         AppKind::Market => Arc::new(tier::Tier::new("market-db", forwarder(), market_policy)),
         AppKind::Accounts => Arc::new(tier::Tier::new("accounts-db", forwarder(), accounts_policy)),

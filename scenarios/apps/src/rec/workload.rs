@@ -98,12 +98,33 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// A mix entry aimed at a synthetic service: one request shape.
+fn synthetic_request(spec: &OpSpec) -> loadgen::Operation {
+    loadgen::Operation {
+        name: spec.label(),
+        method: http::Method::from_bytes(spec.method().as_bytes()).unwrap_or(http::Method::GET),
+        path: spec
+            .path
+            .as_ref()
+            .map_or("/".into(), |p| p.get_ref().clone()),
+        body: Bytes::from(vec![b'x'; spec.request_bytes as usize]),
+        headers: Vec::new(),
+        weight: 1,
+    }
+}
+
 /// The load generator's mix: each scenario operation becomes its request
 /// shapes, weighted so that the operations keep the scenario's proportions.
 pub fn client_mix(mix: &[OpSpec], genesis: &Genesis) -> Vec<loadgen::Operation> {
     let expanded: Vec<(u32, Vec<loadgen::Operation>)> = mix
         .iter()
-        .map(|spec| (spec.weight, shapes(spec.operation, genesis)))
+        .map(|spec| {
+            let shapes = match spec.operation {
+                Some(op) => shapes(op, genesis),
+                None => vec![synthetic_request(spec)],
+            };
+            (spec.weight, shapes)
+        })
         .collect();
     let lcm = expanded
         .iter()
@@ -258,7 +279,7 @@ mod tests {
     #[test]
     fn the_mix_keeps_the_scenario_proportions() {
         let genesis = Genesis::new(&AppSpec::default());
-        let spec = |operation, weight| OpSpec { operation, weight };
+        let spec = OpSpec::rec;
         let mix = client_mix(
             &[
                 spec(Operation::Quote, 60),
