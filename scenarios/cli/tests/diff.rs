@@ -139,5 +139,27 @@ fn diff_reports_the_change_and_fails_on_a_crossed_threshold() {
     assert_eq!(missing.status.code(), Some(2));
     let strict = meshsim(&["diff", fast_s, slow_s, "--require-comparable"]);
     assert_eq!(strict.status.code(), Some(2));
+
+    // Provenance: what summary.json records, and a replay of another
+    // scenario (other --set values) refused before it runs.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fast.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["meshsim_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(summary["scenario_sha256"].as_str().unwrap().len(), 64);
+    assert!(!summary["source_revision"].as_str().unwrap().is_empty());
+    assert!(summary["platform"].as_str().unwrap().contains('-'));
+    let refused = meshsim(&[
+        "check-determinism",
+        "scenarios/library/smoke.toml",
+        "--set",
+        "workload.steady.duration=5s",
+        "--set",
+        "workload.steady.rate=50",
+        "--against",
+        fast_s,
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ran a different scenario"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -232,7 +232,8 @@ fn four_shards_merged_equal_one_unsharded_explore() {
 fn sigterm_keeps_every_finished_seed_and_exits_4() {
     let dir = temp_dir("sigterm");
     let out = dir.join("explore");
-    let mut child = spawn(&[
+    let stderr_path = dir.join("stderr.txt");
+    let mut child = command(&[
         "explore",
         FIXTURE,
         "--seeds",
@@ -241,7 +242,11 @@ fn sigterm_keeps_every_finished_seed_and_exits_4() {
         "1",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&stderr_path).unwrap())
+    .spawn()
+    .expect("meshsim starts");
     let results = out.join("results.jsonl");
     // Wait for the first streamed line (one seed: seconds).
     let mut waited = 0;
@@ -255,8 +260,13 @@ fn sigterm_keeps_every_finished_seed_and_exits_4() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let code = child.wait().unwrap().code();
-    assert_eq!(code, Some(4), "interrupted");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "interrupted ({status:?}); stderr: {}",
+        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+    );
     let lines = read(&out, "results.jsonl").lines().count();
     assert!((1..199).contains(&lines), "{lines} lines");
     let summary: serde_json::Value = serde_json::from_str(&read(&out, "summary.json")).unwrap();
