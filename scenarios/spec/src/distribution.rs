@@ -133,12 +133,20 @@ impl Distribution {
 
     /// Reads an empirical distribution's file, relative to `base` (the
     /// scenario's directory). On failure: where the file is named, and why.
-    pub fn load(&mut self, base: &Path, unit: Unit) -> Result<(), (Range<usize>, String)> {
+    /// Reads an empirical distribution's file (relative to `base`), and
+    /// records its path in `inputs` (what the scenario's hash covers).
+    pub fn load(
+        &mut self,
+        base: &Path,
+        unit: Unit,
+        inputs: &mut std::collections::BTreeSet<std::path::PathBuf>,
+    ) -> Result<(), (Range<usize>, String)> {
         let Some(file) = &self.file else {
             return Ok(());
         };
         let path = base.join(file.get_ref());
         let points = read_points(&path, unit).map_err(|message| (file.span(), message))?;
+        inputs.insert(path);
         self.family = Family::Empirical(Arc::new(points));
         Ok(())
     }

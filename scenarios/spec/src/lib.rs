@@ -130,6 +130,11 @@ pub struct Scenario {
     /// SLOs to check.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Every file besides the scenario itself that the run depends on
+    /// (imported mesh YAML, empirical distributions), so the scenario's
+    /// hash can cover them.
+    #[serde(skip)]
+    pub inputs: std::collections::BTreeSet<PathBuf>,
 }
 
 fn default_seed() -> u64 {
@@ -369,6 +374,31 @@ pub fn scenario_sha256(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// `text` with a `# meshsim input PATH sha256 HEX` line appended for each
+/// of the scenario's input files (paths relative to the scenario's folder,
+/// so the hash is the same on every machine).
+fn with_input_digests(
+    path: &Path,
+    scenario: &Scenario,
+    mut text: String,
+) -> Result<String, SpecError> {
+    use sha2::Digest as _;
+    let base = path.parent().unwrap_or(Path::new(""));
+    for input in &scenario.inputs {
+        let bytes = std::fs::read(input).map_err(|e| SpecError::Read {
+            path: input.clone(),
+            message: e.to_string(),
+        })?;
+        let shown = input.strip_prefix(base).unwrap_or(input);
+        text.push_str(&format!(
+            "\n# meshsim input {} sha256 {}",
+            shown.display(),
+            hex::encode(sha2::Sha256::digest(&bytes))
+        ));
+    }
+    Ok(text)
+}
+
 /// Whether `name` occurs more than once among `names`.
 pub(crate) fn repeated<'n>(names: impl IntoIterator<Item = &'n str>, name: &str) -> bool {
     names.into_iter().filter(|n| *n == name).count() > 1
@@ -388,10 +418,21 @@ impl Scenario {
     }
 
     /// Like [`Scenario::load_with`], and also returns the text the scenario
-    /// was parsed from (the file after `--set`): what `scenario_sha256` in
+    /// was parsed from (the file after `--set`), followed by one line per
+    /// file it read besides itself (imported YAML, empirical
+    /// distributions) with that file's SHA-256: what `scenario_sha256` in
     /// `summary.json` hashes, so two runs with the same hash ran the same
-    /// scenario whether it was edited or overridden.
+    /// scenario whether it was edited, overridden or fed other files.
     pub fn load_as_run(
+        path: &Path,
+        overrides: &[Override],
+    ) -> Result<(Scenario, String), SpecError> {
+        let (scenario, text) = Scenario::load_text_as_run(path, overrides)?;
+        let text = with_input_digests(path, &scenario, text)?;
+        Ok((scenario, text))
+    }
+
+    fn load_text_as_run(
         path: &Path,
         overrides: &[Override],
     ) -> Result<(Scenario, String), SpecError> {
@@ -542,21 +583,22 @@ impl Scenario {
     /// Reads every empirical distribution's file, relative to `base`.
     fn load_empirical(&mut self, base: &Path) -> Result<(), (Range<usize>, String)> {
         use distribution::Unit;
+        let inputs = &mut self.inputs;
         for service in &mut self.services {
             if let Some(t) = &mut service.service_time {
-                t.0.load(base, Unit::Duration)?;
+                t.0.load(base, Unit::Duration, inputs)?;
             }
             for endpoint in &mut service.endpoints {
                 if let Some(t) = &mut endpoint.service_time {
-                    t.0.load(base, Unit::Duration)?;
+                    t.0.load(base, Unit::Duration, inputs)?;
                 }
                 if let Some(size) = &mut endpoint.response_size {
-                    size.0.load(base, Unit::Bytes)?;
+                    size.0.load(base, Unit::Bytes, inputs)?;
                 }
                 for step in &mut endpoint.script {
                     for call in step.calls_mut() {
                         if let Some(size) = &mut call.request_size {
-                            size.0.load(base, Unit::Bytes)?;
+                            size.0.load(base, Unit::Bytes, inputs)?;
                         }
                     }
                 }

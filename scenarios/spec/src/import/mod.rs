@@ -319,6 +319,7 @@ pub(crate) fn apply(
     if !scenario.mesh.import.is_empty() {
         let span = span_of(&scenario.mesh.import);
         let files = files_of(path, &scenario.mesh.import, locate)?;
+        scenario.inputs.extend(files.iter().cloned());
         let imported = import_files(&files, &context)?;
         replicas_from(scenario, &imported, locate)?;
         merge(&mut scenario.mesh.services, &imported, locate, span)?;
@@ -331,6 +332,7 @@ pub(crate) fn apply(
         }
         let span = span_of(&variant.import);
         let files = files_of(path, &variant.import, locate)?;
+        scenario.inputs.extend(files.iter().cloned());
         let imported = import_files(&files, &context)?;
         merge(
             &mut scenario.mesh.variants[index].services,
