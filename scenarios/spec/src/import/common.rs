@@ -212,6 +212,19 @@ pub(crate) fn percentage(sink: &Sink, node: &Node, what: &str) -> Result<f64, Sp
     Ok(value)
 }
 
+/// A retry count (retries after the first try, as Istio's `attempts` and
+/// Gateway API's `retry.attempts` both count them) in meshsim's range.
+pub(crate) fn retry_count(sink: &Sink, node: &Node, what: &str) -> Result<u32, SpecError> {
+    let attempts = node.int(sink, what)?;
+    if !(0..=9).contains(&attempts) {
+        return Err(sink.error(
+            node.at,
+            format!("{what} {attempts} is out of range; meshsim allows 0 to 9 retries"),
+        ));
+    }
+    Ok(attempts as u32)
+}
+
 /// An identity pattern in meshsim's SPIFFE form. Istio writes
 /// `cluster.local/ns/N/sa/S` (SPIFFE without the scheme) and meshsim's
 /// trust domain stands in for Istio's default `cluster.local`, as a

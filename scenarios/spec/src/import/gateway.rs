@@ -275,18 +275,7 @@ fn backend_refs(
 fn retry_policy(sink: &mut Sink, node: &Node) -> Result<Option<cfg::RetryPolicy>, SpecError> {
     let fields = node.fields(sink, "retry")?;
     let attempts = match fields.get("attempts") {
-        Some(a) => {
-            let attempts = a.int(sink, "retry.attempts")?;
-            if !(0..=9).contains(&attempts) {
-                return Err(sink.error(
-                    a.at,
-                    format!(
-                        "retry.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"
-                    ),
-                ));
-            }
-            attempts as u32
-        }
+        Some(a) => super::common::retry_count(sink, a, "retry.attempts")?,
         None => 1,
     };
     let mut policy = cfg::RetryPolicy {

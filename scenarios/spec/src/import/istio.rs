@@ -263,18 +263,7 @@ fn retry_policy(
 ) -> Result<(Option<cfg::RetryPolicy>, Option<u64>), SpecError> {
     let fields = node.fields(sink, "retries")?;
     let attempts = match fields.get("attempts") {
-        Some(a) => {
-            let attempts = a.int(sink, "retries.attempts")?;
-            if !(0..=9).contains(&attempts) {
-                return Err(sink.error(
-                    a.at,
-                    format!(
-                        "retries.attempts {attempts} is out of range; meshsim allows 0 to 9 retries"
-                    ),
-                ));
-            }
-            attempts as u32
-        }
+        Some(a) => super::common::retry_count(sink, a, "retries.attempts")?,
         None => 2,
     };
     let per_try = match fields.get("perTryTimeout") {
