@@ -751,7 +751,11 @@ weight = 1
                 inside = Some(true);
             } else if line == "}" {
                 inside = None;
-            } else if inside == Some(false) && line.starts_with("pub ") {
+            } else if inside == Some(false)
+                && line.starts_with("pub ")
+                && !attributes.contains("#[serde(skip)]")
+            {
+                // A skipped field is not a key of the format.
                 let field = line[4..].split(':').next().unwrap_or("").to_owned();
                 names.push(rename.take().unwrap_or(field));
             } else if inside == Some(true) && line.starts_with(|c: char| c.is_ascii_uppercase()) {
