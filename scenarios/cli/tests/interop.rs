@@ -3,7 +3,8 @@
 //! and `--resolve` drives the gateway over mTLS; curl reaches the app and,
 //! without a certificate, with a foreign CA's certificate and in plaintext,
 //! is refused; `openssl s_client` sees TLS 1.3 and the server's SPIFFE ID;
-//! a real Prometheus scrapes every sidecar (ignored: run by `.ci/run` after
+//! `run --real --otlp-endpoint` posts the run's spans to a receiver on a
+//! real socket; a real Prometheus scrapes every sidecar (ignored: run by `.ci/run` after
 //! `scripts/install-prometheus.sh`). Needs `curl` and `openssl` on the PATH.
 
 mod common;
@@ -246,15 +247,19 @@ fn a_crash_scenario_passes_on_real_sockets() {
     let out = std::env::temp_dir().join(format!("meshsim-real-crash-{}", std::process::id()));
     let trace = out.with_extension("trace.jsonl");
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/replica-crash.toml");
+    let collector = OtlpReceiver::start();
     let output = run(Command::new(MESHSIM)
         .arg("run")
         .arg(&scenario)
         .args(["--real", "--time-scale", "0.25", "--out"])
         .arg(&out)
         .arg("--trace")
-        .arg(&trace));
+        .arg(&trace)
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{}/v1/traces", collector.address)));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
+    collector.assert_received_the_run_s_spans(&out);
     assert!(text.contains("mode=Real"), "{text}");
     assert!(
         text.contains("[ok] crashed_replica_ejected_within_2s"),
@@ -584,4 +589,69 @@ fn prometheus_scrapes_the_mesh_under_load() {
     let _ = load_run.wait();
     drop(prometheus);
     drop(mesh);
+}
+
+/// A one-request OTLP/HTTP receiver on a real socket: it reads one POST,
+/// answers 200 as a collector does, and hands the request back.
+struct OtlpReceiver {
+    address: std::net::SocketAddr,
+    received: std::sync::mpsc::Receiver<(String, String)>,
+}
+
+impl OtlpReceiver {
+    fn start() -> OtlpReceiver {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (sender, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("the run connects");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut head = String::new();
+            let mut content_length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("a header line");
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = value.trim().parse().expect("a length");
+                }
+                let end = line == "\r\n";
+                head.push_str(&line);
+                if end {
+                    break;
+                }
+            }
+            let mut body = vec![0; content_length];
+            reader.read_exact(&mut body).expect("the body");
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = sender.send((head, String::from_utf8(body).expect("UTF-8 JSON")));
+        });
+        OtlpReceiver { address, received }
+    }
+
+    /// The run POSTed OTLP JSON to /v1/traces, and it is the same document
+    /// as the run's `traces.otlp.json`.
+    fn assert_received_the_run_s_spans(self, out: &Path) {
+        let (head, body) = self
+            .received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the run exported its spans");
+        assert!(head.starts_with("POST /v1/traces HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let sent: serde_json::Value = serde_json::from_str(&body).expect("OTLP JSON");
+        let spans = sent["resourceSpans"].as_array().expect("resourceSpans");
+        assert!(!spans.is_empty(), "no resource spans: {body}");
+        let written: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("traces.otlp.json")).expect("traces.otlp.json"),
+        )
+        .expect("the file is JSON");
+        assert_eq!(sent, written, "the export differs from traces.otlp.json");
+    }
 }
