@@ -11,6 +11,7 @@ mod certs;
 mod determinism;
 mod diff;
 mod explore;
+mod import_isotope;
 mod import_mesh;
 mod interrupt;
 mod logging;
@@ -209,6 +210,9 @@ enum Command {
 enum ImportKind {
     /// Istio, Linkerd and Gateway API YAML → the equivalent `[mesh]` TOML.
     Mesh(import_mesh::Args),
+    /// An isotope topology (istio/tools) → a runnable scenario of
+    /// synthetic services.
+    Isotope(import_isotope::Args),
 }
 
 /// `meshsim explore merge`.
@@ -385,6 +389,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::App(args) => serve::app(args),
         Command::Certs(command) => certs::run(command),
         Command::Import(ImportKind::Mesh(args)) => import_mesh::run(args),
+        Command::Import(ImportKind::Isotope(args)) => import_isotope::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into a buffer first: clap_complete panics on a closed pipe.

@@ -509,6 +509,9 @@ impl Scenario {
                     format!("service \"{name}\" needs replicas >= 1 and concurrency >= 1"),
                 ));
             }
+            if let Some(message) = self.replica_name_clash(name) {
+                return Err(locate.error(Some(service.name.span()), message));
+            }
         }
         let target = &self.workload.target;
         if let Some(message) = self.unknown_service("workload target", target.get_ref(), false) {
@@ -605,6 +608,19 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    /// A service named like another service's replica host (`svc1-1` beside
+    /// `svc1` with two replicas) would share its name with that host.
+    fn replica_name_clash(&self, name: &str) -> Option<String> {
+        let (owner, index) = name.rsplit_once('-')?;
+        let index: u32 = index.parse().ok()?;
+        let service = self.services.iter().find(|s| s.name.get_ref() == owner)?;
+        (index < service.replicas).then(|| {
+            format!(
+                "service \"{name}\" has the name of replica {index} of service \"{owner}\" (meshsim names replica hosts SERVICE-N); rename one"
+            )
+        })
     }
 
     /// Every host the scenario creates, in a stable order.

@@ -16,6 +16,7 @@
 
 mod common;
 mod gateway;
+mod isotope;
 mod istio;
 mod kube;
 mod linkerd;
@@ -27,6 +28,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 pub use common::ImportContext;
+pub use isotope::isotope_scenario;
 pub use yaml::Diagnostic;
 
 use common::Build;
