@@ -15,6 +15,8 @@ use spec::slo::Threshold;
 
 use crate::BadInput;
 
+mod plan;
+
 /// The summary file next to `capacity.csv` and `capacity.svg`.
 const SUMMARY_JSON: &str = "capacity.json";
 
@@ -48,6 +50,11 @@ pub struct Args {
     /// At most this many runs per rate search.
     #[arg(long, default_value_t = 40)]
     steps_max: u32,
+    /// Size the synthetic services for this peak rate (requests per
+    /// second) instead of searching for the maximum rate: the replicas
+    /// per service of the first plan that meets the SLO at the peak.
+    #[arg(long)]
+    peak: Option<f64>,
     /// Output directory (default: results/<scenario>-capacity-<seed>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -104,6 +111,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "  scenario peak rate {:.1} rps; every step is a full simulated run with this seed",
         capacity::peak_rate(&scenario)
     );
+    if let Some(peak_rps) = args.peak {
+        return plan::run(&scenario, &settings, peak_rps, &out);
+    }
     let progress = progress_bar();
     let result = capacity::run(&scenario, &settings, &mut |step| {
         progress.inc(1);
@@ -130,7 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// A spinner with the step count; hidden when stderr is not a terminal.
-fn progress_bar() -> ProgressBar {
+pub(crate) fn progress_bar() -> ProgressBar {
     let progress = ProgressBar::new_spinner();
     if let Ok(style) = ProgressStyle::with_template(
         "{spinner} capacity search · runs done: {pos} · {elapsed} · {msg}",
@@ -239,6 +249,16 @@ fn conclusion(report: &CapacityReport, out: &Path) -> String {
                 report.precision * 100.0
             );
         }
+    }
+    if let Some(bottleneck) = report.demands.first() {
+        let _ = writeln!(
+            text,
+            "  bottleneck {} (demand {:.3} ms of {} slots per request: busy at {:.1} rps; its queue grows first)",
+            bottleneck.service,
+            bottleneck.demand_s * 1e3,
+            bottleneck.slots,
+            bottleneck.saturation_rps
+        );
     }
     if let Some(note) = falling_behind_note(report) {
         let _ = writeln!(text, "  note       {note}");

@@ -188,3 +188,62 @@ fn bad_input_exits_2_with_a_reason() {
     let missing = meshsim(&["capacity", "nope.toml", "--slo", "p(99)<1s"]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn peak_plans_replicas_per_service_and_names_the_bottleneck() {
+    let out = temp_dir("peak");
+    let output = meshsim(&[
+        "capacity",
+        "scenarios/fixtures/capacity-graph.toml",
+        "--slo",
+        "p(99)<100ms",
+        "--slo",
+        "error_rate<1%",
+        "--peak",
+        "800",
+        "--step-duration",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("replicas for 800.0 rps under SLO = "),
+        "{text}"
+    );
+    let plan = json(&out.join("plan.json"));
+    let replicas = &plan["replicas"];
+    // db: 800 rps × 1.125 visits × 4 ms = 3.6 busy slots; at most 90 %
+    // busy is 4 slots, 2 replicas of 2; a run at 1 replica (ρ = 1.8)
+    // could never pass.
+    assert!(replicas["db"].as_u64().unwrap() >= 2, "{plan}");
+    assert!(replicas["front"].as_u64().unwrap() >= 2, "{plan}");
+    let last = plan["steps"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["step"]["passed"], true, "{plan}");
+    assert_eq!(plan["bottleneck"], "db", "{plan}");
+    // The rate search names the same graph's bottleneck at its own counts.
+    let search = meshsim(&[
+        "capacity",
+        "scenarios/fixtures/capacity-graph.toml",
+        "--slo",
+        "p(99)<100ms",
+        "--step-duration",
+        "1s",
+        "--steps-max",
+        "1",
+        "--out",
+        temp_dir("peak-search").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&search)
+            .contains("bottleneck db (demand 4.500 ms of 2 slots per request: busy at 444.4 rps"),
+        "{}",
+        stdout(&search)
+    );
+}

@@ -12,6 +12,8 @@
 //! drives it with simulated runs and, for a sweep of replicas or
 //! concurrency, fits the Universal Scalability Law ([`usl`]).
 
+pub mod demand;
+pub mod plan;
 pub mod usl;
 
 use std::fmt;
@@ -453,6 +455,10 @@ pub struct CapacityReport {
     pub usl: Option<usl::UslFit>,
     /// Every run, in order.
     pub steps: Vec<Step>,
+    /// Each synthetic service's demand at the scenario's own replica
+    /// counts, the bottleneck (lowest saturation rate) first; empty for
+    /// scenarios without synthetic services.
+    pub demands: Vec<demand::ServiceDemand>,
 }
 
 impl CapacityReport {
@@ -633,6 +639,7 @@ fn report(
         sizes,
         usl,
         steps,
+        demands: demand::service_demands(scenario),
     }
 }
 
