@@ -28,9 +28,9 @@ fn succeeded(output: &Output) -> String {
 
 /// The server's delay: lognormal, median 20 ms and p99 60 ms.
 fn server_delay() -> Distribution {
-    let sigma = 3.0_f64.ln() / 2.326_347_874_040_840_8;
+    let sigma = seam::math::ln(3.0) / 2.326_347_874_040_840_8;
     Distribution::new(Family::Lognormal {
-        mu: 0.020_f64.ln(),
+        mu: seam::math::ln(0.020),
         sigma,
     })
 }
