@@ -555,11 +555,17 @@ impl Scenario {
                     "a [[workload.mix]] entry needs an `operation` (REC) or a `path` (synthetic service)",
                 ),
                 (Some(_), None)
-                    if op.method.is_some() || op.name.is_some() || op.request_bytes > 0 =>
+                    if op.method.is_some()
+                        || op.name.is_some()
+                        || op.request_bytes > 0
+                        || op.request_size.is_some() =>
                 {
                     Some(
-                        "`method`, `name` and `request_bytes` apply to a synthetic `path`, not to a REC `operation`",
+                        "`method`, `name`, `request_bytes` and `request_size` apply to a synthetic `path`, not to a REC `operation`",
                     )
+                }
+                _ if op.request_bytes > 0 && op.request_size.is_some() => {
+                    Some("give a mix entry `request_bytes` or `request_size`, not both")
                 }
                 _ if op
                     .method
@@ -605,6 +611,11 @@ impl Scenario {
                         }
                     }
                 }
+            }
+        }
+        for op in &mut self.workload.mix {
+            if let Some(size) = &mut op.request_size {
+                size.0.load(base, Unit::Bytes, inputs)?;
             }
         }
         Ok(())

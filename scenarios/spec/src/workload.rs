@@ -104,6 +104,11 @@ pub struct OpSpec {
     /// A synthetic request's body size.
     #[serde(default)]
     pub request_bytes: u64,
+    /// A synthetic request's body size as a distribution (instead of
+    /// `request_bytes`), e.g. `{ distribution = "empirical", file =
+    /// "sizes.csv" }`: the generator draws among its quantiles.
+    #[serde(default)]
+    pub request_size: Option<crate::distribution::Size>,
     /// Relative weight.
     pub weight: u32,
 }
@@ -117,6 +122,7 @@ impl OpSpec {
             method: None,
             path: None,
             request_bytes: 0,
+            request_size: None,
             weight,
         }
     }

@@ -98,18 +98,40 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// A mix entry aimed at a synthetic service: one request shape.
-fn synthetic_request(spec: &OpSpec) -> loadgen::Operation {
-    loadgen::Operation {
+/// Request shapes a size distribution becomes: its quantiles at the
+/// middles of this many equal slices, each shape equally likely, so the
+/// generator's seeded choice among shapes draws the size (a stratified
+/// discretisation: no new random stream, no change to the generator).
+const SIZE_QUANTILES: u32 = 32;
+
+/// A mix entry aimed at a synthetic service: one request shape, or one
+/// per quantile of its `request_size` distribution.
+fn synthetic_requests(spec: &OpSpec) -> Vec<loadgen::Operation> {
+    let shape = |bytes: usize| loadgen::Operation {
         name: spec.label(),
         method: http::Method::from_bytes(spec.method().as_bytes()).unwrap_or(http::Method::GET),
         path: spec
             .path
             .as_ref()
             .map_or("/".into(), |p| p.get_ref().clone()),
-        body: Bytes::from(vec![b'x'; spec.request_bytes as usize]),
+        body: Bytes::from(vec![b'x'; bytes]),
         headers: Vec::new(),
         weight: 1,
+    };
+    match &spec.request_size {
+        Some(size) => (0..SIZE_QUANTILES)
+            .map(|i| {
+                let p = (f64::from(i) + 0.5) / f64::from(SIZE_QUANTILES);
+                // Body sizes are whole bytes, bounded by what an app reads.
+                shape(
+                    size.0
+                        .quantile(p)
+                        .round()
+                        .clamp(0.0, 16.0 * 1024.0 * 1024.0) as usize,
+                )
+            })
+            .collect(),
+        None => vec![shape(spec.request_bytes as usize)],
     }
 }
 
@@ -121,7 +143,7 @@ pub fn client_mix(mix: &[OpSpec], genesis: &Genesis) -> Vec<loadgen::Operation> 
         .map(|spec| {
             let shapes = match spec.operation {
                 Some(op) => shapes(op, genesis),
-                None => vec![synthetic_request(spec)],
+                None => synthetic_requests(spec),
             };
             (spec.weight, shapes)
         })
@@ -300,5 +322,34 @@ mod tests {
         assert_eq!(total("order") * 100 / all, 25);
         assert_eq!(total("cancel") * 100 / all, 10);
         assert_eq!(total("retire") * 100 / all, 5);
+    }
+
+    #[test]
+    fn a_request_size_distribution_becomes_equally_likely_quantile_shapes() {
+        let op = OpSpec {
+            operation: None,
+            name: Some("upload".into()),
+            method: Some("POST".into()),
+            path: Some(toml::Spanned::new(0..0, "/upload".to_owned())),
+            request_bytes: 0,
+            request_size: Some(spec::distribution::Size(
+                spec::distribution::Distribution::new(spec::distribution::Family::Uniform {
+                    min: 1000.0,
+                    max: 2000.0,
+                }),
+            )),
+            weight: 1,
+        };
+        let mix = client_mix(&[op], &Genesis::new(&AppSpec::default()));
+        assert_eq!(mix.len(), SIZE_QUANTILES as usize);
+        assert!(
+            mix.iter()
+                .all(|o| o.name == mix[0].name && o.weight == mix[0].weight)
+        );
+        let sizes: Vec<usize> = mix.iter().map(|o| o.body.len()).collect();
+        // Uniform on [1000, 2000] at (i + 0.5) / 32: 1016, 1047, …, 1984.
+        assert_eq!((sizes[0], sizes[31]), (1016, 1984));
+        let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+        assert!((mean - 1500.0).abs() < 1.0, "{mean}");
     }
 }
