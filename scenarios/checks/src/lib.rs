@@ -29,11 +29,7 @@ pub mod rogue;
 use spec::slo::{Measured, Threshold};
 use std::time::Duration;
 
-use spec::{CheckSpec, Operation, Property, Scenario};
-
-fn op_name(op: Operation) -> &'static str {
-    op.name()
-}
+use spec::{CheckSpec, Property, Scenario};
 
 fn latency_ms(stats: &OpStats, quantile: Option<f64>) -> f64 {
     let h = &stats.latency_us;
@@ -77,7 +73,7 @@ pub fn slo_checks(scenario: &Scenario, load: &LoadReport) -> Vec<Check> {
 /// What part of the load an SLO is about: an operation, a phase, or both.
 pub struct Scope {
     /// Only this operation.
-    pub operation: Option<Operation>,
+    pub operation: Option<String>,
     /// Only requests intended to start in `[from, until)` of workload time,
     /// and the phase's name.
     pub phase: Option<(String, Duration, Duration)>,
@@ -87,7 +83,7 @@ impl Scope {
     /// The scope a check declares.
     pub fn of(scenario: &Scenario, spec: &CheckSpec) -> Scope {
         Scope {
-            operation: spec.operation,
+            operation: spec.operation.as_ref().map(|o| o.get_ref().clone()),
             phase: spec
                 .phase
                 .as_ref()
@@ -96,7 +92,7 @@ impl Scope {
     }
 
     fn describe(&self) -> String {
-        let op = self.operation.map_or("all", op_name);
+        let op = self.operation.as_deref().unwrap_or("all");
         match &self.phase {
             Some((name, ..)) => format!("{op} in phase {name}"),
             None => op.to_owned(),
@@ -119,7 +115,7 @@ pub fn phase_window(scenario: &Scenario, name: &str) -> Option<(String, Duration
 
 /// The statistics in `scope`, and the length of its window in seconds.
 fn scoped_stats(scope: &Scope, load: &LoadReport) -> (OpStats, f64) {
-    let name = scope.operation.map(op_name);
+    let name = scope.operation.as_deref();
     let pick = |ops: &std::collections::BTreeMap<String, OpStats>, total: &OpStats| match name {
         Some(op) => ops.get(op).cloned().unwrap_or_default(),
         None => total.clone(),

@@ -3,7 +3,6 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::workload::Operation;
 use super::{Dur, Locator, Scenario, SpecError};
 
 /// A check: either an SLO threshold or a named property with a bound.
@@ -15,9 +14,11 @@ pub struct CheckSpec {
     /// A threshold, e.g. `p(99) < 250ms` (kind `slo`).
     #[serde(default)]
     pub slo: Option<Spanned<String>>,
-    /// Restrict an SLO to one operation.
+    /// Restrict an SLO to one operation of the mix: a REC operation
+    /// (`quote`) or a synthetic entry's name (its `name`, else `"METHOD
+    /// path"`).
     #[serde(default)]
-    pub operation: Option<Operation>,
+    pub operation: Option<Spanned<String>>,
     /// A named property of the run (kind given by the property).
     #[serde(default)]
     pub property: Option<Property>,
@@ -180,6 +181,19 @@ impl Scenario {
                         format!(
                             "phase \"{}\" is not a workload phase; expected one of {phases:?}",
                             phase.get_ref()
+                        ),
+                    );
+                }
+            }
+            if let Some(operation) = &check.operation {
+                let labels: Vec<String> = self.workload.mix.iter().map(|op| op.label()).collect();
+                if !labels.contains(operation.get_ref()) {
+                    return fail(
+                        operation.span(),
+                        check,
+                        format!(
+                            "operation \"{}\" is not in the workload mix; expected one of {labels:?}",
+                            operation.get_ref()
                         ),
                     );
                 }
