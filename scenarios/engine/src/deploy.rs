@@ -10,8 +10,9 @@
 //! tokens in the state directory. Only `--insecure-derived-keys` derives
 //! them from the seed instead (anyone who knows the seed can then forge
 //! any identity), for reproducible tests on loopback. Hosts get fixed
-//! `127.a.b.x` addresses and listen on their logical ports, so a process
-//! finds any other host from the address map alone.
+//! `127.a.b.x` addresses (with [`Network::Pods`], their pods' `10.213.S.x`
+//! addresses, [`crate::netns`]) and listen on their logical ports, so a
+//! process finds any other host from the address map alone.
 //!
 //! State directory layout (the directory itself is 0700):
 //! - `mesh.json` (0600): scenario, seed, key mode, CA creation time, host
