@@ -154,7 +154,7 @@ fn mesh_traffic_flows(dir: &Path, gateway: &serde_json::Value) {
 }
 
 /// An `up --netns` killed with SIGKILL cannot clean up; the next one
-/// removes its namespaces and bridge before it makes its own.
+/// removes its namespaces, bridge and veths before it makes its own.
 #[test]
 #[ignore = "needs root (network namespaces); run by .ci/run"]
 fn the_next_up_removes_what_a_killed_up_left() {
@@ -173,12 +173,14 @@ fn the_next_up_removes_what_a_killed_up_left() {
         Vec::<String>::new(),
         "the next up removes them"
     );
-    let bridge = format!("msb{:x}x", killed.up.id());
-    let links = run(Command::new("ip").args(["-o", "link", "show", "type", "bridge"]));
-    assert!(
-        !String::from_utf8_lossy(&links.stdout).contains(&bridge),
-        "bridge {bridge} left"
-    );
+    let links = run(Command::new("ip").args(["-o", "link", "show"]));
+    let links = String::from_utf8_lossy(&links.stdout);
+    for left in [
+        format!("msb{:x}x", killed.up.id()),
+        format!("msv{:x}x", killed.up.id()),
+    ] {
+        assert!(!links.contains(&left), "{left}… left: {links}");
+    }
     drop(next);
 }
 

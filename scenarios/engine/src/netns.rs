@@ -129,12 +129,14 @@ impl Naming {
     }
 }
 
-/// The pid that owns a namespace or bridge named by [`Naming`].
+/// The pid that owns a namespace, bridge or veth named by [`Naming`].
 fn owner_of(name: &str) -> Option<u32> {
     if let Some(rest) = name.strip_prefix(NAMESPACE_PREFIX) {
         return rest.split('-').next()?.parse().ok();
     }
-    let rest = name.strip_prefix(BRIDGE_PREFIX)?;
+    let rest = name
+        .strip_prefix(BRIDGE_PREFIX)
+        .or_else(|| name.strip_prefix(VETH_PREFIX))?;
     u32::from_str_radix(rest.split('x').next()?, 16).ok()
 }
 
@@ -225,10 +227,14 @@ pub fn remove_stale() -> Result<Vec<String>, NetnsError> {
             removed.push(name.to_owned());
         }
     }
-    let bridges = ip(&["-o", "link", "show", "type", "bridge"])?;
-    for name in bridges.lines().filter_map(link_name) {
-        if name.starts_with(BRIDGE_PREFIX) && owner_of(name).is_some_and(|pid| !owner_alive(pid)) {
-            ip(&["link", "del", name])?;
+    // Veths too: a namespace whose name is gone lives on (and keeps its
+    // veth) while orphaned TCP sockets in it still retransmit.
+    let links = ip(&["-o", "link", "show"])?;
+    for name in links.lines().filter_map(link_name) {
+        let ours = name.starts_with(BRIDGE_PREFIX) || name.starts_with(VETH_PREFIX);
+        if ours && owner_of(name).is_some_and(|pid| !owner_alive(pid)) {
+            // One end of a veth pair takes the other with it.
+            let _ = ip(&["link", "del", name]);
             removed.push(name.to_owned());
         }
     }
@@ -260,6 +266,8 @@ pub struct Pod {
     pub namespace: String,
     /// Its address on the mesh's bridge.
     pub ip: Ipv4Addr,
+    /// The host-side end of its veth pair.
+    veth: String,
 }
 
 /// The pods of one mesh and the bridge between them. Dropping it removes
@@ -323,6 +331,7 @@ impl PodNetwork {
             Pod {
                 namespace: namespace.clone(),
                 ip: address,
+                veth: veth.clone(),
             },
         );
         ip(&[
@@ -409,9 +418,12 @@ impl PodNetwork {
         }
     }
 
-    /// Removes every namespace (and with it each veth) and the bridge.
+    /// Removes every veth, namespace and the bridge. The veth goes
+    /// first: a namespace outlives its name while orphaned TCP sockets in
+    /// it still retransmit, and would keep its veth that long.
     pub fn remove(&mut self) {
         for pod in std::mem::take(&mut self.pods).into_values() {
+            let _ = ip(&["link", "del", &pod.veth]);
             let _ = ip(&["netns", "del", &pod.namespace]);
         }
         let _ = ip(&["link", "del", &self.naming.bridge()]);
@@ -476,6 +488,7 @@ mod tests {
         let veth = naming.veth(PODS_MAX - 1);
         assert!(veth.len() <= IFNAME_LEN_MAX, "{veth}");
         assert_eq!(owner_of(&naming.bridge()), Some(4_194_303));
+        assert_eq!(owner_of(&naming.veth(3)), Some(4_194_303));
         let namespace = Naming::new(812, 3).namespace("gateway-0");
         assert_eq!(namespace, "msim-812-3-gateway-0");
         assert_eq!(owner_of(&namespace), Some(812));
