@@ -28,6 +28,13 @@ pub struct MeshConfig {
     /// Faults the sidecars of named hosts inject into their own inbound
     /// traffic: a sick replica, as its callers see it.
     pub endpoint_faults: Vec<EndpointFault>,
+    /// Trust domains besides the mesh's own whose workloads the inbound
+    /// side accepts (SPIFFE federation), as long as their certificates
+    /// chain to a trusted root. Empty by default, and then left out of
+    /// the JSON, so a config without federation is the same bytes as
+    /// before the field existed.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub federated_trust_domains: BTreeSet<String>,
 }
 
 /// Traffic and security policy for one service. Outbound proxies read the
@@ -519,6 +526,15 @@ impl MeshConfig {
     /// Checks the config before it is accepted; a refused config leaves the
     /// previous version in force.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for domain in &self.federated_trust_domains {
+            let valid = domain.to_ascii_lowercase() == *domain
+                && crate::SpiffeId::new(domain, "ns", "sa").is_ok();
+            if !valid {
+                return refuse(format!(
+                    "federated trust domain \"{domain}\" is not a lowercase DNS name"
+                ));
+            }
+        }
         for (name, service) in &self.services {
             if name.is_empty() {
                 return refuse("a service policy has an empty name");

@@ -256,8 +256,9 @@ impl MeshTls {
         *self.roots.write().expect("roots poisoned") = roots;
     }
 
-    /// Applies what the control plane publishes: the revocation list and,
-    /// if the config names one, the trust bundle (otherwise `installed`).
+    /// Applies what the control plane publishes: the revocation list, the
+    /// federated trust domains and, if the config names one, the trust
+    /// bundle (otherwise `installed`).
     /// An unreadable bundle is ignored: the current one stays.
     pub fn apply_published(
         &self,
@@ -265,6 +266,7 @@ impl MeshTls {
         installed: &[CertificateDer<'static>],
     ) {
         self.revoked.replace(config.revoked.clone());
+        self.set_federated_trust_domains(config.federated_trust_domains.clone());
         let roots = if config.trust_bundle.is_empty() {
             Ok(installed.to_vec())
         } else {
@@ -657,6 +659,24 @@ mod tests {
     }
 
     const TTL: Duration = Duration::from_secs(60);
+
+    /// The control plane's config is how a scenario's
+    /// `federated_trust_domains` reach every proxy; a later config
+    /// without them withdraws them.
+    #[test]
+    fn the_published_config_sets_the_federated_trust_domains() {
+        let clock = Arc::new(TestClock(Mutex::new(issued_at())));
+        let tls = MeshTls::new(clock, Vec::new());
+        let federated = crate::config::MeshConfig {
+            federated_trust_domains: ["partner.example".to_owned()].into(),
+            ..Default::default()
+        };
+        tls.apply_published(&federated, &[]);
+        let now = tls.federated.read().unwrap().clone();
+        assert_eq!(now, ["partner.example".to_owned()].into());
+        tls.apply_published(&crate::config::MeshConfig::default(), &[]);
+        assert!(tls.federated.read().unwrap().is_empty());
+    }
 
     fn issued_at() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)

@@ -6,7 +6,7 @@
 //! tells `connect` where `(host, 4143)` really is. Unknown hosts fall back to
 //! DNS, so the same `Net` also reaches any URL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,10 @@ struct Book {
     ports: BTreeMap<(String, u16), SocketAddr>,
     /// The `127.a.b.0` network new hosts are numbered in.
     base: Ipv4Addr,
+    /// Ports every host binds on `127.0.0.1` instead of its own address:
+    /// with each host in its own network namespace (a pod), only the pod
+    /// itself reaches them.
+    pod_local_ports: BTreeSet<u16>,
 }
 
 impl Default for Book {
@@ -29,6 +33,7 @@ impl Default for Book {
             hosts: BTreeMap::new(),
             ports: BTreeMap::new(),
             base: Ipv4Addr::new(127, 0, 0, 0),
+            pod_local_ports: BTreeSet::new(),
         }
     }
 }
@@ -72,6 +77,36 @@ impl AddressBook {
         book
     }
 
+    /// An ephemeral-port book that already knows every host's address
+    /// (hosts in network namespaces, addressed by the mesh's bridge).
+    pub fn ephemeral_with_hosts(hosts: BTreeMap<String, IpAddr>) -> Self {
+        let book = Self::ephemeral();
+        book.inner.lock().expect("address book poisoned").hosts = hosts;
+        book
+    }
+
+    /// Binds `ports` on `127.0.0.1` rather than the host's address. Only
+    /// for hosts that each have their own network namespace, where that
+    /// loopback is the pod's own: a host then reaches its own `ports`
+    /// and nobody else does.
+    pub fn with_pod_local_ports(self, ports: &[u16]) -> Self {
+        self.inner
+            .lock()
+            .expect("address book poisoned")
+            .pod_local_ports
+            .extend(ports);
+        self
+    }
+
+    fn bind_ip(&self, own: IpAddr, port: u16) -> IpAddr {
+        let book = self.inner.lock().expect("address book poisoned");
+        if book.pod_local_ports.contains(&port) {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            own
+        }
+    }
+
     /// Every host and its address, in name order.
     pub fn hosts(&self) -> BTreeMap<String, IpAddr> {
         self.inner
@@ -101,7 +136,11 @@ impl AddressBook {
             return Some(*addr);
         }
         if self.fixed_ports {
-            return book.hosts.get(host).map(|ip| SocketAddr::new(*ip, port));
+            let pod_local = book.pod_local_ports.contains(&port);
+            return book.hosts.get(host).map(|ip| match pod_local {
+                true => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                false => SocketAddr::new(*ip, port),
+            });
         }
         None
     }
@@ -194,7 +233,8 @@ impl Net for RealNet {
     fn bind(&self, port: u16) -> BoxFuture<'_, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
             let os_port = if self.book.fixed_ports { port } else { 0 };
-            let listener = TcpListener::bind((self.ip, os_port)).await?;
+            let ip = self.book.bind_ip(self.ip, port);
+            let listener = TcpListener::bind((ip, os_port)).await?;
             self.book.publish(&self.host, port, listener.local_addr()?);
             Ok(Box::new(RealListener(listener)) as Box<dyn Listener>)
         })
@@ -276,5 +316,20 @@ mod tests {
         );
         assert_eq!(other_process.lookup("nobody", 8443), None);
         assert_eq!(AddressBook::ephemeral().lookup("ca", 8443), None);
+    }
+
+    #[test]
+    fn pod_local_ports_are_on_the_pod_s_own_loopback() {
+        let pod = IpAddr::V4(Ipv4Addr::new(10, 213, 0, 2));
+        let hosts = BTreeMap::from([("app-0".to_owned(), pod)]);
+        let book = AddressBook::fixed_with_hosts(hosts).with_pod_local_ports(&[8080]);
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            book.lookup("app-0", 8080),
+            Some(SocketAddr::new(loopback, 8080))
+        );
+        assert_eq!(book.lookup("app-0", 4143), Some(SocketAddr::new(pod, 4143)));
+        assert_eq!(book.bind_ip(pod, 8080), loopback);
+        assert_eq!(book.bind_ip(pod, 4143), pod);
     }
 }

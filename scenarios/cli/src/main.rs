@@ -79,6 +79,16 @@ enum Command {
         /// check windows) by this factor, e.g. 0.5 to halve a long run.
         #[arg(long, default_value_t = 1.0, requires = "real")]
         time_scale: f64,
+        /// With `--real`: every host in a pod of its own (a Linux network
+        /// namespace on a bridge the run owns; needs root): partitions
+        /// between pods become kernel-level cuts.
+        #[arg(long, requires = "real")]
+        netns: bool,
+        /// With `--real`: derive every CA key, workload key and bootstrap
+        /// token from the seed (reproducible, and public to anyone who
+        /// knows the seed) instead of the OS CSPRNG. Loopback only.
+        #[arg(long, requires = "real", conflicts_with = "netns")]
+        insecure_derived_keys: bool,
         /// Output directory (default: results/<scenario>-<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -310,6 +320,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             seed,
             real,
             time_scale,
+            netns,
+            insecure_derived_keys,
             out,
             trace,
             otlp_endpoint,
@@ -319,7 +331,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     BadInput(format!("--time-scale must be positive, not {time_scale}")).into(),
                 );
             }
-            let mode = if real { Some(time_scale) } else { None };
+            if netns && let Err(why) = engine::netns::available() {
+                // Asked for kernel cuts: a loopback run would not test them.
+                return Err(BadInput(format!("--netns: {why}")).into());
+            }
+            let keys = if insecure_derived_keys {
+                eprintln!("{}", engine::deploy::DERIVED_KEYS_WARNING);
+                mesh::KeyMode::Derived
+            } else {
+                mesh::KeyMode::Os
+            };
+            let mode = real.then_some(engine::RealOptions {
+                time_scale,
+                netns,
+                keys,
+            });
             run(
                 load_as_run(&scenario, &set)?,
                 &scenario,
@@ -419,6 +445,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The flags that repeat a real run.
+fn real_flags(options: engine::RealOptions) -> String {
+    let mut flags = " --real".to_owned();
+    if options.time_scale != 1.0 {
+        flags.push_str(&format!(" --time-scale {}", options.time_scale));
+    }
+    if options.netns {
+        flags.push_str(" --netns");
+    }
+    if options.keys == mesh::KeyMode::Derived {
+        flags.push_str(" --insecure-derived-keys");
+    }
+    flags
+}
+
 /// Where a run's trace and spans go besides its output directory.
 struct Exports {
     /// `--trace FILE`: every event, JSON Lines.
@@ -432,7 +473,7 @@ fn run(
     path: &Path,
     set: &[Override],
     seed: Option<u64>,
-    real_time_scale: Option<f64>,
+    real: Option<engine::RealOptions>,
     out: Option<PathBuf>,
     exports: Exports,
 ) -> anyhow::Result<ExitCode> {
@@ -447,15 +488,14 @@ fn run(
         Trace::keeping_kinds(LIFECYCLE_EVENTS)
     };
     let seed_root = seam::Seed::new(seed);
-    let output = match real_time_scale {
-        Some(time_scale) => engine::run_real_scaled(&scenario, seed_root, time_scale, trace)?,
+    let output = match real {
+        Some(options) => engine::run_real_with(&scenario, seed_root, options, trace)?,
         None => engine::run_sim(&scenario, seed_root, trace)?,
     };
     let mut summary = output.summary.clone();
     let sets: String = set.iter().map(|o| format!(" --set '{o}'")).collect();
-    let mode = match real_time_scale {
-        Some(scale) if scale != 1.0 => format!(" --real --time-scale {scale}"),
-        Some(_) => " --real".to_owned(),
+    let mode = match real {
+        Some(options) => real_flags(options),
         None => String::new(),
     };
     summary.reproduce = format!("meshsim run {}{sets} --seed {seed}{mode}", path.display());

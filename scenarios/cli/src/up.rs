@@ -1,5 +1,9 @@
 //! `meshsim up SCENARIO --state-dir DIR`: the scenario's mesh as child
-//! processes on `127.a.b.x`, until SIGINT or SIGTERM.
+//! processes on `127.a.b.x`, until SIGINT or SIGTERM. With `--netns`, each
+//! host (a workload's app and sidecar, the CA, the control plane) is a pod
+//! in its own network namespace on a bridge the mesh owns
+//! (`engine::netns`), removed at shutdown; a killed `up`'s pods are
+//! removed by the next `up --netns`.
 //!
 //! Contract: `DIR/ca.pem` (trust bundle) and `DIR/addresses.json`
 //! (`"<service>-<replica>"` → `{inbound, admin, identity, server_name}`),
@@ -14,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use engine::deploy::{self, AddressEntry, Part};
+use engine::netns::PodNetwork;
 use spec::Override;
 use tokio::process::{Child, Command};
 
@@ -41,6 +46,12 @@ pub struct UpArgs {
     /// the OS CSPRNG. For tests on loopback only.
     #[arg(long)]
     pub insecure_derived_keys: bool,
+    /// Run every host as a pod in its own network namespace (Linux, root):
+    /// app ports and outbound listeners are then reachable only from
+    /// inside their pod. Falls back to loopback, with a warning, where
+    /// namespaces are not available.
+    #[arg(long)]
+    pub netns: bool,
     /// How long to wait for every sidecar to listen.
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     pub ready_timeout: u64,
@@ -58,6 +69,8 @@ struct Running {
     started: tokio::time::Instant,
     /// Restarts so far.
     restarts: u32,
+    /// The pod it runs in (with `--netns`).
+    namespace: Option<String>,
 }
 
 /// Probes in a row a component may miss before it counts as not serving.
@@ -72,12 +85,12 @@ const RESTARTS_MAX: u32 = 5;
 
 /// Runs `meshsim up`.
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let prepared = deploy::prepare(
+    let mut prepared = deploy::prepare(
         &args.state_dir,
         &args.scenario,
         &args.set,
         args.seed,
-        std::process::id(),
+        network(args.netns),
         if args.insecure_derived_keys {
             eprintln!("{}", deploy::DERIVED_KEYS_WARNING);
             mesh::KeyMode::Derived
@@ -101,8 +114,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             _ => true,
         })
         .collect();
+    // Moved into the future below and dropped (removed) at its end, after
+    // the processes in them have stopped.
+    let pods = prepared.pods.take();
     runtime.block_on(async move {
-        let mut children = spawn_all(&args.state_dir, &prepared.state, &parts)?;
+        let mut children = spawn_all(&args.state_dir, &prepared.state, &parts, pods.as_ref())?;
         let ready = tokio::select! {
             biased;
             _ = crate::serve::terminated() => Err(anyhow::anyhow!("interrupted before the mesh was ready")),
@@ -113,12 +129,16 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Err(error);
         }
         deploy::publish_addresses(&args.state_dir, &table)?;
-        deploy::write_prometheus_config(
-            &args.state_dir,
-            &prepared.install.scenario.mesh.namespace,
-            &table,
-        )?;
-        print_table(&args.state_dir, &prepared.state, &table);
+        if pods.is_none() {
+            // In pods the admin listeners are on each pod's own loopback:
+            // a Prometheus in the host namespace cannot scrape them.
+            deploy::write_prometheus_config(
+                &args.state_dir,
+                &prepared.install.scenario.mesh.namespace,
+                &table,
+            )?;
+        }
+        print_table(&args.state_dir, &prepared.state, &table, pods.as_ref());
         let supervised = watch(&args.state_dir, &mut children).await;
         println!("stopping {} processes…", children.len());
         let _ = std::fs::remove_file(args.state_dir.join(deploy::ADDRESSES_FILE));
@@ -134,28 +154,56 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Pods when asked for and possible; otherwise the shared loopback, said
+/// plainly.
+fn network(netns: bool) -> deploy::Network {
+    let loopback = deploy::Network::Loopback {
+        hint: std::process::id(),
+    };
+    if !netns {
+        return loopback;
+    }
+    match engine::netns::available() {
+        Ok(()) => deploy::Network::Pods,
+        Err(why) => {
+            eprintln!(
+                "WARNING: --netns: {why}; falling back to the shared loopback, where every \
+                 local process can reach app ports and outbound listeners (each app and its \
+                 sidecar then refuse callers without their pod's secret)"
+            );
+            loopback
+        }
+    }
+}
+
 fn spawn_all(
     dir: &Path,
     state: &deploy::MeshState,
     parts: &[Part],
+    pods: Option<&PodNetwork>,
 ) -> anyhow::Result<Vec<Running>> {
     parts
         .iter()
         .map(|part| {
+            let namespace = pods
+                .and_then(|pods| pods.pod(part.host()))
+                .map(|pod| pod.namespace.clone());
             Ok(Running {
                 label: part.label(),
                 part: part.clone(),
                 serving: part.serving_address(state)?,
-                child: spawn(dir, part)?,
+                child: spawn(dir, part, namespace.as_deref())?,
                 missed: 0,
                 started: tokio::time::Instant::now(),
                 restarts: 0,
+                namespace,
             })
         })
         .collect()
 }
 
-fn spawn(dir: &Path, part: &Part) -> anyhow::Result<Child> {
+/// Starts `part`, inside `namespace` when it is a pod.
+fn spawn(dir: &Path, part: &Part, namespace: Option<&str>) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the meshsim binary")?;
     let logs = dir.join("logs");
     seam::private_file::private_dir(&logs)
@@ -165,7 +213,16 @@ fn spawn(dir: &Path, part: &Part) -> anyhow::Result<Child> {
         let log_path = logs.join(format!("{label}.log"));
         let log = seam::private_file::append_private(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut command = Command::new(&exe);
+        let mut command = match namespace {
+            Some(namespace) => {
+                // `ip netns exec` execs meshsim itself: the child is the
+                // component, so killing it kills the component.
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
         match part {
             Part::Ca => {
                 command.args(["ca", "serve"]);
@@ -245,7 +302,12 @@ async fn wait_ready(
     Ok(())
 }
 
-fn print_table(dir: &Path, state: &deploy::MeshState, table: &BTreeMap<String, AddressEntry>) {
+fn print_table(
+    dir: &Path,
+    state: &deploy::MeshState,
+    table: &BTreeMap<String, AddressEntry>,
+    pods: Option<&PodNetwork>,
+) {
     let ca = state
         .hosts
         .get("ca")
@@ -265,11 +327,21 @@ fn print_table(dir: &Path, state: &deploy::MeshState, table: &BTreeMap<String, A
         "state: {} (ca.pem, addresses.json, prometheus.yml, logs/); Ctrl-C stops",
         dir.display()
     );
-    println!(
-        "note: on the shared loopback, every local process can reach the app ports \
-         and outbound listeners; each app and its sidecar refuse callers without \
-         their pod's secret (disk/<replica>/pod-secret)"
-    );
+    if pods.is_some() {
+        println!(
+            "pods: every host in its own network namespace (ip netns list | grep msim-{}-); \
+             app ports, outbound and admin listeners are reachable only from inside their \
+             pod, so no prometheus.yml is written (ip netns exec <pod> curl \
+             http://127.0.0.1:4191/metrics)",
+            std::process::id()
+        );
+    } else {
+        println!(
+            "note: on the shared loopback, every local process can reach the app ports \
+             and outbound listeners; each app and its sidecar refuse callers without \
+             their pod's secret (disk/<replica>/pod-secret)"
+        );
+    }
 }
 
 /// Runs until SIGINT or SIGTERM, supervising every component by whether
@@ -301,7 +373,7 @@ async fn watch(dir: &Path, children: &mut [Running]) -> anyhow::Result<()> {
                 );
             }
             let _ = running.child.kill().await;
-            running.child = spawn(dir, &running.part)?;
+            running.child = spawn(dir, &running.part, running.namespace.as_deref())?;
             running.restarts += 1;
             running.missed = 0;
             running.started = tokio::time::Instant::now();
@@ -317,12 +389,7 @@ async fn not_serving(running: &mut Running) -> Option<String> {
     if running.started.elapsed() < START_GRACE {
         return None;
     }
-    let probe = tokio::time::timeout(
-        Duration::from_millis(500),
-        tokio::net::TcpStream::connect(running.serving),
-    )
-    .await;
-    if matches!(probe, Ok(Ok(_))) {
+    if accepts(running).await {
         running.missed = 0;
         return None;
     }
@@ -333,6 +400,28 @@ async fn not_serving(running: &mut Running) -> Option<String> {
             running.serving, running.missed
         )
     })
+}
+
+/// Whether `running` accepts connections where it serves: from here, or
+/// for a pod-local port, from inside its pod (on a thread of its own: a
+/// thread that entered a namespace stays there).
+async fn accepts(running: &Running) -> bool {
+    let limit = Duration::from_millis(500);
+    let pod_local = running.serving.ip().is_loopback();
+    match (&running.namespace, pod_local) {
+        (Some(namespace), true) => {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let (namespace, address) = (namespace.clone(), running.serving);
+            std::thread::spawn(move || {
+                let _ = sender.send(engine::netns::accepts_in(&namespace, address, limit));
+            });
+            receiver.await.unwrap_or(false)
+        }
+        _ => matches!(
+            tokio::time::timeout(limit, tokio::net::TcpStream::connect(running.serving)).await,
+            Ok(Ok(_))
+        ),
+    }
 }
 
 /// Closes every child's stdin (its signal to stop), waits up to 5 s, then

@@ -235,6 +235,44 @@ fn real_mode_runs_the_same_scenario_on_sockets() {
     assert!(s["requests"]["ok"].as_u64().unwrap() > 200);
 }
 
+/// `run --real --insecure-derived-keys`, as `up` has it: the run passes,
+/// every process warns, the reproduce line repeats the flag, and it
+/// refuses to go with `--netns` (exit 2: its keys are public).
+#[test]
+fn real_mode_accepts_insecure_derived_keys_with_a_warning() {
+    let dir = temp_dir("smoke-real-derived");
+    let scenario = short_smoke(&dir, 2);
+    let out = dir.join("out");
+    let output = meshsim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--real",
+        "--insecure-derived-keys",
+        "--set",
+        "checks.p99_under_250ms.slo=p(99) < 5s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("WARNING: --insecure-derived-keys"),
+        "{output:?}"
+    );
+    assert!(
+        stdout.contains("--real --insecure-derived-keys"),
+        "{stdout}"
+    );
+    let both = meshsim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--real",
+        "--insecure-derived-keys",
+        "--netns",
+    ]);
+    assert_eq!(both.status.code(), Some(2), "{both:?}");
+}
+
 #[test]
 fn an_unknown_field_exits_2_naming_file_and_line() {
     let dir = temp_dir("unknown-field");

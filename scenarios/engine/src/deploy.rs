@@ -10,8 +10,9 @@
 //! tokens in the state directory. Only `--insecure-derived-keys` derives
 //! them from the seed instead (anyone who knows the seed can then forge
 //! any identity), for reproducible tests on loopback. Hosts get fixed
-//! `127.a.b.x` addresses and listen on their logical ports, so a process
-//! finds any other host from the address map alone.
+//! `127.a.b.x` addresses (with [`Network::Pods`], their pods' `10.213.S.x`
+//! addresses, [`crate::netns`]) and listen on their logical ports, so a
+//! process finds any other host from the address map alone.
 //!
 //! State directory layout (the directory itself is 0700):
 //! - `mesh.json` (0600): scenario, seed, key mode, CA creation time, host
@@ -47,6 +48,7 @@ use seam::{Clock, HostEnv, HostParts, Seed, SkewHandle, Trace};
 use serde::{Deserialize, Serialize};
 
 use crate::install::{HostFuture, Install, Role};
+use crate::netns::PodNetwork;
 use spec::{Override, Scenario, ServiceSpec};
 
 /// The internal description of a deployed mesh.
@@ -92,6 +94,9 @@ pub enum DeployError {
     /// The mesh refused or failed.
     #[error(transparent)]
     Mesh(#[from] MeshError),
+    /// The pods' network namespaces could not be set up.
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
@@ -115,8 +120,12 @@ pub struct MeshState {
     /// When the CA material was made (Unix seconds), so that every process
     /// derives byte-identical certificates.
     pub ca_created_unix_s: u64,
-    /// Every host and its loopback address.
+    /// Every host and its address: loopback, or (with `netns`) its pod's.
     pub hosts: BTreeMap<String, IpAddr>,
+    /// Whether every host is a pod in its own network namespace, where
+    /// the app port and outbound listener bind the pod's own loopback.
+    #[serde(default)]
+    pub netns: bool,
 }
 
 /// One replica's entry in `addresses.json`.
@@ -273,7 +282,11 @@ impl MeshState {
 
     /// The address book of the mesh (fixed ports).
     pub fn book(&self) -> AddressBook {
-        AddressBook::fixed_with_hosts(self.hosts.clone())
+        let book = AddressBook::fixed_with_hosts(self.hosts.clone());
+        match self.netns {
+            true => book.with_pod_local_ports(&crate::netns::POD_LOCAL_PORTS),
+            false => book,
+        }
     }
 
     /// The address of a host.
@@ -356,7 +369,7 @@ pub fn parts(install: &Install) -> Vec<Part> {
 impl Part {
     /// Where the part serves once it is ready (what `up` probes): the
     /// CA's and control plane's TLS ports, a sidecar's inbound listener,
-    /// an app's port.
+    /// an app's port (with pods, on the pod's own loopback).
     pub fn serving_address(&self, state: &MeshState) -> Result<SocketAddr, DeployError> {
         let port = match self {
             Part::Ca => ports::CA,
@@ -364,6 +377,10 @@ impl Part {
             Part::Proxy { .. } => ports::PROXY_INBOUND,
             Part::App { .. } => ports::APP,
         };
+        if state.netns && crate::netns::POD_LOCAL_PORTS.contains(&port) {
+            // Inside the part's own pod.
+            return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+        }
         Ok(SocketAddr::new(state.ip(self.host())?, port))
     }
 }
@@ -411,6 +428,42 @@ pub struct Prepared {
     pub state: MeshState,
     /// The install all processes rebuild.
     pub install: Arc<Install>,
+    /// The pods, with `Network::Pods` (dropping it removes them).
+    pub pods: Option<PodNetwork>,
+}
+
+/// Where the mesh's hosts live.
+#[derive(Clone, Copy, Debug)]
+pub enum Network {
+    /// On `127.a.b.x` addresses of the shared loopback; `hint` picks the
+    /// first network tried.
+    Loopback {
+        /// A number that spreads meshes over `127.a.b.0` networks.
+        hint: u32,
+    },
+    /// Each host (the CA, the control plane, every workload) in its own
+    /// network namespace on a bridge the mesh owns ([`crate::netns`]).
+    Pods,
+}
+
+/// The hosts of `install` that serve something, and their addresses.
+fn place_hosts(
+    install: &Install,
+    network: Network,
+) -> Result<(BTreeMap<String, IpAddr>, Option<PodNetwork>), DeployError> {
+    match network {
+        Network::Loopback { hint } => Ok((free_network(install, hint)?.hosts(), None)),
+        Network::Pods => {
+            let serving: Vec<String> = install
+                .hosts()
+                .into_iter()
+                .filter(|(_, role)| !host_ports(role).is_empty())
+                .map(|(host, _)| host)
+                .collect();
+            let pods = PodNetwork::create(&serving)?;
+            Ok((pods.addresses(), Some(pods)))
+        }
+    }
 }
 
 /// Writes the state directory for `scenario` (a fresh disk for every host).
@@ -419,7 +472,7 @@ pub fn prepare(
     scenario_path: &Path,
     overrides: &[Override],
     seed: Option<u64>,
-    network_hint: u32,
+    network: Network,
     keys: KeyMode,
 ) -> Result<Prepared, DeployError> {
     let scenario = Scenario::load_with(scenario_path, overrides)
@@ -441,19 +494,22 @@ pub fn prepare(
     let scenario_abs = std::path::absolute(scenario_path).map_err(file_error(scenario_path))?;
     let created = SystemTime::UNIX_EPOCH + Duration::from_secs(ca_created_unix_s);
     let install = Install::with_keys(scenario, Seed::new(seed), created, keys)?;
-    let book = free_network(&install, network_hint)?;
-    if keys == KeyMode::Derived && book.hosts().values().any(|ip| !ip.is_loopback()) {
+    if keys == KeyMode::Derived && matches!(network, Network::Pods) {
         return Err(DeployError::BadRequest(
-            "--insecure-derived-keys binds loopback only: its keys are public".into(),
+            "--insecure-derived-keys binds loopback only: its keys are public; \
+             it does not go with --netns"
+                .into(),
         ));
     }
+    let (hosts, pods) = place_hosts(&install, network)?;
     let state = MeshState {
         scenario: scenario_abs,
         overrides: overrides.iter().map(ToString::to_string).collect(),
         seed,
         keys,
         ca_created_unix_s,
-        hosts: book.hosts(),
+        hosts,
+        netns: pods.is_some(),
     };
     write_json(&dir.join(MESH_FILE), &state, PRIVATE_FILE_MODE)?;
     write_pod_secrets(dir, &install)?;
@@ -483,7 +539,11 @@ pub fn prepare(
         .map(|(id, token)| (id.to_string(), token.clone()))
         .collect();
     write_json(&dir.join(TOKENS_FILE), &tokens, PRIVATE_FILE_MODE)?;
-    Ok(Prepared { state, install })
+    Ok(Prepared {
+        state,
+        install,
+        pods,
+    })
 }
 
 /// Gives every workload host (app plus sidecar, sharing `disk/<host>/`) a
@@ -516,13 +576,22 @@ pub fn address_table(prepared: &Prepared) -> Result<BTreeMap<String, AddressEntr
             host,
             AddressEntry {
                 inbound: SocketAddr::new(ip, ports::PROXY_INBOUND).to_string(),
-                admin: SocketAddr::new(ip, ports::PROXY_ADMIN).to_string(),
+                admin: admin_address(&prepared.state, ip).to_string(),
                 server_name: identity.dns_name(),
                 identity: identity.to_string(),
             },
         );
     }
     Ok(table)
+}
+
+/// A sidecar's admin listener: on its address, or in pods on the pod's
+/// own loopback (the admin endpoint serves loopback only).
+fn admin_address(state: &MeshState, ip: IpAddr) -> SocketAddr {
+    match state.netns {
+        true => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), ports::PROXY_ADMIN),
+        false => SocketAddr::new(ip, ports::PROXY_ADMIN),
+    }
 }
 
 /// Publishes `addresses.json` (once the mesh is ready).
@@ -746,7 +815,15 @@ mod tests {
     #[test]
     fn state_round_trips_and_tokens_are_private() {
         let dir = std::env::temp_dir().join(format!("meshsim-deploy-test-{}", std::process::id()));
-        let prepared = prepare(&dir, smoke(), &[], None, 4321, KeyMode::Os).expect("prepare");
+        let prepared = prepare(
+            &dir,
+            smoke(),
+            &[],
+            None,
+            Network::Loopback { hint: 4321 },
+            KeyMode::Os,
+        )
+        .expect("prepare");
         let loaded = MeshState::load(&dir).expect("load");
         assert_eq!(loaded.hosts, prepared.state.hosts);
         let again = loaded.install(&dir).expect("install");
@@ -785,8 +862,24 @@ mod tests {
     #[test]
     fn two_installs_never_share_a_key_or_a_token() {
         let base = std::env::temp_dir().join(format!("meshsim-deploy-os-{}", std::process::id()));
-        let first = prepare(&base.join("a"), smoke(), &[], Some(1), 4400, KeyMode::Os).unwrap();
-        let second = prepare(&base.join("b"), smoke(), &[], Some(1), 4500, KeyMode::Os).unwrap();
+        let first = prepare(
+            &base.join("a"),
+            smoke(),
+            &[],
+            Some(1),
+            Network::Loopback { hint: 4400 },
+            KeyMode::Os,
+        )
+        .unwrap();
+        let second = prepare(
+            &base.join("b"),
+            smoke(),
+            &[],
+            Some(1),
+            Network::Loopback { hint: 4500 },
+            KeyMode::Os,
+        )
+        .unwrap();
         assert_ne!(first.install.trust_roots, second.install.trust_roots);
         let gateway = first.install.identity(None, "gateway");
         assert_ne!(

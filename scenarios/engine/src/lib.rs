@@ -10,6 +10,7 @@
 
 pub mod deploy;
 pub mod install;
+pub mod netns;
 pub mod operator;
 pub mod output;
 pub mod plan;
@@ -18,4 +19,6 @@ pub mod rogue;
 pub mod run;
 
 pub use plan::{RunPlan, VariantPlan, load_plan};
-pub use run::{EngineError, RunOutput, run_real, run_real_scaled, run_sim};
+pub use run::{
+    EngineError, RealOptions, RunOutput, run_real, run_real_scaled, run_real_with, run_sim,
+};

@@ -9,6 +9,16 @@
 //! it), so a real run and a simulated run of one file model the same
 //! network. A host's own loopback connections (sidecar ↔ app) never get it.
 //!
+//! In pods (`run --real --netns`, [`RealWorld::in_pods`]) every host's
+//! thread first enters the host's own network namespace, so every socket
+//! it and its runtime create live there; the load generator stays in the
+//! host namespace and reaches the pods over the mesh's bridge. A
+//! partition between two pods is then a kernel-level cut
+//! ([`PodNetwork::cut`]: packets silently dropped), not the fault layer's
+//! stall; links with a host outside the pods (the load generator) still
+//! go through the fault layer, as latency and loss always do (this
+//! kernel has no `netem`).
+//!
 //! A crash drops the host's runtime, which cancels every task the host
 //! spawned and closes its sockets (peers see resets, as after `kill -9`);
 //! a restart runs the host's software again with the same disk, skew and
@@ -40,6 +50,7 @@ use sim::{ControlHook, FaultAction, FaultSchedule, HostFuture, SimError, World};
 use tokio::sync::oneshot;
 
 use crate::install::{Install, Role};
+use crate::netns::{NetnsError, POD_LOCAL_PORTS, PodNetwork};
 
 /// One running host: a thread that owns its runtime.
 struct HostThread {
@@ -62,14 +73,21 @@ struct RealHosts {
     disks: BTreeMap<String, Arc<MemDisk>>,
     running: BTreeMap<String, HostThread>,
     crashed: BTreeSet<String>,
+    /// Every host's pod, in a run in network namespaces.
+    pods: Option<PodNetwork>,
 }
 
 impl RealHosts {
-    fn new(install: Arc<Install>, seed: Seed, trace: Trace) -> Self {
+    fn new(install: Arc<Install>, seed: Seed, trace: Trace, pods: Option<PodNetwork>) -> Self {
         let table = FaultTable::with_base(base_link(&install.scenario));
+        let book = match &pods {
+            Some(pods) => AddressBook::ephemeral_with_hosts(pods.addresses())
+                .with_pod_local_ports(&POD_LOCAL_PORTS),
+            None => AddressBook::ephemeral(),
+        };
         RealHosts {
             install,
-            book: AddressBook::ephemeral(),
+            book,
             table,
             clock: SystemClock::new(SkewHandle::default()),
             seed,
@@ -80,6 +98,7 @@ impl RealHosts {
             disks: BTreeMap::new(),
             running: BTreeMap::new(),
             crashed: BTreeSet::new(),
+            pods,
         }
     }
 
@@ -122,9 +141,18 @@ impl RealHosts {
         let env = self.env_for(host);
         let software = self.install.software(&role, env);
         let (stop, stopped) = oneshot::channel::<()>();
+        let namespace = self.pod_namespace(host);
         let thread = std::thread::Builder::new()
             .name(host.to_owned())
             .spawn(move || {
+                // Before the runtime: its driver and every socket (and
+                // every thread it starts) must be inside the pod.
+                if let Some(namespace) = namespace
+                    && let Err(error) = crate::netns::enter(&namespace)
+                {
+                    eprintln!("host could not enter its pod: {error}");
+                    return;
+                }
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -143,6 +171,11 @@ impl RealHosts {
             .expect("spawning a host thread");
         self.running
             .insert(host.to_owned(), HostThread { stop, thread });
+    }
+
+    fn pod_namespace(&self, host: &str) -> Option<String> {
+        let pods = self.pods.as_ref()?;
+        Some(pods.pod(host)?.namespace.clone())
     }
 
     fn crash(&mut self, host: &str) {
@@ -204,20 +237,47 @@ impl RealHosts {
         }
     }
 
+    /// Cuts (or repairs) every link from `a` to `b` (and back, when
+    /// `both`): in the kernel between two pods, in the fault layer
+    /// otherwise.
+    fn cut_links(&self, a: &[String], b: &[String], both: bool, cut: bool) {
+        for x in a {
+            for y in b.iter().filter(|y| *y != x) {
+                self.cut_link(x, y, cut);
+                if both {
+                    self.cut_link(y, x, cut);
+                }
+            }
+        }
+    }
+
+    fn cut_link(&self, from: &str, to: &str, cut: bool) {
+        let in_kernel = match &self.pods {
+            Some(pods) if cut => pods.cut(from, to),
+            Some(pods) => pods.repair(from, to),
+            None => Ok(false),
+        };
+        match in_kernel {
+            Ok(true) => {}
+            Ok(false) => self.table.update(from, to, |l| l.cut = cut),
+            Err(error) => {
+                // A cut the kernel refused is still made, in the fault layer.
+                eprintln!("kernel cut {from} -> {to} failed ({error}); using the fault layer");
+                self.table.update(from, to, |l| l.cut = cut);
+            }
+        }
+    }
+
     fn apply_network_or_host(&mut self, action: &FaultAction) {
         match action {
             FaultAction::Partition { a, b } | FaultAction::Hold { a, b } => {
-                self.links(a, b, true, |l| l.cut = true)
+                self.cut_links(a, b, true, true)
             }
-            FaultAction::PartitionOneway { from, to } => {
-                self.links(from, to, false, |l| l.cut = true)
-            }
+            FaultAction::PartitionOneway { from, to } => self.cut_links(from, to, false, true),
             FaultAction::Repair { a, b } | FaultAction::Release { a, b } => {
-                self.links(a, b, true, |l| l.cut = false)
+                self.cut_links(a, b, true, false)
             }
-            FaultAction::RepairOneway { from, to } => {
-                self.links(from, to, false, |l| l.cut = false)
-            }
+            FaultAction::RepairOneway { from, to } => self.cut_links(from, to, false, false),
             FaultAction::LinkLatency {
                 a,
                 b,
@@ -257,6 +317,9 @@ impl RealHosts {
 
     fn heal(&mut self) {
         self.table.clear();
+        if let Some(pods) = &self.pods {
+            pods.repair_all();
+        }
         let crashed: Vec<String> = self.crashed.iter().cloned().collect();
         for host in crashed {
             self.restart(&host);
@@ -305,8 +368,31 @@ impl RealWorld<'_> {
         trace: Trace,
         runtime: tokio::runtime::Handle,
     ) -> Self {
+        Self::with_pods(install, seed, trace, runtime, None)
+    }
+
+    /// [`RealWorld::new`] with every host of the install in a pod of its
+    /// own ([`crate::netns`]); the pods are removed when the world drops.
+    pub fn in_pods(
+        install: Arc<Install>,
+        seed: Seed,
+        trace: Trace,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, NetnsError> {
+        let hosts: Vec<String> = install.hosts().into_iter().map(|(host, _)| host).collect();
+        let pods = PodNetwork::create(&hosts)?;
+        Ok(Self::with_pods(install, seed, trace, runtime, Some(pods)))
+    }
+
+    fn with_pods(
+        install: Arc<Install>,
+        seed: Seed,
+        trace: Trace,
+        runtime: tokio::runtime::Handle,
+        pods: Option<PodNetwork>,
+    ) -> Self {
         RealWorld {
-            hosts: Arc::new(Mutex::new(RealHosts::new(install, seed, trace))),
+            hosts: Arc::new(Mutex::new(RealHosts::new(install, seed, trace, pods))),
             runtime,
             clients: Vec::new(),
             unknown: Vec::new(),

@@ -37,6 +37,31 @@ pub enum EngineError {
     /// The real-mode runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// The pods of a run in network namespaces could not be set up.
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+}
+
+/// How a real run is set up (`meshsim run --real …`).
+#[derive(Clone, Copy, Debug)]
+pub struct RealOptions {
+    /// Every scheduled time is multiplied by this ([`run_real_scaled`]).
+    pub time_scale: f64,
+    /// Every host in a pod of its own (`--netns`, [`crate::netns`]).
+    pub netns: bool,
+    /// Where keys and tokens come from: the OS, or (`--insecure-derived-keys`,
+    /// reproducible and public) the seed.
+    pub keys: mesh::KeyMode,
+}
+
+impl Default for RealOptions {
+    fn default() -> Self {
+        RealOptions {
+            time_scale: 1.0,
+            netns: false,
+            keys: mesh::KeyMode::Os,
+        }
+    }
 }
 
 /// Everything a run produced.
@@ -372,8 +397,22 @@ pub fn run_real_scaled(
     time_scale: f64,
     trace: Trace,
 ) -> Result<RunOutput, EngineError> {
+    let options = RealOptions {
+        time_scale,
+        ..RealOptions::default()
+    };
+    run_real_with(scenario, seed, options, trace)
+}
+
+/// [`run_real_scaled`] with every option of a real run.
+pub fn run_real_with(
+    scenario: &Scenario,
+    seed: Seed,
+    options: RealOptions,
+    trace: Trace,
+) -> Result<RunOutput, EngineError> {
     let wall = WallTimer::start();
-    let plan = RunPlan::real(scenario, seed, time_scale);
+    let plan = RunPlan::real(scenario, seed, options.time_scale);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -381,7 +420,7 @@ pub fn run_real_scaled(
     let outcomes = plan
         .variants
         .iter()
-        .map(|variant| real_once(variant, seed, &trace, runtime.handle()))
+        .map(|variant| real_once(variant, seed, &trace, runtime.handle(), options))
         .collect::<Result<Vec<_>, _>>()?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let seconds = wall.seconds();
@@ -396,14 +435,20 @@ fn real_once(
     seed: Seed,
     trace: &Trace,
     runtime: &tokio::runtime::Handle,
+    options: RealOptions,
 ) -> Result<VariantOutcome, EngineError> {
     let wall_now = SystemClock::new(SkewHandle::default()).wall();
     // Real sockets, real keys: the CA's and every workload's come from the
-    // OS, never from the seed that the scenario file publishes.
-    let install = Install::with_keys(variant.scenario.clone(), seed, wall_now, mesh::KeyMode::Os)?;
-    let mut world =
-        crate::realworld::RealWorld::new(install.clone(), seed, trace.clone(), runtime.clone());
-    run_variant(&mut world, variant, install, trace, "real")
+    // OS, never from the seed that the scenario file publishes (unless
+    // `--insecure-derived-keys` asked for exactly that).
+    let install = Install::with_keys(variant.scenario.clone(), seed, wall_now, options.keys)?;
+    let (trace, runtime) = (trace.clone(), runtime.clone());
+    let mut world = if options.netns {
+        crate::realworld::RealWorld::in_pods(install.clone(), seed, trace.clone(), runtime)?
+    } else {
+        crate::realworld::RealWorld::new(install.clone(), seed, trace.clone(), runtime)
+    };
+    run_variant(&mut world, variant, install, &trace, "real")
 }
 
 /// Measures how long a run took on the wall clock. It is only ever read

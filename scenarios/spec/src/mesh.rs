@@ -52,6 +52,10 @@ use super::{Dur, Locator, Scenario, SpecError};
 pub struct MeshSpec {
     /// SPIFFE trust domain.
     pub trust_domain: String,
+    /// Other trust domains whose workloads this mesh's inbound side
+    /// accepts (SPIFFE federation); their certificates must still chain
+    /// to a trusted root.
+    pub federated_trust_domains: Vec<Spanned<String>>,
     /// Namespace part of every identity.
     pub namespace: String,
     /// Leaf certificate lifetime (Linkerd and Istio: 24h).
@@ -88,6 +92,7 @@ impl Default for MeshSpec {
     fn default() -> Self {
         MeshSpec {
             trust_domain: "rec.meshsim".into(),
+            federated_trust_domains: Vec::new(),
             namespace: "rec".into(),
             leaf_ttl: Dur(Duration::from_secs(24 * 3600)),
             renew_fraction: 0.7,
@@ -802,6 +807,11 @@ impl MeshSpec {
                 .collect(),
             revoked: Default::default(),
             trust_bundle: Vec::new(),
+            federated_trust_domains: self
+                .federated_trust_domains
+                .iter()
+                .map(|d| d.get_ref().clone())
+                .collect(),
             endpoint_faults: self
                 .endpoint_faults
                 .iter()
@@ -820,6 +830,35 @@ impl MeshSpec {
         self.services.get(service)
     }
 
+    /// Each federated trust domain is a lowercase DNS name, listed once,
+    /// and not the mesh's own.
+    fn validate_federation(&self, locate: &Locator<'_>) -> Result<(), SpecError> {
+        let domains = self
+            .federated_trust_domains
+            .iter()
+            .map(|d| d.get_ref().as_str());
+        for domain in &self.federated_trust_domains {
+            let message = if *domain.get_ref() == self.trust_domain {
+                Some("federated_trust_domains lists the mesh's own trust domain".to_owned())
+            } else if crate::repeated(domains.clone(), domain.get_ref()) {
+                Some(format!(
+                    "federated trust domain \"{}\" is listed twice",
+                    domain.get_ref()
+                ))
+            } else {
+                let config = cfg::MeshConfig {
+                    federated_trust_domains: [domain.get_ref().clone()].into(),
+                    ..cfg::MeshConfig::default()
+                };
+                config.validate().err().map(|e| e.0)
+            };
+            if let Some(message) = message {
+                return Err(locate.error(Some(domain.span()), message));
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the section against the rest of the scenario.
     pub(super) fn validate(
         &self,
@@ -831,6 +870,7 @@ impl MeshSpec {
             .iter()
             .map(|s| s.name.get_ref().as_str())
             .collect();
+        self.validate_federation(locate)?;
         let hosts = scenario.host_names();
         let policies = self
             .services
@@ -1025,6 +1065,7 @@ pub fn variants(scenario: &Scenario) -> Vec<(String, Scenario)> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::path::Path;
 
     use super::*;
@@ -1053,6 +1094,36 @@ weight = 1
 
     fn parse(extra: &str) -> Result<Scenario, String> {
         Scenario::parse(Path::new("x.toml"), &format!("{BASE}{extra}")).map_err(|e| e.to_string())
+    }
+
+    /// Federation is off unless listed; a listed domain reaches the
+    /// config; the mesh's own domain, a repeat or a non-DNS name is
+    /// refused where it is written.
+    #[test]
+    fn federated_trust_domains_are_validated_and_distributed() {
+        let plain = parse("").unwrap();
+        assert!(
+            plain
+                .mesh
+                .to_config(Duration::ZERO)
+                .federated_trust_domains
+                .is_empty()
+        );
+        let federated = parse("[mesh]\nfederated_trust_domains = [\"partner.example\"]\n").unwrap();
+        let config = federated.mesh.to_config(Duration::ZERO);
+        assert_eq!(
+            config.federated_trust_domains,
+            BTreeSet::from(["partner.example".to_owned()])
+        );
+        for (list, expected) in [
+            (r#"["rec.meshsim"]"#, "own trust domain"),
+            (r#"["a.example", "a.example"]"#, "listed twice"),
+            (r#"["Partner.example"]"#, "not a lowercase DNS name"),
+            (r#"["bad domain"]"#, "not a lowercase DNS name"),
+        ] {
+            let error = parse(&format!("[mesh]\nfederated_trust_domains = {list}\n")).unwrap_err();
+            assert!(error.contains(expected), "{list}: {error}");
+        }
     }
 
     #[test]
