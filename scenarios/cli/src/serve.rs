@@ -65,8 +65,8 @@ pub const SLIM_PROXY_BINARY: &str = "meshsim-proxy";
 pub const NO_SLIM_PROXY_ENV: &str = "MESHSIM_NO_SLIM_PROXY";
 
 /// Runs one sidecar: in `meshsim-proxy` when it sits beside this binary
-/// (the process becomes it, same pid and stdin, a third of the resident
-/// memory: BENCHMARKS.md, "Real mode"), else here.
+/// (the process becomes it, same pid and stdin, without the full binary's
+/// code pages resident: BENCHMARKS.md, "Issue 21"), else here.
 pub fn proxy(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
     if let Some(slim) = slim_proxy() {
         use std::os::unix::process::CommandExt as _;
