@@ -4,7 +4,8 @@
 # Reports each tool's maximum rate with 64 connections, and the latency at
 # a low fixed load where all three should agree (1 connection, closed loop
 # for wrk and hey; 500 rps constant for meshsim load, whose "service" time
-# is measured from the actual send like theirs).
+# is measured from the actual send like theirs). Also reports each tool's
+# CPU time (user + system, /usr/bin/time) per request at its maximum rate.
 #
 # Usage: benches/compare-loadgen.sh [DURATION_S]   (needs a release build)
 set -euo pipefail
@@ -40,33 +41,39 @@ sleep 0.5
 ms() { # wrk/hey time with unit -> ms
   python3 -c "import re,sys;v=sys.argv[1];m=re.match(r'([0-9.]+)(us|ms|s)?',v);n=float(m.group(1));u=m.group(2) or 's';print(round(n*{'us':0.001,'ms':1,'s':1000}[u],3))" "$1"
 }
-wrk_run() { # connections -> "rps p50 p99"
-  local out; out=$(taskset -c 0 wrk -t1 -c"$1" -d"${DURATION}s" --latency "$URL")
-  echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(ms "$(echo "$out" | awk '$1=="50%"{print $2}')") $(ms "$(echo "$out" | awk '$1=="99%"{print $2}')")"
+# CPU µs per request: user + system seconds in $WORK/time, over $1 requests.
+cpu_us() { python3 -c "u,s=open('$WORK/time').read().split()[-2:];print(round((float(u)+float(s))*1e6/max($1,1),2))"; }
+timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@"; }
+wrk_run() { # connections -> "rps p50 p99 cpu_us_per_request"
+  local out; out=$(timed taskset -c 0 wrk -t1 -c"$1" -d"${DURATION}s" --latency "$URL")
+  local n; n=$(echo "$out" | awk '/ requests in /{print $1}')
+  echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(ms "$(echo "$out" | awk '$1=="50%"{print $2}')") $(ms "$(echo "$out" | awk '$1=="99%"{print $2}')") $(cpu_us "$n")"
 }
-hey_run() { # connections -> "rps p50 p99"
-  local out; out=$(taskset -c 0 hey -z "${DURATION}s" -c "$1" "$URL")
-  echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(echo "$out" | awk '/ 50% in/{print $3 * 1000}') $(echo "$out" | awk '/ 99% in/{print $3 * 1000}')"
+hey_run() { # connections -> "rps p50 p99 cpu_us_per_request"
+  local out; out=$(timed taskset -c 0 hey -z "${DURATION}s" -c "$1" "$URL")
+  local n; n=$(echo "$out" | awk '/\[[0-9]+\][ \t]+[0-9]+ responses/{n += $2} END{print n + 0}')
+  echo "$(echo "$out" | awk '/Requests\/sec/{print $2}') $(echo "$out" | awk '/ 50% in/{print $3 * 1000}') $(echo "$out" | awk '/ 99% in/{print $3 * 1000}') $(cpu_us "$n")"
 }
-meshsim_run() { # rate connections -> "achieved p50 p99 (service time)"
-  local out; out=$(taskset -c 0 "$MESHSIM" load "$URL" --rate "$1" --duration "${DURATION}s" --connections "$2" --out "$WORK/load" 2>&1 || true)
+meshsim_run() { # rate connections [extra flags] -> "achieved p50 p99 (service time) cpu_us_per_request"
+  local rate=$1 conns=$2; shift 2
+  local out; out=$(timed taskset -c 0 "$MESHSIM" load "$URL" --rate "$rate" --duration "${DURATION}s" --connections "$conns" "$@" --out "$WORK/load" 2>&1 || true)
   local ok; ok=$(python3 -c "import json;print(json.load(open('$WORK/load/summary.json'))['requests']['ok'])")
   local service; service=$(echo "$out" | awk '$1=="service"{print $3, $5}' | tr -d 'ms')
-  echo "$(python3 -c "print(round($ok / $DURATION))") $service"
+  echo "$(python3 -c "print(round($ok / $DURATION))") $service $(cpu_us "$ok")"
 }
 
-read -r WRK_MAX WRK_MAX_P50 WRK_MAX_P99 < <(wrk_run 64)
-read -r HEY_MAX HEY_MAX_P50 HEY_MAX_P99 < <(hey_run 64)
+read -r WRK_MAX WRK_MAX_P50 WRK_MAX_P99 WRK_CPU < <(wrk_run 64)
+read -r HEY_MAX HEY_MAX_P50 HEY_MAX_P99 HEY_CPU < <(hey_run 64)
 # Open loop: offer far more than one core can send; what is achieved is the max.
-read -r MESH_MAX MESH_MAX_P50 MESH_MAX_P99 < <(meshsim_run 200000 64)
-read -r WRK_RPS1 WRK_P50 WRK_P99 < <(wrk_run 1)
-read -r HEY_RPS1 HEY_P50 HEY_P99 < <(hey_run 1)
-read -r MESH_RPS1 MESH_P50 MESH_P99 < <(meshsim_run 500 1)
+read -r MESH_MAX MESH_MAX_P50 MESH_MAX_P99 MESH_CPU < <(meshsim_run 200000 64)
+read -r WRK_RPS1 WRK_P50 WRK_P99 _ < <(wrk_run 1)
+read -r HEY_RPS1 HEY_P50 HEY_P99 _ < <(hey_run 1)
+read -r MESH_RPS1 MESH_P50 MESH_P99 _ < <(meshsim_run 500 1)
 
 echo "one run, ${DURATION}s each; target nginx (1 worker, CPU 1); each tool on CPU 0 (taskset)"
-echo "| tool | max req/s (64 conns) | p50 / p99 at max (ms) | low load req/s | p50 / p99 at low load (ms) |"
-echo "|---|---|---|---|---|"
-echo "| meshsim load | $MESH_MAX | $MESH_MAX_P50 / $MESH_MAX_P99 | $MESH_RPS1 (open loop, 500/s) | $MESH_P50 / $MESH_P99 |"
-echo "| wrk | $WRK_MAX | $WRK_MAX_P50 / $WRK_MAX_P99 | $WRK_RPS1 (closed loop, 1 conn) | $WRK_P50 / $WRK_P99 |"
-echo "| hey | $HEY_MAX | $HEY_MAX_P50 / $HEY_MAX_P99 | $HEY_RPS1 (closed loop, 1 conn) | $HEY_P50 / $HEY_P99 |"
+echo "| tool | max req/s (64 conns) | p50 / p99 at max (ms) | CPU µs/request at max | low load req/s | p50 / p99 at low load (ms) |"
+echo "|---|---|---|---|---|---|"
+echo "| meshsim load | $MESH_MAX | $MESH_MAX_P50 / $MESH_MAX_P99 | $MESH_CPU | $MESH_RPS1 (open loop, 500/s) | $MESH_P50 / $MESH_P99 |"
+echo "| wrk | $WRK_MAX | $WRK_MAX_P50 / $WRK_MAX_P99 | $WRK_CPU | $WRK_RPS1 (closed loop, 1 conn) | $WRK_P50 / $WRK_P99 |"
+echo "| hey | $HEY_MAX | $HEY_MAX_P50 / $HEY_MAX_P99 | $HEY_CPU | $HEY_RPS1 (closed loop, 1 conn) | $HEY_P50 / $HEY_P99 |"
 python3 -c "print('ratio meshsim load / wrk max rate: %.2f' % ($MESH_MAX / $WRK_MAX))"

@@ -4,8 +4,10 @@
 # keep-alive) and haproxy (mTLS, HTTP/1.1 keep-alive). Each proxy gets one
 # worker/thread. Measures the latency a pair adds over going straight to the
 # upstream (p50/p99 at 1k and 5k rps, constant rate, `meshsim load`), the
-# maximum throughput (wrk, 1 thread, 32 connections), and the proxies' RSS
-# idle and during the 1k rps run. Prints one table with ratios to nginx.
+# maximum throughput (wrk, 1 thread, 32 connections), the CPU time the pair
+# spends per request (utime + stime of both proxy processes from /proc,
+# during the wrk run and the 5k run), and the proxies' RSS idle and during
+# the 1k rps run. Prints one table with ratios to nginx.
 #
 # Usage: benches/compare-proxy.sh [DURATION_S]   (needs a release build)
 set -euo pipefail
@@ -48,6 +50,9 @@ field() { python3 -c "import json,sys;print(json.load(open('$WORK/mesh/addresses
 BACKEND_IP=$(field backend-0 inbound | cut -d: -f1)
 CLIENT_IP=$(field client-0 inbound | cut -d: -f1)
 SERVER_NAME=$(field backend-0 server_name)
+# client-0's outbound listener admits its own app only: the load presents
+# the pod secret, as the app would (mesh/src/pod_secret.rs).
+POD_SECRET=$(cat "$WORK/mesh/disk/client-0/pod-secret")
 "$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity client --out "$WORK/client" >/dev/null
 "$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity backend --out "$WORK/server" >/dev/null
 cat "$WORK/client/cert.pem" "$WORK/client/key.pem" >"$WORK/client/haproxy.pem"
@@ -120,41 +125,51 @@ sleep 1
 
 # Targets: name url host-header pids-of-the-pair
 nginx_pids() { echo "$(pgrep -P "$(cat "$WORK/nginx-a.pid")") $(pgrep -P "$(cat "$WORK/nginx-b.pid")")"; }
-mesh_pids() { pgrep -f -- "meshsim proxy (client|backend) --replica 0 --state-dir $WORK/mesh" | tr '\n' ' '; }
+mesh_pids() { pgrep -f -- " proxy (client|backend) --replica 0 --state-dir $WORK/mesh" | tr '\n' ' '; }
 haproxy_pids() { echo "$(cat "$WORK/haproxy-a.pid") $(cat "$WORK/haproxy-b.pid")"; }
 rss_kb() { local total=0; for pid in $*; do total=$((total + $(awk '/VmRSS/{print $2}' /proc/"$pid"/status))); done; echo $total; }
 
-check() { # url host
-  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "host: $2" "$1")
+# Extra header per target (only meshsim's pair needs one).
+declare -A EXTRA=([direct]="x-none: 0" [meshsim]="x-meshsim-pod-secret: $POD_SECRET" [nginx]="x-none: 0" [haproxy]="x-none: 0")
+check() { # url host name
+  local code; code=$(curl -s -o /dev/null -w '%{http_code}' -H "host: $2" -H "${EXTRA[$3]}" "$1")
   [ "$code" = 200 ] || { echo "$1 (Host: $2) answered $code" >&2; exit 1; }
 }
-check "http://$UPSTREAM/" upstream
-check "http://$CLIENT_IP:4140/" backend
-check "http://127.0.0.1:18080/" upstream
-check "http://127.0.0.1:28080/" upstream
+check "http://$UPSTREAM/" upstream direct
+check "http://$CLIENT_IP:4140/" backend meshsim
+check "http://127.0.0.1:18080/" upstream nginx
+check "http://127.0.0.1:28080/" upstream haproxy
 
-load() { # url host rate -> "p50 p99 ok total"
-  "$MESHSIM" load "$1" -H "host: $2" --rate "$3" --duration "${DURATION}s" --connections 64 --out "$WORK/load" >/dev/null 2>&1 || true
+# CPU time (utime + stime, clock ticks) of the given processes so far.
+cpu_ticks() { local total=0; for pid in $*; do total=$((total + $(awk '{print $14 + $15}' /proc/"$pid"/stat))); done; echo $total; }
+# Microseconds of CPU per request, from two cpu_ticks readings.
+cpu_us() { python3 -c "print(round(($2 - $1) * 1e6 / $(getconf CLK_TCK) / max($3, 1), 1))"; }
+load() { # url host rate name -> "p50 p99 ok total"
+  "$MESHSIM" load "$1" -H "host: $2" -H "${EXTRA[$4]}" --rate "$3" --duration "${DURATION}s" --connections 64 --out "$WORK/load" >/dev/null 2>&1 || true
   python3 -c "import json;d=json.load(open('$WORK/load/summary.json'));l=d['latency_ms'];r=d['requests'];print(l['p50'],l['p99'],r['ok'],r['total'])"
 }
-maxrate() { # url host -> requests/s
-  wrk -t1 -c32 -d"${DURATION}s" -H "Host: $2" "$1" | awk '/Requests\/sec/{print $2}'
+maxrate() { # url host name -> "requests/s requests"
+  wrk -t1 -c32 -d"${DURATION}s" -H "Host: $2" -H "${EXTRA[$3]}" "$1" | awk '/Requests\/sec/{rps=$2} / requests in /{n=$1} END{print rps, n}'
 }
 
-declare -A P50_1K P99_1K P50_5K P99_5K MAX RSS_IDLE RSS_1K OK
+declare -A P50_1K P99_1K P50_5K P99_5K MAX RSS_IDLE RSS_1K OK CPU_MAX CPU_5K
 run_target() { # name url host pids-fn
   local name=$1 url=$2 host=$3 pids=""
   [ -n "$4" ] && pids=$($4)
   RSS_IDLE[$name]=$( [ -n "$pids" ] && rss_kb $pids || echo 0)
   ( sleep $((DURATION / 2)); if [ -n "$pids" ]; then rss_kb $pids >"$WORK/rss-$name"; fi ) &
   local sampler=$!
-  read -r P50_1K[$name] P99_1K[$name] ok total < <(load "$url" "$host" 1000)
+  read -r P50_1K[$name] P99_1K[$name] ok total < <(load "$url" "$host" 1000 "$name")
   wait "$sampler" || true
   RSS_1K[$name]=$(cat "$WORK/rss-$name" 2>/dev/null || echo 0)
   OK[$name]="$ok/$total"
-  read -r P50_5K[$name] P99_5K[$name] ok total < <(load "$url" "$host" 5000)
+  local before; before=$(cpu_ticks $pids)
+  read -r P50_5K[$name] P99_5K[$name] ok total < <(load "$url" "$host" 5000 "$name")
+  CPU_5K[$name]=$(cpu_us "$before" "$(cpu_ticks $pids)" "$total")
   OK[$name]="${OK[$name]} $ok/$total"
-  MAX[$name]=$(maxrate "$url" "$host")
+  before=$(cpu_ticks $pids)
+  local requests; read -r MAX[$name] requests < <(maxrate "$url" "$host" "$name")
+  CPU_MAX[$name]=$(cpu_us "$before" "$(cpu_ticks $pids)" "$requests")
 }
 run_target direct "http://$UPSTREAM/" upstream ""
 run_target meshsim "http://$CLIENT_IP:4140/" backend mesh_pids
@@ -165,14 +180,17 @@ added() { python3 -c "print(f'{max($1 - $2, 0):.3f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}' if $2 else 'n/a')"; }
 echo
 echo "one run, ${DURATION}s per measurement, $(nproc) cores shared by all processes; latency from intended start (constant rate, meshsim load); added = pair - direct"
-printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-9s | %-9s | %-14s |\n" target "add p50 1k" "add p99 1k" "add p50 5k" "add p99 5k" "max req/s" "RSS idle" "RSS 1k" "ok 1k / 5k"
-echo "|---|---|---|---|---|---|---|---|---|"
+printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-12s | %-12s | %-9s | %-9s | %-14s |\n" target "add p50 1k" "add p99 1k" "add p50 5k" "add p99 5k" "max req/s" "CPU/req max" "CPU/req 5k" "RSS idle" "RSS 1k" "ok 1k / 5k"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for t in direct meshsim nginx haproxy; do
-  printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-9s | %-9s | %-14s |\n" "$t" \
+  cpu_max="${CPU_MAX[$t]} µs"; cpu_5k="${CPU_5K[$t]} µs"
+  [ "$t" = direct ] && { cpu_max="—"; cpu_5k="—"; }
+  printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-12s | %-12s | %-9s | %-9s | %-14s |\n" "$t" \
     "$(added "${P50_1K[$t]}" "${P50_1K[direct]}")ms" "$(added "${P99_1K[$t]}" "${P99_1K[direct]}")ms" \
     "$(added "${P50_5K[$t]}" "${P50_5K[direct]}")ms" "$(added "${P99_5K[$t]}" "${P99_5K[direct]}")ms" \
-    "${MAX[$t]}" "$((RSS_IDLE[$t] / 1024)) MB" "$((RSS_1K[$t] / 1024)) MB" "${OK[$t]}"
+    "${MAX[$t]}" "$cpu_max" "$cpu_5k" "$((RSS_IDLE[$t] / 1024)) MB" "$((RSS_1K[$t] / 1024)) MB" "${OK[$t]}"
 done
+echo "CPU/req: utime + stime of the pair's two proxy processes (/proc/PID/stat) per request, during wrk's run (max) and the 5k rps run"
 echo
 echo "raw p50/p99 (ms) at 1k: direct ${P50_1K[direct]}/${P99_1K[direct]}, meshsim ${P50_1K[meshsim]}/${P99_1K[meshsim]}, nginx ${P50_1K[nginx]}/${P99_1K[nginx]}, haproxy ${P50_1K[haproxy]}/${P99_1K[haproxy]}"
 echo "raw p50/p99 (ms) at 5k: direct ${P50_5K[direct]}/${P99_5K[direct]}, meshsim ${P50_5K[meshsim]}/${P99_5K[meshsim]}, nginx ${P50_5K[nginx]}/${P99_5K[nginx]}, haproxy ${P50_5K[haproxy]}/${P99_5K[haproxy]}"

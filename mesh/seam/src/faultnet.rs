@@ -261,7 +261,12 @@ impl Direction {
         });
         crate::task::spawn(async move {
             while let Some((deliver_at, chunk)) = rx.recv().await {
-                tokio::time::sleep_until(deliver_at).await;
+                // tokio rounds a deadline up to its next millisecond tick,
+                // so sleeping for a chunk already due would still cost up
+                // to 1 ms per chunk (zero-latency links included).
+                if deliver_at > Instant::now() {
+                    tokio::time::sleep_until(deliver_at).await;
+                }
                 table.wait_while(|t| t.is_cut(&from, &to)).await;
                 if writer.write_all(&chunk).await.is_err() {
                     return;

@@ -85,6 +85,11 @@ pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
 impl H2Pool {
     fn endpoint(&self, key: &str) -> Arc<EndpointConnections> {
         let mut endpoints = self.endpoints.lock().expect("pool poisoned");
+        // Looked up first: the key is allocated once per endpoint, not per
+        // request.
+        if let Some(connections) = endpoints.get(key) {
+            return connections.clone();
+        }
         endpoints.entry(key.to_owned()).or_default().clone()
     }
 

@@ -167,60 +167,85 @@ impl ProxyTelemetry {
     }
 
     /// Records a finished request: counters, latency, access log, span.
+    /// The record's strings move into the entry, and a span is built only
+    /// when the trace is sampled: this runs on every request.
     pub fn request(&self, record: RequestRecord) {
         let now = self.now();
         let latency_us = now.saturating_sub(record.started).as_micros() as u64;
-        let entry = AccessLogEntry {
-            at_us: now.as_micros() as u64,
-            direction: record.direction,
-            service: record.service.clone(),
-            route: record.route.clone(),
-            method: record.method.clone(),
-            path: record.path.clone(),
-            status: record.status,
-            peer: record.peer.clone(),
-            endpoint: record.endpoint.clone(),
-            attempts: record.attempts,
-            latency_us,
-            trace_id: record.trace.trace_hex(),
-            proxy_error: record.proxy_error.clone().unwrap_or_default(),
-        };
+        let at_us = now.as_micros() as u64;
+        let trace_id = record.trace.trace_hex();
         tracing::debug!(
             target: "meshsim::access",
             host = &*self.host,
-            at_us = entry.at_us,
+            at_us,
             direction = record.direction.as_str(),
-            service = %entry.service,
-            route = %entry.route,
-            method = %entry.method,
-            path = %entry.path,
-            status = entry.status,
-            peer = %entry.peer,
-            attempts = entry.attempts,
+            service = %record.service,
+            route = %record.route,
+            method = %record.method,
+            path = %record.path,
+            status = record.status,
+            peer = %record.peer,
+            attempts = record.attempts,
             latency_us,
-            trace_id = %entry.trace_id,
-            proxy_error = %entry.proxy_error,
+            trace_id = %trace_id,
+            proxy_error = %record.proxy_error.as_deref().unwrap_or_default(),
         );
-        let span = Span {
-            trace_id: entry.trace_id.clone(),
+        let span = record.trace.sampled().then(|| Span {
+            trace_id: trace_id.clone(),
             span_id: span_hex(record.span_id),
             parent_id: record.parent_id.map(span_hex),
             name: format!("{} {}", record.direction.as_str(), record.service),
             host: self.host.to_string(),
             direction: record.direction,
             start_us: record.started.as_micros() as u64,
-            end_us: entry.at_us,
+            end_us: at_us,
             status: record.status,
-        };
+        });
         let series = self.series(&record);
         self.hub.with(|hub| {
-            let proxy = hub.proxies.entry(self.host.to_string()).or_default();
+            let proxy = proxy_state(&mut hub.proxies, &self.host);
             record_metrics(proxy, series, &record, latency_us);
+            let entry = AccessLogEntry {
+                at_us,
+                direction: record.direction,
+                service: record.service,
+                route: record.route,
+                method: record.method,
+                path: record.path,
+                status: record.status,
+                peer: record.peer,
+                endpoint: record.endpoint,
+                attempts: record.attempts,
+                latency_us,
+                trace_id,
+                proxy_error: record.proxy_error.unwrap_or_default(),
+            };
             push_bounded(&mut proxy.access_log, entry, ACCESS_LOG_MAX);
-            if record.trace.sampled() {
+            if let Some(span) = span {
                 push_bounded(&mut proxy.spans, span, SPANS_MAX);
             }
         });
+    }
+}
+
+/// The state of `host`, allocating its name only the first time.
+fn proxy_state<'a>(
+    proxies: &'a mut std::collections::BTreeMap<String, ProxyState>,
+    host: &str,
+) -> &'a mut ProxyState {
+    if !proxies.contains_key(host) {
+        proxies.insert(host.to_owned(), ProxyState::default());
+    }
+    proxies.get_mut(host).expect("inserted above")
+}
+
+/// Adds one to the counter of `key`, cloning the key only for a new series.
+fn count<K: Ord + Clone>(map: &mut std::collections::BTreeMap<K, u64>, key: &K) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.clone(), 1);
+        }
     }
 }
 
@@ -236,7 +261,7 @@ fn record_metrics(
     } else {
         series
     };
-    *proxy.requests.entry(series.clone()).or_default() += 1;
+    count(&mut proxy.requests, &series);
     let mut response = ResponseKey {
         series,
         status_code: record.status,
@@ -250,11 +275,14 @@ fn record_metrics(
         .or_default()
         .record(latency_us);
     if record.direction == Direction::Outbound {
-        proxy
-            .route_latency
-            .entry(record.route.clone())
-            .or_insert_with(new_latency_histogram)
-            .saturating_record(latency_us.max(1));
+        if !proxy.route_latency.contains_key(&record.route) {
+            proxy
+                .route_latency
+                .insert(record.route.clone(), new_latency_histogram());
+        }
+        if let Some(histogram) = proxy.route_latency.get_mut(&record.route) {
+            histogram.saturating_record(latency_us.max(1));
+        }
     }
 }
 

@@ -34,6 +34,13 @@ use spec::{Override, Scenario};
 
 mod load;
 
+/// mimalloc instead of glibc's malloc: allocation and free were ~18 % of a
+/// sidecar's CPU under load, and a sidecar's heap is a quarter of glibc's
+/// (BENCHMARKS.md, "Real mode"). Which addresses blocks get never reaches a
+/// trace, so simulated runs replay the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `meshsim --version`: the crate version and the source revision.
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

@@ -58,9 +58,52 @@ pub fn control(command: ServeCommand) -> anyhow::Result<ExitCode> {
     run_part(&args, Part::Control)
 }
 
-/// Runs one sidecar.
+/// The sidecar-only binary `meshsim proxy` hands over to.
+pub const SLIM_PROXY_BINARY: &str = "meshsim-proxy";
+
+/// Set (to anything) to keep `meshsim proxy` in the full binary.
+pub const NO_SLIM_PROXY_ENV: &str = "MESHSIM_NO_SLIM_PROXY";
+
+/// Runs one sidecar: in `meshsim-proxy` when it sits beside this binary
+/// (the process becomes it, same pid and stdin, without the full binary's
+/// code pages resident: BENCHMARKS.md, "Issue 21"), else here.
 pub fn proxy(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
+    if let Some(slim) = slim_proxy() {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = std::process::Command::new(&slim);
+        command
+            .arg("proxy")
+            .arg(&args.service)
+            .arg("--replica")
+            .arg(args.replica.to_string())
+            .arg("--state-dir")
+            .arg(&args.serve.state_dir);
+        if args.serve.parent_pipe {
+            command.arg("--parent-pipe");
+        }
+        // Returns only if the exec failed; then this process serves.
+        let error = command.exec();
+        tracing::warn!(binary = %slim.display(), %error, "serving in the full binary");
+    }
+    proxy_here(args)
+}
+
+/// Runs one sidecar in this process.
+pub fn proxy_here(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
     run_part(&args.serve, Part::Proxy { host: args.host() })
+}
+
+/// `meshsim-proxy` beside the running binary, unless switched off.
+fn slim_proxy() -> Option<PathBuf> {
+    if std::env::var_os(NO_SLIM_PROXY_ENV).is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_name()? == SLIM_PROXY_BINARY {
+        return None;
+    }
+    let slim = exe.with_file_name(SLIM_PROXY_BINARY);
+    slim.is_file().then_some(slim)
 }
 
 /// Runs one app.
