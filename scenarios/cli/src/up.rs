@@ -254,8 +254,11 @@ fn spawn(dir: &Path, part: &Part, namespace: Option<&str>) -> anyhow::Result<Chi
     }
 }
 
-/// Waits until every sidecar's inbound listener accepts a connection; a
-/// child that exits meanwhile fails the start (its log says why).
+/// Waits until every sidecar's inbound listener accepts a connection and
+/// every child (the CA and the control plane included) accepts where it
+/// serves: a sidecar listens before it has a certificate or a config, so
+/// its inbound port alone would publish a mesh whose control plane is not
+/// up yet. A child that exits meanwhile fails the start (its log says why).
 async fn wait_ready(
     table: &BTreeMap<String, AddressEntry>,
     children: &mut [Running],
@@ -263,7 +266,8 @@ async fn wait_ready(
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut waiting: Vec<&String> = table.keys().collect();
-    while !waiting.is_empty() {
+    let mut starting: Vec<usize> = (0..children.len()).collect();
+    while !(waiting.is_empty() && starting.is_empty()) {
         for running in children.iter_mut() {
             if let Some(status) = running.child.try_wait()? {
                 anyhow::bail!(
@@ -286,11 +290,19 @@ async fn wait_ready(
             }
         }
         waiting = still;
-        if waiting.is_empty() {
+        let mut still_starting = Vec::new();
+        for index in starting {
+            if !accepts(&children[index]).await {
+                still_starting.push(index);
+            }
+        }
+        starting = still_starting;
+        if waiting.is_empty() && starting.is_empty() {
             break;
         }
         if tokio::time::Instant::now() > deadline {
-            let names: Vec<&str> = waiting.iter().map(|h| h.as_str()).collect();
+            let mut names: Vec<&str> = waiting.iter().map(|h| h.as_str()).collect();
+            names.extend(starting.iter().map(|&i| children[i].label.as_str()));
             anyhow::bail!(
                 "not listening after {}s: {}",
                 limit.as_secs(),
