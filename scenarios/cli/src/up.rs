@@ -7,8 +7,9 @@
 //!
 //! Contract: `DIR/ca.pem` (trust bundle) and `DIR/addresses.json`
 //! (`"<service>-<replica>"` → `{inbound, admin, identity, server_name}`),
-//! the latter written only once every sidecar's inbound listener accepts
-//! connections, and removed at shutdown. See `engine::deploy`.
+//! the latter written only once every sidecar's inbound listener and every
+//! process (the CA and the control plane too) accepts connections, and
+//! removed at shutdown. See `engine::deploy`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -45,7 +45,8 @@ impl Mesh {
     }
 
     /// Polls for addresses.json, which `up` publishes only once every
-    /// sidecar's inbound listener accepts connections.
+    /// sidecar's inbound listener and every process (CA and control plane
+    /// included) accepts connections.
     pub fn wait_ready(&mut self, limit: Duration) {
         let step = Duration::from_millis(200);
         let mut waited = Duration::ZERO;
