@@ -305,21 +305,28 @@ pub fn resized(scenario: &Scenario, vary: &Vary, size: u32) -> Result<Scenario, 
         service.concurrency = size;
     }
     let hosts = scenario.host_names();
-    for fault in &scenario.faults {
-        let lists = [&fault.a, &fault.b, &fault.from, &fault.to, &fault.hosts];
-        let mut named = lists.into_iter().flatten().flatten().map(|h| h.get_ref());
-        // Group and service names resolve later; only host-shaped names are checked here.
-        if let Some(missing) = named.find(|h| {
-            !hosts.contains(h)
-                && h.rsplit_once('-')
-                    .is_some_and(|(_, n)| n.parse::<u32>().is_ok())
-        }) {
-            return Err(CapacityError::Invalid(format!(
-                "with {size} replicas of {name}, a fault names host `{missing}`, which would not exist"
-            )));
-        }
+    // Group and service names resolve later; only host-shaped names are checked here.
+    if let Some(missing) = fault_names(&scenario).find(|h| {
+        !hosts.iter().any(|host| host == h)
+            && h.rsplit_once('-')
+                .is_some_and(|(_, n)| n.parse::<u32>().is_ok())
+    }) {
+        return Err(CapacityError::Invalid(format!(
+            "with {size} replicas of {name}, a fault names host `{missing}`, which would not exist"
+        )));
     }
     Ok(scenario)
+}
+
+/// Every host, group or service name the scenario's faults mention.
+fn fault_names(scenario: &Scenario) -> impl Iterator<Item = &str> {
+    scenario.faults.iter().flat_map(|fault| {
+        [&fault.a, &fault.b, &fault.from, &fault.to, &fault.hosts]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|name| name.get_ref().as_str())
+    })
 }
 
 /// Judges one finished run against the thresholds.

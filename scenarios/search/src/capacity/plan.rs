@@ -17,7 +17,9 @@ use serde::Serialize;
 use spec::Scenario;
 
 use super::demand::{ServiceDemand, service_demands};
-use super::{CapacityError, Settings, Step, incomplete, judge, peak_rate, scaled, shortened};
+use super::{
+    CapacityError, Settings, Step, fault_names, incomplete, judge, peak_rate, scaled, shortened,
+};
 
 /// Utilisation the first guess sizes for: queueing delay grows as
 /// 1/(1 − ρ), so a plan at ρ = 1 would never meet a latency SLO.
@@ -207,15 +209,12 @@ fn concurrency_by_service(scenario: &Scenario) -> BTreeMap<String, u32> {
 /// A fault that names `svc-2` needs at least three replicas of `svc`.
 fn fault_floors(scenario: &Scenario) -> BTreeMap<String, u32> {
     let mut floors = BTreeMap::new();
-    for fault in &scenario.faults {
-        let lists = [&fault.a, &fault.b, &fault.from, &fault.to, &fault.hosts];
-        for host in lists.into_iter().flatten().flatten() {
-            if let Some((service, index)) = host.get_ref().rsplit_once('-')
-                && let Ok(index) = index.parse::<u32>()
-            {
-                let floor = floors.entry(service.to_owned()).or_insert(1);
-                *floor = (*floor).max(index + 1);
-            }
+    for name in fault_names(scenario) {
+        if let Some((service, index)) = name.rsplit_once('-')
+            && let Ok(index) = index.parse::<u32>()
+        {
+            let floor = floors.entry(service.to_owned()).or_insert(1);
+            *floor = (*floor).max(index + 1);
         }
     }
     floors

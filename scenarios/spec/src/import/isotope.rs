@@ -21,19 +21,35 @@ use std::path::Path;
 use super::yaml::{self, Fields, Node, Pos, Sink, Value};
 use crate::SpecError;
 
-/// Defaults of isotope's own converter when a file gives none.
-const DEFAULT_REPLICAS: i64 = 1;
+/// What a service and `defaults:` both set.
+#[derive(Clone, Debug)]
+struct Settings {
+    replicas: i64,
+    entrypoint: bool,
+    error_rate: f64,
+    response_bytes: u64,
+    script: Script,
+}
+
+/// Isotope's own converter's values when a file gives none.
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            replicas: 1,
+            entrypoint: false,
+            error_rate: 0.0,
+            response_bytes: 0,
+            script: Script::default(),
+        }
+    }
+}
 
 /// One isotope service as read.
 #[derive(Clone, Debug)]
 struct Service {
     name: String,
     at: Pos,
-    replicas: i64,
-    entrypoint: bool,
-    error_rate: f64,
-    response_bytes: u64,
-    script: Script,
+    settings: Settings,
 }
 
 /// A script as read: sleeps summed, calls in order.
@@ -54,14 +70,10 @@ struct Call {
 }
 
 /// The values `defaults:` sets for every service and call.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 struct Defaults {
-    replicas: i64,
-    entrypoint: bool,
-    error_rate: f64,
-    response_bytes: u64,
+    settings: Settings,
     request_bytes: u64,
-    script: Script,
 }
 
 /// Reads an isotope topology and writes the equivalent scenario.
@@ -90,14 +102,7 @@ pub fn isotope_scenario(path: &Path, text: &str) -> Result<String, SpecError> {
     }
     let defaults = match fields.get("defaults") {
         Some(node) => read_defaults(&sink, node)?,
-        None => Defaults {
-            replicas: DEFAULT_REPLICAS,
-            entrypoint: false,
-            error_rate: 0.0,
-            response_bytes: 0,
-            request_bytes: 0,
-            script: Script::default(),
-        },
+        None => Defaults::default(),
     };
     let services_node = fields.require(&sink, "services")?;
     let mut services = Vec::new();
@@ -111,34 +116,18 @@ pub fn isotope_scenario(path: &Path, text: &str) -> Result<String, SpecError> {
 
 fn read_defaults(sink: &Sink, node: &Node) -> Result<Defaults, SpecError> {
     let fields = node.fields(sink, "defaults")?;
-    fields.ignore("type");
-    check_type(sink, &fields)?;
-    let mut defaults = Defaults {
-        replicas: DEFAULT_REPLICAS,
-        entrypoint: false,
-        error_rate: 0.0,
-        response_bytes: 0,
-        request_bytes: 0,
-        script: Script::default(),
-    };
-    if let Some(n) = fields.get("numReplicas") {
-        defaults.replicas = replicas(sink, n, "defaults.numReplicas")?;
-    }
-    if let Some(n) = fields.get("isEntrypoint") {
-        defaults.entrypoint = n.bool(sink, "defaults.isEntrypoint")?;
-    }
-    if let Some(n) = fields.get("errorRate") {
-        defaults.error_rate = percentage(sink, n, "defaults.errorRate")?;
-    }
-    if let Some(n) = fields.get("responseSize") {
-        defaults.response_bytes = byte_size(sink, n, "defaults.responseSize")?;
-    }
+    let mut defaults = Defaults::default();
+    // Read first: the defaults' own script sends requests of this size.
     if let Some(n) = fields.get("requestSize") {
         defaults.request_bytes = byte_size(sink, n, "defaults.requestSize")?;
     }
-    if let Some(n) = fields.get("script") {
-        defaults.script = read_script(sink, n, defaults.request_bytes)?;
-    }
+    read_settings(
+        sink,
+        &fields,
+        "defaults.",
+        defaults.request_bytes,
+        &mut defaults.settings,
+    )?;
     strict_finish(fields, sink)?;
     Ok(defaults)
 }
@@ -146,33 +135,42 @@ fn read_defaults(sink: &Sink, node: &Node) -> Result<Defaults, SpecError> {
 fn read_service(sink: &Sink, node: &Node, defaults: &Defaults) -> Result<Service, SpecError> {
     let fields = node.fields(sink, "service")?;
     let name = fields.require(sink, "name")?.str(sink, "name")?.to_owned();
-    check_type(sink, &fields)?;
-    let mut service = Service {
+    let mut settings = defaults.settings.clone();
+    read_settings(sink, &fields, "", defaults.request_bytes, &mut settings)?;
+    strict_finish(fields, sink)?;
+    Ok(Service {
         name,
         at: node.at,
-        replicas: defaults.replicas,
-        entrypoint: defaults.entrypoint,
-        error_rate: defaults.error_rate,
-        response_bytes: defaults.response_bytes,
-        script: defaults.script.clone(),
-    };
+        settings,
+    })
+}
+
+/// The keys a service and `defaults:` share, over what `settings` holds;
+/// `prefix` names the mapping in messages.
+fn read_settings(
+    sink: &Sink,
+    fields: &Fields<'_>,
+    prefix: &str,
+    request_bytes: u64,
+    settings: &mut Settings,
+) -> Result<(), SpecError> {
+    check_type(sink, fields)?;
     if let Some(n) = fields.get("numReplicas") {
-        service.replicas = replicas(sink, n, "numReplicas")?;
+        settings.replicas = replicas(sink, n, &format!("{prefix}numReplicas"))?;
     }
     if let Some(n) = fields.get("isEntrypoint") {
-        service.entrypoint = n.bool(sink, "isEntrypoint")?;
+        settings.entrypoint = n.bool(sink, &format!("{prefix}isEntrypoint"))?;
     }
     if let Some(n) = fields.get("errorRate") {
-        service.error_rate = percentage(sink, n, "errorRate")?;
+        settings.error_rate = percentage(sink, n, &format!("{prefix}errorRate"))?;
     }
     if let Some(n) = fields.get("responseSize") {
-        service.response_bytes = byte_size(sink, n, "responseSize")?;
+        settings.response_bytes = byte_size(sink, n, &format!("{prefix}responseSize"))?;
     }
     if let Some(n) = fields.get("script") {
-        service.script = read_script(sink, n, defaults.request_bytes)?;
+        settings.script = read_script(sink, n, request_bytes)?;
     }
-    strict_finish(fields, sink)?;
-    Ok(service)
+    Ok(())
 }
 
 /// `type: http` and `type: grpc` both become HTTP: between sidecars every
@@ -443,7 +441,9 @@ fn check_graph(sink: &Sink, services: &[Service], list_at: Pos) -> Result<(), Sp
     for service in services {
         if let Some((owner, replica)) = service.name.rsplit_once('-')
             && let Ok(replica) = replica.parse::<i64>()
-            && index.get(owner).is_some_and(|o| replica < o.replicas)
+            && index
+                .get(owner)
+                .is_some_and(|o| replica < o.settings.replicas)
         {
             return Err(sink.error(
                 service.at,
@@ -455,7 +455,7 @@ fn check_graph(sink: &Sink, services: &[Service], list_at: Pos) -> Result<(), Sp
         }
     }
     for service in services {
-        for call in service.script.steps.iter().flatten() {
+        for call in service.settings.script.steps.iter().flatten() {
             if !index.contains_key(call.service.as_str()) {
                 return Err(sink.error(
                     call.at,
@@ -467,7 +467,7 @@ fn check_graph(sink: &Sink, services: &[Service], list_at: Pos) -> Result<(), Sp
             }
         }
     }
-    let entrypoints: Vec<&Service> = services.iter().filter(|s| s.entrypoint).collect();
+    let entrypoints: Vec<&Service> = services.iter().filter(|s| s.settings.entrypoint).collect();
     match entrypoints.as_slice() {
         [] => {
             return Err(sink.error(
@@ -515,7 +515,7 @@ fn find_cycle<'s>(
     path: &mut Vec<String>,
 ) -> Option<&'s Call> {
     path.push(service.name.clone());
-    for call in service.script.steps.iter().flatten() {
+    for call in service.settings.script.steps.iter().flatten() {
         if path.contains(&call.service) {
             path.push(call.service.clone());
             return Some(call);
@@ -536,7 +536,7 @@ fn mark_reached<'s>(
     if !reached.insert(service.name.as_str()) {
         return;
     }
-    for call in service.script.steps.iter().flatten() {
+    for call in service.settings.script.steps.iter().flatten() {
         mark_reached(index, index[call.service.as_str()], reached);
     }
 }
@@ -549,9 +549,9 @@ fn render(path: &Path, text: &str, services: &[Service]) -> String {
         .map_or("isotope".into(), |s| s.to_string_lossy().into_owned());
     let entry = services
         .iter()
-        .find(|s| s.entrypoint)
+        .find(|s| s.settings.entrypoint)
         .map_or("", |s| &s.name);
-    let hosts: i64 = services.iter().map(|s| s.replicas).sum::<i64>() + 3;
+    let hosts: i64 = services.iter().map(|s| s.settings.replicas).sum::<i64>() + 3;
     let mut out = String::new();
     let _ = writeln!(out, "# {name} — imported from the isotope topology {file}");
     let _ = writeln!(
@@ -603,13 +603,13 @@ fn render_service(out: &mut String, service: &Service) {
     let _ = writeln!(out, "[[services]]");
     let _ = writeln!(out, "name = {}", toml_string(&service.name));
     let _ = writeln!(out, "app = \"synthetic\"");
-    let _ = writeln!(out, "replicas = {}", service.replicas);
+    let _ = writeln!(out, "replicas = {}", service.settings.replicas);
     let _ = writeln!(out, "concurrency = 64");
     let _ = writeln!(out);
     let _ = writeln!(out, "[[services.endpoints]]");
     let _ = writeln!(out, "method = \"GET\"");
     let _ = writeln!(out, "path = \"/\"");
-    if service.script.sleep_after_call {
+    if service.settings.script.sleep_after_call {
         let _ = writeln!(
             out,
             "# isotope sleeps after a call here; meshsim runs the service time first (same sojourn)"
@@ -618,21 +618,25 @@ fn render_service(out: &mut String, service: &Service) {
     let _ = writeln!(
         out,
         "service_time = {{ distribution = \"constant\", mean = \"{}\" }}",
-        duration_text(service.script.sleep_us)
+        duration_text(service.settings.script.sleep_us)
     );
-    if service.response_bytes > 0 {
+    if service.settings.response_bytes > 0 {
         let _ = writeln!(
             out,
             "response_size = {{ distribution = \"constant\", mean = {} }}",
-            service.response_bytes
+            service.settings.response_bytes
         );
     }
-    if service.error_rate > 0.0 {
-        let _ = writeln!(out, "errors = {{ \"500\" = {} }}", service.error_rate);
+    if service.settings.error_rate > 0.0 {
+        let _ = writeln!(
+            out,
+            "errors = {{ \"500\" = {} }}",
+            service.settings.error_rate
+        );
     }
-    if !service.script.steps.is_empty() {
+    if !service.settings.script.steps.is_empty() {
         let _ = writeln!(out, "script = [");
-        for step in &service.script.steps {
+        for step in &service.settings.script.steps {
             match step.as_slice() {
                 [call] => {
                     let _ = writeln!(out, "  {},", render_call(call));
