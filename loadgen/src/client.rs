@@ -166,28 +166,8 @@ impl ConnectionPool {
         ConnectionPool { net, target, pool }
     }
 
-    /// TCP, then TLS if configured. With HTTP/2 over TLS the server must
-    /// agree to `h2` by ALPN, or nothing it says could be parsed.
     async fn open(&self, http2: bool) -> Result<BoxIo, ExchangeError> {
-        let io = self
-            .net
-            .connect(&self.target.host, self.target.port)
-            .await
-            .map_err(|e| ExchangeError::Connect(e.to_string()))?;
-        let Some(tls) = &self.target.tls else {
-            return Ok(io);
-        };
-        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-        let stream = connector
-            .connect(tls.server_name.clone(), io)
-            .await
-            .map_err(|e| ExchangeError::Tls(e.to_string()))?;
-        if http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err(ExchangeError::Tls(
-                "the server did not agree to HTTP/2 (ALPN h2)".into(),
-            ));
-        }
-        Ok(Box::new(stream))
+        open(self.net.as_ref(), &self.target, http2).await
     }
 
     async fn connect_http1(&self) -> Result<http1::SendRequest<Body>, ExchangeError> {
@@ -311,6 +291,34 @@ impl ConnectionPool {
             }
         }
     }
+}
+
+/// Connects to `target`: TCP, then TLS if configured. With HTTP/2 over TLS
+/// the server must agree to `h2` by ALPN, or nothing it says could be
+/// parsed.
+pub(crate) async fn open(
+    net: &dyn Net,
+    target: &Target,
+    http2: bool,
+) -> Result<BoxIo, ExchangeError> {
+    let io = net
+        .connect(&target.host, target.port)
+        .await
+        .map_err(|e| ExchangeError::Connect(e.to_string()))?;
+    let Some(tls) = &target.tls else {
+        return Ok(io);
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let stream = connector
+        .connect(tls.server_name.clone(), io)
+        .await
+        .map_err(|e| ExchangeError::Tls(e.to_string()))?;
+    if http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(ExchangeError::Tls(
+            "the server did not agree to HTTP/2 (ALPN h2)".into(),
+        ));
+    }
+    Ok(Box::new(stream))
 }
 
 /// A copy of a request (bodies are `Full`, so this is cheap).

@@ -17,6 +17,9 @@
 //! - `plan`: [`LoadPlan`], its validation, pool sizing and the [`Schedule`];
 //! - `runner`: the dispatcher ([`run`]) and per-request recording;
 //! - `client`: the HTTP/1.1 and HTTP/2 connection pools, optional (m)TLS;
+//! - `connections`: [`run_connections`], the dispatcher for real HTTP/1.1
+//!   targets: one task per connection on N current-thread runtimes;
+//! - `h1`: the lean HTTP/1.1 codec those connection tasks speak;
 //! - [`template`]: `{{seq}}`, `{{rand_int:A:B}}`… in paths and bodies;
 //! - `tls`: client settings from PEM files ([`TlsFiles`]);
 //! - `stats`: HdrHistograms per operation and interval ([`LoadReport`]).
@@ -25,6 +28,8 @@
 
 pub mod arrivals;
 mod client;
+mod connections;
+mod h1;
 mod plan;
 mod runner;
 mod stats;
@@ -33,6 +38,7 @@ mod tls;
 
 pub use arrivals::{Arrival, ArrivalError, RampStage, RatePoint};
 pub use client::{BODY_KEEP_BYTES, ExchangeError, POOL_IDLE_TIMEOUT, Target, TlsTarget};
+pub use connections::run_connections;
 pub use plan::{
     H2_STREAMS_ASSUMED, LoadPlan, Operation, Overflow, Phase, Protocol, SCHEDULE_MAX, Schedule,
     ScheduledRequest,

@@ -157,16 +157,18 @@ impl Schedule {
         self.planned.is_empty()
     }
 
+    /// Request `seq`, if scheduled.
+    pub fn get(&self, seq: usize) -> Option<ScheduledRequest> {
+        self.planned.get(seq).map(|p| ScheduledRequest {
+            seq: seq as u64,
+            intended: Duration::from_nanos(p.intended_ns),
+            op: p.op as usize,
+        })
+    }
+
     /// The requests in intended order.
     pub fn iter(&self) -> impl Iterator<Item = ScheduledRequest> + '_ {
-        self.planned
-            .iter()
-            .enumerate()
-            .map(|(seq, p)| ScheduledRequest {
-                seq: seq as u64,
-                intended: Duration::from_nanos(p.intended_ns),
-                op: p.op as usize,
-            })
+        (0..self.len()).filter_map(|seq| self.get(seq))
     }
 }
 

@@ -12,9 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::LoadError;
-use crate::client::{ConnectionPool, ExchangeError, Target};
+use crate::client::{Answer, ConnectionPool, ExchangeError, Target};
 use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, ScheduledRequest};
-use crate::stats::{LoadReport, record_us};
+use crate::stats::{DROP_WARNING_START, LoadReport, record_us};
 use crate::template::{RequestVars, idempotency_key};
 
 /// The header that carries each request's idempotency key.
@@ -167,7 +167,19 @@ pub async fn run_stoppable(
             0
         }
     };
-    let mut report = shared.report.lock().expect("report poisoned").clone();
+    let report = shared.report.lock().expect("report poisoned").clone();
+    Ok(finish(report, &plan, shared.start, stopped_at, abandoned))
+}
+
+/// The report of a finished run: how it ended, and what the generator
+/// says about itself.
+pub(crate) fn finish(
+    mut report: LoadReport,
+    plan: &LoadPlan,
+    start: Instant,
+    stopped_at: Option<Duration>,
+    abandoned: usize,
+) -> LoadReport {
     if abandoned > 0 {
         report.warnings.push(format!(
             "{abandoned} requests were still in flight after the stop and were abandoned"
@@ -181,13 +193,16 @@ pub async fn run_stoppable(
             report.scheduled
         ));
     }
-    report.elapsed = shared.start.elapsed();
-    report.warnings.extend(saturation_warnings(&report, &plan));
-    Ok(report)
+    report.elapsed = start.elapsed();
+    report.warnings.extend(saturation_warnings(&report, plan));
+    report
 }
 
 /// Sleeps until `due`; `false` if `stop` turned `true` first.
-async fn wait_until(due: Instant, stop: Option<&mut tokio::sync::watch::Receiver<bool>>) -> bool {
+pub(crate) async fn wait_until(
+    due: Instant,
+    stop: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> bool {
     let Some(stop) = stop else {
         tokio::time::sleep_until(due).await;
         return true;
@@ -218,12 +233,22 @@ async fn admit(in_flight: &Arc<Semaphore>, overflow: Overflow) -> Option<OwnedSe
 fn drop_request(shared: &Shared, planned: ScheduledRequest, in_flight_max: usize) {
     let op = &shared.mix[planned.op].name;
     let mut report = shared.report.lock().expect("report poisoned");
+    record_drop(&mut report, op, planned, in_flight_max);
+}
+
+/// Counts `planned` as dropped at the in-flight bound (never sent).
+pub(crate) fn record_drop(
+    report: &mut LoadReport,
+    op: &str,
+    planned: ScheduledRequest,
+    in_flight_max: usize,
+) {
     report.dropped += 1;
     *report.errors.entry("dropped".into()).or_default() += 1;
     report.record(op, planned.intended, None, false);
     if report.dropped == 1 {
         let message = format!(
-            "requests dropped: {in_flight_max} were already in flight at {:.3}s",
+            "{DROP_WARNING_START} {in_flight_max} were already in flight at {:.3}s",
             planned.intended.as_secs_f64()
         );
         report.warnings.push(message);
@@ -233,12 +258,12 @@ fn drop_request(shared: &Shared, planned: ScheduledRequest, in_flight_max: usize
 /// Sends one request and records what happened to it.
 async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSemaphorePermit) {
     let op = &shared.mix[planned.op];
-    let key = idempotency_key(shared.run_key, planned.seq);
     let deadline = Instant::now() + shared.request_timeout;
-    let mut vars = RequestVars::new(planned.seq, &key, shared.template_seed);
-    // Path first, then body: the draw order is part of the seed contract.
-    let path = op.path.render(&mut vars);
-    let request_body = op.body.render(&mut vars);
+    let Rendered {
+        key,
+        path,
+        body: request_body,
+    } = Rendered::new(op, planned.seq, shared.run_key, shared.template_seed);
     let request = build_request(&shared, op, &path, request_body.clone(), planned.seq, &key);
     let (sent, result) = match request {
         Ok(request) => {
@@ -247,31 +272,20 @@ async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSema
         }
         Err(e) => (None, Err(e)),
     };
-    let done = Instant::now();
-    let intended_at = shared.start + planned.intended;
-    let latency = done.saturating_duration_since(intended_at);
-    let service_time = sent.map(|s| done.saturating_duration_since(s));
-    // A request that never got a connection waited its whole latency.
-    let lag = sent.map_or(latency, |s| s.saturating_duration_since(intended_at));
-    let (status, body, error) = match result {
-        Ok(answer) => (Some(answer.status), answer.body, None),
-        Err(error) => (None, Bytes::new(), Some(error)),
-    };
-    let ok = status.is_some_and(|s| s < 400);
-    {
-        let mut report = shared.report.lock().expect("report poisoned");
-        report.record(&op.name, planned.intended, Some(latency), ok);
-        if let Some(service_time) = service_time {
-            report.sent += 1;
-            record_us(&mut report.service_time_us, service_time);
-        }
-        record_us(&mut report.schedule_lag_us, lag);
-        report.late += u64::from(lag > shared.lag_tolerance);
-        *report.statuses.entry(status.unwrap_or(0)).or_default() += 1;
-        if let Some(error) = &error {
-            *report.errors.entry(error.kind().into()).or_default() += 1;
-        }
-    }
+    let outcome = Outcome::of(shared.start, planned, sent, result);
+    outcome.record(
+        &mut shared.report.lock().expect("report poisoned"),
+        &op.name,
+        shared.lag_tolerance,
+    );
+    let Outcome {
+        latency,
+        service_time,
+        status,
+        body,
+        error,
+        ..
+    } = outcome;
     (shared.observer)(&Completion {
         seq: planned.seq,
         op: op.name.clone(),
@@ -284,6 +298,88 @@ async fn send(shared: Arc<Shared>, planned: ScheduledRequest, _permit: OwnedSema
         request_body,
         body,
     });
+}
+
+/// One request's idempotency key, path and body, templates filled in.
+pub(crate) struct Rendered {
+    pub key: String,
+    pub path: Bytes,
+    pub body: Bytes,
+}
+
+impl Rendered {
+    pub(crate) fn new(op: &CompiledOp, seq: u64, run_key: u64, template_seed: u64) -> Rendered {
+        let key = idempotency_key(run_key, seq);
+        let mut vars = RequestVars::new(seq, &key, template_seed);
+        // Path first, then body: the draw order is part of the seed contract.
+        let path = op.path.render(&mut vars);
+        let body = op.body.render(&mut vars);
+        Rendered { key, path, body }
+    }
+}
+
+/// What happened to one sent (or attempted) request: what both
+/// dispatchers record, the same way.
+pub(crate) struct Outcome {
+    pub planned: ScheduledRequest,
+    /// From intended start to completion.
+    pub latency: Duration,
+    /// From actual send to completion; `None` if it never got a
+    /// connection before its timeout.
+    pub service_time: Option<Duration>,
+    /// Actual send minus intended start (the whole latency if never sent).
+    pub lag: Duration,
+    pub status: Option<u16>,
+    pub body: Bytes,
+    pub error: Option<ExchangeError>,
+    /// When it finished.
+    pub done: Instant,
+}
+
+impl Outcome {
+    /// The outcome of `planned`, finished now, sent at `sent`.
+    pub(crate) fn of(
+        start: Instant,
+        planned: ScheduledRequest,
+        sent: Option<Instant>,
+        result: Result<Answer, ExchangeError>,
+    ) -> Outcome {
+        let done = Instant::now();
+        let intended_at = start + planned.intended;
+        let latency = done.saturating_duration_since(intended_at);
+        // A request that never got a connection waited its whole latency.
+        let lag = sent.map_or(latency, |s| s.saturating_duration_since(intended_at));
+        let (status, body, error) = match result {
+            Ok(answer) => (Some(answer.status), answer.body, None),
+            Err(error) => (None, Bytes::new(), Some(error)),
+        };
+        Outcome {
+            planned,
+            latency,
+            service_time: sent.map(|s| done.saturating_duration_since(s)),
+            lag,
+            status,
+            body,
+            error,
+            done,
+        }
+    }
+
+    /// Adds this request to `report` under operation `op`.
+    pub(crate) fn record(&self, report: &mut LoadReport, op: &str, lag_tolerance: Duration) {
+        let ok = self.status.is_some_and(|s| s < 400);
+        report.record(op, self.planned.intended, Some(self.latency), ok);
+        if let Some(service_time) = self.service_time {
+            report.sent += 1;
+            record_us(&mut report.service_time_us, service_time);
+        }
+        record_us(&mut report.schedule_lag_us, self.lag);
+        report.late += u64::from(self.lag > lag_tolerance);
+        *report.statuses.entry(self.status.unwrap_or(0)).or_default() += 1;
+        if let Some(error) = &self.error {
+            *report.errors.entry(error.kind().into()).or_default() += 1;
+        }
+    }
 }
 
 fn build_request(

@@ -20,6 +20,9 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new(HISTOGRAM_SIGFIG).expect("3 significant digits is valid")
 }
 
+/// How the warning about a run's first dropped request starts.
+pub(crate) const DROP_WARNING_START: &str = "requests dropped:";
+
 /// Records `value` in µs (at least 1, at most [`LATENCY_MAX_US`]).
 pub(crate) fn record_us(histogram: &mut Histogram<u64>, value: Duration) {
     let us = (value.as_micros() as u64).clamp(1, LATENCY_MAX_US);
@@ -183,6 +186,51 @@ impl LoadReport {
             });
         }
         stats_for(&mut self.intervals[index].ops, op).record(latency, ok);
+    }
+
+    /// Adds a report of the same plan measured elsewhere (another thread's
+    /// share of the schedule). The in-flight peak becomes the sum of the
+    /// peaks: an upper bound, as the two need not have peaked together.
+    pub fn merge(&mut self, other: LoadReport) {
+        self.overall.add(&other.overall);
+        for (op, stats) in &other.ops {
+            stats_for(&mut self.ops, op).add(stats);
+        }
+        for (index, interval) in other.intervals.into_iter().enumerate() {
+            while self.intervals.len() <= index {
+                let start = self.interval * self.intervals.len() as u32;
+                self.intervals.push(IntervalStats {
+                    start,
+                    ops: BTreeMap::new(),
+                });
+            }
+            for (op, stats) in &interval.ops {
+                stats_for(&mut self.intervals[index].ops, op).add(stats);
+            }
+        }
+        // Both grow automatically, so adding cannot run out of range.
+        let _ = self.service_time_us.add(&other.service_time_us);
+        let _ = self.schedule_lag_us.add(&other.schedule_lag_us);
+        self.scheduled += other.scheduled;
+        self.sent += other.sent;
+        self.late += other.late;
+        self.in_flight_peak += other.in_flight_peak;
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        for (kind, count) in other.errors {
+            *self.errors.entry(kind).or_default() += count;
+        }
+        // Each share warns of its first drop; the run's first is enough.
+        let first_drop = self.dropped == 0;
+        self.dropped += other.dropped;
+        self.warnings.extend(
+            other
+                .warnings
+                .into_iter()
+                .filter(|w| first_drop || !w.starts_with(DROP_WARNING_START)),
+        );
+        self.elapsed = self.elapsed.max(other.elapsed);
     }
 
     /// Latency at `quantile` (0..=1) over all requests, in milliseconds.

@@ -149,7 +149,9 @@ pub struct LoadArgs {
     /// A send later than this after its intended start counts as late.
     #[arg(long, value_parser = duration, default_value = "10ms")]
     lag_tolerance: Duration,
-    /// Runtime worker threads (default: one per available core).
+    /// Threads (default: one per available core). HTTP/1.1: each thread
+    /// is a runtime with its share of the connections and every N-th
+    /// request of the schedule; HTTP/2: the runtime's worker threads.
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -246,53 +248,54 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(warning) = plan.pool_warning() {
         eprintln!("warning: {warning}");
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let clock = SystemClock::new(SkewHandle::default());
     let start_unix_s = clock
         .wall()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    // Ctrl-C (or SIGTERM) stops the offer; what ran is reported as usual.
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // One small runtime watches for Ctrl-C (or SIGTERM), which stops the
+    // offer; what ran is reported as usual.
+    let signals = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("signals")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    runtime.spawn(async move {
+    signals.spawn(async move {
         crate::serve::terminated().await;
         eprintln!("stopping: no new requests; waiting for those in flight");
         let _ = stop_tx.send(true);
     });
-    // The dispatcher runs as a task on a worker, not on this thread: its
-    // spawns then go to the worker's local queue, with no cross-thread
-    // wake-up per request (one core: 2 threads would take turns).
-    let run_plan = plan.clone();
+    let net: Arc<dyn Net> = Arc::new(RealNet::standalone());
     let seed = Seed::new(args.seed);
-    let drain = args.drain_timeout;
-    let stopped = stop_rx.clone();
-    let load = runtime.spawn(async move {
-        let started = tokio::time::Instant::now();
-        let net: Arc<dyn Net> = Arc::new(RealNet::standalone());
-        let observer = Arc::new(|_: &_| {});
-        let report = loadgen::run_stoppable(
+    let started = tokio::time::Instant::now();
+    let report = match protocol {
+        Protocol::Http1 => loadgen::run_connections(
             net,
             target,
-            run_plan,
+            plan.clone(),
             seed,
-            observer,
-            Some(stop_rx),
-            Some(drain),
-        )
-        .await;
-        (report, started.elapsed().as_secs_f64())
-    });
-    let (report, wall_seconds) = runtime
-        .block_on(load)
-        .context("the load generator task failed")?;
-    runtime.shutdown_timeout(Duration::from_secs(1));
+            threads,
+            Some(stop_rx.clone()),
+            args.drain_timeout,
+        ),
+        Protocol::Http2 => http2_load(
+            net,
+            target,
+            &plan,
+            seed,
+            threads,
+            &stop_rx,
+            args.drain_timeout,
+        )?,
+    };
+    let wall_seconds = started.elapsed().as_secs_f64();
+    signals.shutdown_timeout(Duration::from_secs(1));
+    let stopped = stop_rx;
     let aborted = *stopped.borrow();
     let report = report.map_err(|e| bad(e.to_string()))?;
     let window_s = if aborted {
@@ -317,6 +320,37 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An HTTP/2 load: requests multiplexed over a few connections by hyper,
+/// a task per request on a `threads`-worker runtime.
+fn http2_load(
+    net: Arc<dyn Net>,
+    target: Target,
+    plan: &LoadPlan,
+    seed: Seed,
+    threads: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    drain: Duration,
+) -> anyhow::Result<Result<LoadReport, loadgen::LoadError>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (plan, stop) = (plan.clone(), stop.clone());
+    // The dispatcher runs as a task on a worker, not on this thread: its
+    // spawns then go to the worker's local queue, with no cross-thread
+    // wake-up per request.
+    let load = runtime.spawn(async move {
+        let observer = Arc::new(|_: &_| {});
+        loadgen::run_stoppable(net, target, plan, seed, observer, Some(stop), Some(drain)).await
+    });
+    let report = runtime
+        .block_on(load)
+        .context("the load generator task failed")?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(report)
 }
 
 /// What to request: the URL (with --method), or every line of --targets.
