@@ -1,6 +1,9 @@
 //! The load generator's scheduler: how fast each arrival process draws a
 //! whole schedule (done before the first send, so it delays the start),
-//! and how much a request template costs per request.
+//! how much a request template costs per request, and what a whole
+//! request costs each dispatcher on loopback (`loadgen/dispatch_2k`: the
+//! simulation's task per request against the connection workers of
+//! `meshsim load`, both sending to the same minimal server).
 //!
 //! `cargo bench -p benches --bench loadgen`
 
@@ -125,5 +128,103 @@ fn template(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, schedule, template);
+/// Requests per dispatch sample.
+const DISPATCH_REQUESTS: u64 = 2_000;
+
+/// A server that answers every request head with the same 2-byte body,
+/// as cheaply as it can, on its own runtime thread.
+fn loopback_server() -> (std::net::SocketAddr, tokio::runtime::Runtime) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.set_nodelay(true);
+            seam::task::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, runtime)
+}
+
+fn dispatch(c: &mut Criterion) {
+    let (addr, _server) = loopback_server();
+    let target = loadgen::Target {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        authority: format!("127.0.0.1:{}", addr.port()),
+        tls: None,
+    };
+    // 2 000 requests due within 2 ms: the dispatchers run flat out.
+    let mut plan = plan(Arrival::Constant { rate: 1_000_000.0 });
+    plan.phases[0].duration = Duration::from_millis(2);
+    plan.connections_max = 16;
+    let net = || -> std::sync::Arc<dyn seam::Net> {
+        std::sync::Arc::new(seam::real::RealNet::standalone())
+    };
+    let mut group = c.benchmark_group("loadgen/dispatch_2k");
+    group.throughput(Throughput::Elements(DISPATCH_REQUESTS));
+    group.sample_size(20);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    group.bench_function("task_per_request", |b| {
+        b.iter(|| {
+            let report = runtime
+                .block_on(loadgen::run(
+                    net(),
+                    target.clone(),
+                    plan.clone(),
+                    Seed::new(1),
+                    std::sync::Arc::new(|_: &_| {}),
+                ))
+                .unwrap();
+            assert_eq!(report.overall.ok, DISPATCH_REQUESTS);
+        })
+    });
+    group.bench_function("connection_workers", |b| {
+        b.iter(|| {
+            let report = loadgen::run_connections(
+                net(),
+                target.clone(),
+                plan.clone(),
+                Seed::new(1),
+                1,
+                None,
+                Duration::ZERO,
+            )
+            .unwrap();
+            assert_eq!(report.overall.ok, DISPATCH_REQUESTS);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, schedule, template, dispatch);
 criterion_main!(benches);
