@@ -34,8 +34,9 @@ use tokio::time::Instant;
 
 use crate::client::{Answer, ExchangeError, POOL_IDLE_TIMEOUT, Target, open};
 use crate::h1::{ReadError, RequestHead, encode_request, read_response};
+use crate::pacer::Pacer;
 use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, Schedule, ScheduledRequest};
-use crate::runner::{Outcome, Rendered, finish, record_drop, wait_until};
+use crate::runner::{Outcome, Rendered, finish, record_drop};
 use crate::{LoadError, LoadReport};
 
 /// Runs `plan` against the HTTP/1.1 `target` on `threads` threads (at most
@@ -165,6 +166,8 @@ impl Load {
             .enable_all()
             .build()
             .map_err(|e| format!("starting a load thread's runtime: {e}"))?;
+        let pacer = Pacer::start(format!("load-{index}-pacer"))
+            .map_err(|e| format!("starting a load thread's pacer: {e}"))?;
         let share = Share {
             index,
             claimed: Cell::new(0),
@@ -175,7 +178,7 @@ impl Load {
         };
         let abandoned = runtime.block_on(async {
             let mut workers: FuturesUnordered<_> = (0..connections)
-                .map(|_| self.worker(&share, stop.clone()))
+                .map(|_| self.worker(&share, &pacer, stop.clone()))
                 .collect();
             let all = async { while workers.next().await.is_some() {} };
             let Some(stop) = stop.clone() else {
@@ -196,14 +199,14 @@ impl Load {
 
     /// One connection: sends this thread's next request, each at its time,
     /// until the schedule runs out or the run is stopped.
-    async fn worker(&self, share: &Share, mut stop: Option<watch::Receiver<bool>>) {
+    async fn worker(&self, share: &Share, pacer: &Pacer, mut stop: Option<watch::Receiver<bool>>) {
         let mut connection = None;
         let mut wire = BytesMut::with_capacity(1024);
         while let Some(planned) = self.claim(share) {
             let due = self.start + planned.intended;
             let mut now = Instant::now();
             if now < due {
-                if !wait_until(due, stop.as_mut()).await {
+                if !paced_until(pacer, due, stop.as_mut()).await {
                     self.stopped(share);
                     return;
                 }
@@ -367,6 +370,29 @@ impl Load {
             read: BytesMut::with_capacity(16 * 1024),
             idle_since: Instant::now(),
         })
+    }
+}
+
+/// Waits for `due` on the pacer; `false` if `stop` turned `true` first.
+async fn paced_until(
+    pacer: &Pacer,
+    due: Instant,
+    stop: Option<&mut watch::Receiver<bool>>,
+) -> bool {
+    let Some(stop) = stop else {
+        pacer.until(due).await;
+        return true;
+    };
+    tokio::select! {
+        biased;
+        stopped = stop.wait_for(|stopped| *stopped) => {
+            if stopped.is_err() {
+                // Nothing can stop the run any more: just wait.
+                pacer.until(due).await;
+            }
+            stopped.is_err()
+        }
+        () = pacer.until(due) => true,
     }
 }
 

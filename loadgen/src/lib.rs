@@ -20,6 +20,7 @@
 //! - `connections`: [`run_connections`], the dispatcher for real HTTP/1.1
 //!   targets: one task per connection on N current-thread runtimes;
 //! - `h1`: the lean HTTP/1.1 codec those connection tasks speak;
+//! - `pacer`: their sub-millisecond waits for each intended start;
 //! - [`template`]: `{{seq}}`, `{{rand_int:A:B}}`… in paths and bodies;
 //! - `tls`: client settings from PEM files ([`TlsFiles`]);
 //! - `stats`: HdrHistograms per operation and interval ([`LoadReport`]).
@@ -30,6 +31,7 @@ pub mod arrivals;
 mod client;
 mod connections;
 mod h1;
+mod pacer;
 mod plan;
 mod runner;
 mod stats;

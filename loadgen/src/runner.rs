@@ -199,10 +199,7 @@ pub(crate) fn finish(
 }
 
 /// Sleeps until `due`; `false` if `stop` turned `true` first.
-pub(crate) async fn wait_until(
-    due: Instant,
-    stop: Option<&mut tokio::sync::watch::Receiver<bool>>,
-) -> bool {
+async fn wait_until(due: Instant, stop: Option<&mut tokio::sync::watch::Receiver<bool>>) -> bool {
     let Some(stop) = stop else {
         tokio::time::sleep_until(due).await;
         return true;
