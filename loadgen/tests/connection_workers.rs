@@ -335,3 +335,66 @@ fn a_stop_ends_the_offer_and_says_so() {
         report.warnings
     );
 }
+
+#[test]
+fn the_in_flight_bound_drops_what_it_never_sent_and_wait_sends_it_late() {
+    let runtime = runtime();
+    let (addr, log) = start(
+        &runtime,
+        ServerSetup {
+            http2: false,
+            tls: None,
+            behaviour: Behaviour {
+                service_time: Duration::from_millis(50),
+                ..Behaviour::default()
+            },
+        },
+    );
+    // 2 connections at 50 ms each serve 40/s; 100/s are offered.
+    let mut plan = plan(Arrival::Constant { rate: 100.0 }, 1, vec![get_root()]);
+    plan.connections_max = 2;
+    plan.in_flight_max = 5;
+    let dropping = loadgen::run_connections(
+        net(),
+        target(addr, None),
+        plan.clone(),
+        Seed::new(1),
+        1,
+        None,
+        Duration::ZERO,
+    )
+    .unwrap();
+    assert!(dropping.dropped > 30, "{}", dropping.dropped);
+    assert_eq!(dropping.errors.get("dropped"), Some(&dropping.dropped));
+    assert_eq!(dropping.overall.total(), 100, "a drop still counts");
+    assert_eq!(log.lock().unwrap().len() as u64, 100 - dropping.dropped);
+    assert!(dropping.in_flight_peak <= 5, "{}", dropping.in_flight_peak);
+    assert!(
+        dropping
+            .warnings
+            .iter()
+            .any(|w| w.contains("were dropped at the in-flight bound")),
+        "{:?}",
+        dropping.warnings
+    );
+    plan.overflow = loadgen::Overflow::Wait;
+    let waiting = loadgen::run_connections(
+        net(),
+        target(addr, None),
+        plan,
+        Seed::new(1),
+        1,
+        None,
+        Duration::ZERO,
+    )
+    .unwrap();
+    assert_eq!((waiting.dropped, waiting.overall.ok), (0, 100));
+    // The last request waited ~1.5 s behind its intended start, and its
+    // latency says so.
+    assert!(
+        waiting.latency_ms_at(1.0) > 1000.0,
+        "{}",
+        waiting.latency_ms_at(1.0)
+    );
+    assert!(waiting.late > 50);
+}
