@@ -4,7 +4,8 @@
 //! The full `meshsim` binary carries the simulator, the reports, the search
 //! and every command. A sidecar maps whatever code pages it touches, and in
 //! a 120 MB binary that was most of its resident memory. This binary links
-//! only what `engine::deploy::part_software` reaches for a proxy, and
+//! only what `engine::deploy::sidecar_software` reaches (the mesh crate,
+//! never the scenario format, the apps or the install), and
 //! `meshsim proxy` hands over to it when it sits beside `meshsim`
 //! (`serve::proxy`), so `up` and scripts keep naming one binary.
 //!
