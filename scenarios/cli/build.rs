@@ -3,6 +3,13 @@
 //! variable if set (a release tarball, a CI system that knows its commit),
 //! else `git rev-parse HEAD`, else `unknown` (not a git checkout, no git).
 //! Read it with `env!("MESHSIM_REVISION")`.
+//!
+//! Also links both binaries with packed relative relocations (`DT_RELR`)
+//! on Linux with glibc: a position-independent binary otherwise carries
+//! 24 bytes per pointer to fix up at start (23,000 of them in
+//! `meshsim-proxy`), and the dynamic loader reads all of them, which was
+//! half a megabyte resident in every idle sidecar (BENCHMARKS.md, "Issue
+//! 21"). Needs binutils 2.38 and glibc 2.36 (older linkers ignore it).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +22,10 @@ fn main() {
         .or_else(git_head)
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=MESHSIM_REVISION={}", revision.trim());
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ENV") == "gnu" {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
 }
 
 /// HEAD's commit, and tells cargo to rerun when HEAD or its branch moves.

@@ -14,8 +14,9 @@ use crate::{MeshError, SpiffeId};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a mesh service is and which identity it must prove: the TLS
-/// client refuses a server whose SPIFFE ID is not `identity`.
-#[derive(Clone, Debug)]
+/// client refuses a server whose SPIFFE ID is not `identity`. Serializable
+/// because a deployed sidecar reads its upstreams from the state directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Upstream {
     /// Host name, as the [`seam::Net`] resolves it.
     pub host: String,

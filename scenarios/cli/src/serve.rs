@@ -88,9 +88,14 @@ pub fn proxy(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
     proxy_here(args)
 }
 
-/// Runs one sidecar in this process.
+/// Runs one sidecar in this process. It reads only what `up` wrote for
+/// sidecars (`deploy::sidecar_software`), never the scenario, so
+/// `meshsim-proxy` links none of the scenario format, apps or install.
 pub fn proxy_here(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
-    run_part(&args.serve, Part::Proxy { host: args.host() })
+    let software = deploy::sidecar_software(&args.serve.state_dir, &args.host())
+        .map_err(|e| crate::BadInput(e.to_string()))?;
+    let part = Part::Proxy { host: args.host() };
+    run_software(&args.serve, part.label(), software)
 }
 
 /// `meshsim-proxy` beside the running binary, unless switched off.
@@ -116,12 +121,21 @@ pub fn app(args: WorkloadArgs) -> anyhow::Result<ExitCode> {
 fn run_part(args: &ServeArgs, part: Part) -> anyhow::Result<ExitCode> {
     let software = deploy::part_software(&args.state_dir, &part)
         .map_err(|e| crate::BadInput(e.to_string()))?;
+    run_software(args, part.label(), software)
+}
+
+/// Runs `software` on a current-thread runtime until it ends or the
+/// process is asked to stop.
+fn run_software(
+    args: &ServeArgs,
+    label: String,
+    software: engine::install::HostFuture,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let parent_pipe = args.parent_pipe;
-    let label = part.label();
     tracing::info!(process = %label, state_dir = %args.state_dir.display(), "started");
     runtime.block_on(async move {
         tokio::select! {

@@ -23,6 +23,8 @@
 //!   inbound listener accepts connections, removed on shutdown);
 //! - `ca.json`: where the CA listens and the identity it proves;
 //! - `tokens.json` (0600): bootstrap token of every identity;
+//! - `sidecars.json` (0600): what each sidecar needs from the install
+//!   ([`SidecarPlan`]), so a sidecar process never loads the scenario;
 //! - `prometheus.yml`: a Prometheus configuration scraping every sidecar's
 //!   admin `/metrics` (written with `addresses.json`);
 //! - `disk/<host>/` (0700, files 0600): each host's durable storage, the
@@ -37,7 +39,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use mesh::ca::pem_encode;
+use mesh::client::Upstream;
+use mesh::identity::KeyAlgorithm;
 use mesh::identity::{certificate_request, ed25519_key};
+use mesh::proxy::{Limits, ProxyConfig};
+use mesh::telemetry::{Retention, Telemetry};
 use mesh::tls::MeshTls;
 use mesh::{KeyMode, KeySource};
 use mesh::{MeshError, SpiffeId, ports};
@@ -61,6 +67,8 @@ pub const CA_FILE: &str = "ca.pem";
 pub const CA_INFO_FILE: &str = "ca.json";
 /// Bootstrap tokens by identity, readable by the owner only.
 pub const TOKENS_FILE: &str = "tokens.json";
+/// Each sidecar's [`SidecarPlan`], by host.
+pub const SIDECARS_FILE: &str = "sidecars.json";
 /// A Prometheus configuration that scrapes every sidecar's admin port.
 pub const PROMETHEUS_FILE: &str = "prometheus.yml";
 /// How often the written Prometheus configuration scrapes.
@@ -324,9 +332,100 @@ fn workload_service(install: &Install, host: &str) -> Result<ServiceSpec, Deploy
     }
 }
 
+/// One sidecar's part of the install ([`Install::proxy_config`] without
+/// the token, the trust bundle and the run's telemetry, which it reads
+/// from `tokens.json` and `ca.pem` or makes itself). `up` writes every
+/// sidecar's to `sidecars.json`, so a sidecar process reads three small
+/// files and never loads the scenario: `meshsim-proxy` then links none of
+/// the scenario format, the apps or the install (BENCHMARKS.md, "Issue 21").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SidecarPlan {
+    /// The service the workload belongs to.
+    pub service: String,
+    /// The identity it certifies as.
+    pub identity: SpiffeId,
+    /// Where the CA is.
+    pub ca: Upstream,
+    /// Where the control plane is.
+    pub control: Upstream,
+    /// Renew at this fraction of the certificate's lifetime.
+    pub renew_fraction: f64,
+    /// The algorithm of the workload's key.
+    pub key_algorithm: KeyAlgorithm,
+    /// First retry delay of the identity client.
+    pub backoff_min: Duration,
+    /// Largest retry delay of the identity client.
+    pub backoff_max: Duration,
+    /// Per-request deadline when a route sets none.
+    pub request_timeout: Duration,
+}
+
+impl SidecarPlan {
+    /// The plan of the workload sidecar of `service`.
+    pub fn of(install: &Install, service: &ServiceSpec) -> SidecarPlan {
+        let config = install.proxy_config(service.name.get_ref(), true);
+        SidecarPlan {
+            service: config.service,
+            identity: config.certify.identity,
+            ca: config.certify.ca,
+            control: config.control,
+            renew_fraction: config.certify.renew_fraction,
+            key_algorithm: config.certify.key_algorithm,
+            backoff_min: config.certify.backoff_min,
+            backoff_max: config.certify.backoff_max,
+            request_timeout: config.request_timeout,
+        }
+    }
+
+    /// The sidecar's config again, as [`Install::proxy_config`] gives it.
+    pub fn config(
+        self,
+        token: String,
+        keys: KeyMode,
+        trust_roots: Vec<CertificateDer<'static>>,
+        telemetry: Telemetry,
+    ) -> ProxyConfig {
+        ProxyConfig {
+            service: self.service,
+            certify: mesh::client::certify::CertifyConfig {
+                identity: self.identity,
+                token,
+                ca: self.ca,
+                renew_fraction: self.renew_fraction,
+                key_algorithm: self.key_algorithm,
+                keys,
+                backoff_min: self.backoff_min,
+                backoff_max: self.backoff_max,
+            },
+            control: self.control,
+            trust_roots,
+            inbound: true,
+            request_timeout: self.request_timeout,
+            telemetry,
+            limits: Limits::default(),
+            admin: true,
+        }
+    }
+}
+
+/// Every workload host's [`SidecarPlan`].
+fn sidecar_plans(install: &Install) -> BTreeMap<String, SidecarPlan> {
+    install
+        .hosts()
+        .into_iter()
+        .filter_map(|(host, role)| match role {
+            Role::Workload(service) => Some((host, SidecarPlan::of(install, &service))),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The software of one process: the same role code both other modes run.
 /// It runs until the process is stopped.
 pub fn part_software(dir: &Path, part: &Part) -> Result<HostFuture, DeployError> {
+    if let Part::Proxy { host } = part {
+        return sidecar_software(dir, host);
+    }
     let state = MeshState::load(dir)?;
     if state.keys == KeyMode::Derived {
         eprintln!("{DERIVED_KEYS_WARNING}");
@@ -336,20 +435,53 @@ pub fn part_software(dir: &Path, part: &Part) -> Result<HostFuture, DeployError>
     match part {
         Part::Ca => Ok(install.software(&Role::Ca, env)),
         Part::Control => Ok(install.software(&Role::Control, env)),
-        Part::Proxy { host } => {
-            let service = workload_service(&install, host)?;
-            Ok(Box::pin(async move {
-                // The sidecar's tasks run on their own; this future only
-                // keeps its handle alive.
-                let _proxy = install.sidecar(&service, env);
-                std::future::pending().await
-            }))
-        }
+        Part::Proxy { host } => sidecar_software(dir, host),
         Part::App { host } => {
             let service = workload_service(&install, host)?;
             Ok(install.app(&service, env))
         }
     }
+}
+
+/// The sidecar of workload host `host`, from `mesh.json`, `sidecars.json`,
+/// `tokens.json` and `ca.pem` alone (what `meshsim-proxy` runs). It runs
+/// until the process is stopped.
+pub fn sidecar_software(dir: &Path, host: &str) -> Result<HostFuture, DeployError> {
+    let state = MeshState::load(dir)?;
+    if state.keys == KeyMode::Derived {
+        eprintln!("{DERIVED_KEYS_WARNING}");
+    }
+    let config = sidecar_config(dir, &state, host)?;
+    let env = state.host_env(dir, host)?;
+    Ok(Box::pin(async move {
+        // The sidecar's tasks run on their own; this future only keeps
+        // its handle alive.
+        let _proxy = mesh::proxy::start(config, env);
+        std::future::pending().await
+    }))
+}
+
+/// The config of `host`'s sidecar: its plan, its token, the trust bundle,
+/// and telemetry that keeps windows (the process runs until stopped).
+fn sidecar_config(dir: &Path, state: &MeshState, host: &str) -> Result<ProxyConfig, DeployError> {
+    let mut plans: BTreeMap<String, SidecarPlan> = read_json(&dir.join(SIDECARS_FILE))?;
+    let plan = plans.remove(host).ok_or_else(|| {
+        DeployError::BadRequest(format!(
+            "the mesh has no workload host {host:?} (workload hosts are <service>-<replica>)"
+        ))
+    })?;
+    let tokens: BTreeMap<String, String> = read_json(&dir.join(TOKENS_FILE))?;
+    // No token is an empty one, which the CA refuses (`Install::token`).
+    let token = tokens
+        .get(&plan.identity.to_string())
+        .cloned()
+        .unwrap_or_default();
+    let bundle_path = dir.join(CA_FILE);
+    let pem = std::fs::read_to_string(&bundle_path).map_err(file_error(&bundle_path))?;
+    let trust_roots = mesh::tls::bundle_from_pem(&[pem])?;
+    let telemetry = Telemetry::new();
+    telemetry.set_retention(Retention::LongLived);
+    Ok(plan.config(token, state.keys, trust_roots, telemetry))
 }
 
 /// The processes of a mesh, in start order: CA, control plane, then the
@@ -539,6 +671,11 @@ pub fn prepare(
         .map(|(id, token)| (id.to_string(), token.clone()))
         .collect();
     write_json(&dir.join(TOKENS_FILE), &tokens, PRIVATE_FILE_MODE)?;
+    write_json(
+        &dir.join(SIDECARS_FILE),
+        &sidecar_plans(&install),
+        PRIVATE_FILE_MODE,
+    )?;
     Ok(Prepared {
         state,
         install,
@@ -849,6 +986,7 @@ mod tests {
             assert_eq!(mode(&dir), 0o700, "the state directory");
             for private in [
                 dir.join(TOKENS_FILE),
+                dir.join(SIDECARS_FILE),
                 dir.join(MESH_FILE),
                 dir.join("disk/ca").join(mesh::ca::STATE_FILE),
             ] {
@@ -856,6 +994,54 @@ mod tests {
             }
             assert_eq!(mode(&dir.join("disk/ca")), 0o700);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A sidecar process, which reads `sidecars.json` instead of the
+    /// scenario, runs with the config the install gives every other mode.
+    #[test]
+    fn a_deployed_sidecar_gets_the_installs_proxy_config() {
+        let dir =
+            std::env::temp_dir().join(format!("meshsim-deploy-sidecar-{}", std::process::id()));
+        let prepared = prepare(
+            &dir,
+            smoke(),
+            &[],
+            None,
+            Network::Loopback { hint: 4600 },
+            KeyMode::Os,
+        )
+        .expect("prepare");
+        let install = &prepared.install;
+        let mut sidecars = 0;
+        for (host, role) in install.hosts() {
+            let Role::Workload(service) = role else {
+                continue;
+            };
+            sidecars += 1;
+            let want = install.proxy_config(service.name.get_ref(), true);
+            let got = sidecar_config(&dir, &prepared.state, &host).expect("sidecar config");
+            assert_eq!(got.service, want.service, "{host}");
+            assert_eq!(
+                format!("{:?}", got.certify),
+                format!("{:?}", want.certify),
+                "{host}"
+            );
+            assert!(!got.certify.token.is_empty(), "{host}");
+            assert_eq!(got.control, want.control, "{host}");
+            assert_eq!(got.trust_roots, want.trust_roots, "{host}");
+            assert_eq!(got.inbound, want.inbound, "{host}");
+            assert_eq!(got.request_timeout, want.request_timeout, "{host}");
+            assert_eq!(got.limits, want.limits, "{host}");
+            assert_eq!(got.admin, want.admin, "{host}");
+        }
+        let plans: BTreeMap<String, SidecarPlan> =
+            read_json(&dir.join(SIDECARS_FILE)).expect("sidecars.json");
+        assert_eq!(plans.len(), sidecars);
+        assert!(matches!(
+            sidecar_config(&dir, &prepared.state, "ca"),
+            Err(DeployError::BadRequest(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
