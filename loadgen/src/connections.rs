@@ -36,7 +36,7 @@ use crate::client::{Answer, ExchangeError, POOL_IDLE_TIMEOUT, Target, open};
 use crate::h1::{ReadError, RequestHead, encode_request, read_response};
 use crate::pacer::Pacer;
 use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, Schedule, ScheduledRequest};
-use crate::runner::{Outcome, Rendered, finish, record_drop};
+use crate::runner::{Outcome, Rendered, finish, prepare, record_drop};
 use crate::{LoadError, LoadReport};
 
 /// Runs `plan` against the HTTP/1.1 `target` on `threads` threads (at most
@@ -57,12 +57,7 @@ pub fn run_connections(
             "connection workers speak HTTP/1.1; HTTP/2 runs through loadgen::run".into(),
         ));
     }
-    let schedule = plan.schedule(seed)?;
-    let mix = plan
-        .mix
-        .iter()
-        .map(|op| op.compile())
-        .collect::<Result<Vec<_>, _>>()?;
+    let (schedule, mix, mut report) = prepare(&plan, seed)?;
     let connections = plan.connections();
     let threads = threads.clamp(1, connections);
     let load = Load {
@@ -99,9 +94,6 @@ pub fn run_connections(
             })
             .collect::<Vec<_>>()
     });
-    let mut report = LoadReport::new(load.plan.interval, load.plan.duration());
-    report.scheduled = load.schedule.len() as u64;
-    report.warnings.extend(load.plan.pool_warning());
     let (mut stopped_at, mut abandoned) = (None::<Duration>, 0);
     for share in shares {
         let share = share.map_err(LoadError::InvalidPlan)?;

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::LoadError;
 use crate::client::{Answer, ConnectionPool, ExchangeError, Target};
-use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, ScheduledRequest};
+use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, Schedule, ScheduledRequest};
 use crate::stats::{DROP_WARNING_START, LoadReport, record_us};
 use crate::template::{RequestVars, idempotency_key};
 
@@ -109,15 +109,7 @@ pub async fn run_stoppable(
     mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     drain_max: Option<Duration>,
 ) -> Result<LoadReport, LoadError> {
-    let schedule = plan.schedule(seed)?;
-    let mix = plan
-        .mix
-        .iter()
-        .map(|op| op.compile())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut report = LoadReport::new(plan.interval, plan.duration());
-    report.scheduled = schedule.len() as u64;
-    report.warnings.extend(plan.pool_warning());
+    let (schedule, mix, report) = prepare(&plan, seed)?;
     let shared = Arc::new(Shared {
         pool: ConnectionPool::new(net, target.clone(), plan.protocol, plan.connections()),
         mix,
@@ -196,6 +188,25 @@ pub(crate) fn finish(
     report.elapsed = start.elapsed();
     report.warnings.extend(saturation_warnings(&report, plan));
     report
+}
+
+/// What both dispatchers need before the first send: the schedule drawn
+/// from `seed`, the mix with its templates parsed, and an empty report
+/// that knows how many requests are scheduled (and any pool warning).
+pub(crate) fn prepare(
+    plan: &LoadPlan,
+    seed: Seed,
+) -> Result<(Schedule, Vec<CompiledOp>, LoadReport), LoadError> {
+    let schedule = plan.schedule(seed)?;
+    let mix = plan
+        .mix
+        .iter()
+        .map(|op| op.compile())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut report = LoadReport::new(plan.interval, plan.duration());
+    report.scheduled = schedule.len() as u64;
+    report.warnings.extend(plan.pool_warning());
+    Ok((schedule, mix, report))
 }
 
 /// Sleeps until `due`; `false` if `stop` turned `true` first.

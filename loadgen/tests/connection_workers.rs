@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Behaviour, Log, Pki, ServerSetup, get_root, plan, serve, temp_dir};
+use common::{Behaviour, Log, Pki, ServerSetup, get_root, plan, start_real, temp_dir};
 use http::Method;
 use loadgen::{Arrival, LoadPlan, LoadReport, Operation, Target, TlsTarget};
-use seam::real::{AddressBook, RealNet};
+use seam::real::RealNet;
 use seam::{Net, Seed};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,14 +27,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The test server (`common::serve`) on a loopback port.
 fn start(runtime: &tokio::runtime::Runtime, setup: ServerSetup) -> (std::net::SocketAddr, Log) {
-    runtime.block_on(async {
-        let net = AddressBook::ephemeral().net_for("server");
-        let listener = net.bind(443).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Log = Arc::default();
-        seam::task::spawn(serve(listener, setup, log.clone()));
-        (addr, log)
-    })
+    runtime.block_on(start_real(setup))
 }
 
 fn target(addr: std::net::SocketAddr, tls: Option<TlsTarget>) -> Target {
@@ -48,6 +41,20 @@ fn target(addr: std::net::SocketAddr, tls: Option<TlsTarget>) -> Target {
 
 fn net() -> Arc<dyn Net> {
     Arc::new(RealNet::standalone())
+}
+
+/// `plan` through the connection workers on `threads` threads, to the end.
+fn load(target: Target, plan: LoadPlan, seed: u64, threads: usize) -> LoadReport {
+    loadgen::run_connections(
+        net(),
+        target,
+        plan,
+        Seed::new(seed),
+        threads,
+        None,
+        Duration::ZERO,
+    )
+    .unwrap()
 }
 
 /// A mix with templated paths and bodies, so the seed's draws show.
@@ -105,16 +112,7 @@ fn connection_workers_send_what_the_simulations_dispatcher_sends() {
         .unwrap();
     let tasks_saw = seen(&log);
     log.lock().unwrap().clear();
-    let by_connections = loadgen::run_connections(
-        net(),
-        target(addr, None),
-        plan,
-        Seed::new(7),
-        2,
-        None,
-        Duration::ZERO,
-    )
-    .unwrap();
+    let by_connections = load(target(addr, None), plan, 7, 2);
     let connections_saw = seen(&log);
     assert!(tasks_saw.len() > 150, "{}", tasks_saw.len());
     assert_eq!(
@@ -167,16 +165,7 @@ fn mtls_works_and_a_refused_certificate_fails_every_request() {
             key: with_cert.then(|| pki.client_key.clone()),
         };
         let tls = files.target(name, loadgen::Protocol::Http1).unwrap();
-        let report = loadgen::run_connections(
-            net(),
-            target(addr, Some(tls)),
-            plan.clone(),
-            Seed::new(1),
-            3,
-            None,
-            Duration::ZERO,
-        )
-        .unwrap();
+        let report = load(target(addr, Some(tls)), plan.clone(), 1, 3);
         let total = report.overall.total();
         assert_eq!(total, 100);
         if with_cert && name == "localhost" {
@@ -243,16 +232,7 @@ fn every_framing_is_read_and_a_closed_connection_is_replaced() {
     let (addr, connections) = raw_server(&runtime, &FRAMINGS);
     let mut plan = plan(Arrival::Constant { rate: 60.0 }, 1, vec![get_root()]);
     plan.connections_max = 1;
-    let report = loadgen::run_connections(
-        net(),
-        target(addr, None),
-        plan,
-        Seed::new(1),
-        1,
-        None,
-        Duration::ZERO,
-    )
-    .unwrap();
+    let report = load(target(addr, None), plan, 1, 1);
     assert_eq!(report.overall.ok, 60, "{:?}", report.errors);
     assert_eq!(report.statuses.get(&200), Some(&20));
     assert_eq!(report.statuses.get(&201), Some(&20));
@@ -271,21 +251,10 @@ fn a_dropped_keep_alive_connection_is_retried_for_idempotent_requests_only() {
     let mut plan = plan(Arrival::Constant { rate: 20.0 }, 1, vec![get_root()]);
     plan.connections_max = 1;
     let target = target(addr, None);
-    let gets = loadgen::run_connections(
-        net(),
-        target.clone(),
-        plan.clone(),
-        Seed::new(1),
-        1,
-        None,
-        Duration::ZERO,
-    )
-    .unwrap();
+    let gets = load(target.clone(), plan.clone(), 1, 1);
     assert_eq!(gets.overall.ok, 20, "GET is sent again: {:?}", gets.errors);
     plan.mix[0].method = Method::POST;
-    let posts =
-        loadgen::run_connections(net(), target, plan, Seed::new(1), 1, None, Duration::ZERO)
-            .unwrap();
+    let posts = load(target, plan, 1, 1);
     assert!(
         posts.errors.get("http").is_some_and(|&n| n > 0),
         "{:?}",
@@ -354,16 +323,7 @@ fn the_in_flight_bound_drops_what_it_never_sent_and_wait_sends_it_late() {
     let mut plan = plan(Arrival::Constant { rate: 100.0 }, 1, vec![get_root()]);
     plan.connections_max = 2;
     plan.in_flight_max = 5;
-    let dropping = loadgen::run_connections(
-        net(),
-        target(addr, None),
-        plan.clone(),
-        Seed::new(1),
-        1,
-        None,
-        Duration::ZERO,
-    )
-    .unwrap();
+    let dropping = load(target(addr, None), plan.clone(), 1, 1);
     assert!(dropping.dropped > 30, "{}", dropping.dropped);
     assert_eq!(dropping.errors.get("dropped"), Some(&dropping.dropped));
     assert_eq!(dropping.overall.total(), 100, "a drop still counts");
@@ -378,16 +338,7 @@ fn the_in_flight_bound_drops_what_it_never_sent_and_wait_sends_it_late() {
         dropping.warnings
     );
     plan.overflow = loadgen::Overflow::Wait;
-    let waiting = loadgen::run_connections(
-        net(),
-        target(addr, None),
-        plan,
-        Seed::new(1),
-        1,
-        None,
-        Duration::ZERO,
-    )
-    .unwrap();
+    let waiting = load(target(addr, None), plan, 1, 1);
     assert_eq!((waiting.dropped, waiting.overall.ok), (0, 100));
     // The last request waited ~1.5 s behind its intended start, and its
     // latency says so.

@@ -7,21 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Behaviour, Log, Pki, ServerSetup, get_root, plan, serve, temp_dir};
+use common::{Behaviour, Pki, ServerSetup, get_root, plan, start_real, temp_dir};
 use http::Version;
 use loadgen::{Arrival, LoadReport, Protocol, Target, TlsFiles, TlsTarget};
-use seam::real::{AddressBook, RealNet};
+use seam::real::RealNet;
 use seam::{Net, Seed};
-
-/// Starts the server on a loopback port; returns its address and log.
-async fn start(setup: ServerSetup) -> (std::net::SocketAddr, Log) {
-    let net = AddressBook::ephemeral().net_for("server");
-    let listener = net.bind(443).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log: Log = Arc::default();
-    seam::task::spawn(serve(listener, setup, log.clone()));
-    (addr, log)
-}
 
 async fn load(
     addr: std::net::SocketAddr,
@@ -63,7 +53,7 @@ fn client_files(pki: &Pki, with_cert: bool) -> TlsFiles {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_with_a_client_certificate_works_over_http1_and_http2() {
     let pki = Pki::create(&temp_dir("mtls-ok"));
-    let (addr, log) = start(mtls_setup(&pki)).await;
+    let (addr, log) = start_real(mtls_setup(&pki)).await;
     for protocol in [Protocol::Http1, Protocol::Http2] {
         let tls = client_files(&pki, true)
             .target("localhost", protocol)
@@ -89,7 +79,7 @@ async fn mtls_with_a_client_certificate_works_over_http1_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_client_certificate_the_server_refuses_every_request() {
     let pki = Pki::create(&temp_dir("mtls-refused"));
-    let (addr, log) = start(mtls_setup(&pki)).await;
+    let (addr, log) = start_real(mtls_setup(&pki)).await;
     let tls = client_files(&pki, false)
         .target("localhost", Protocol::Http1)
         .unwrap();
@@ -105,7 +95,7 @@ async fn without_a_client_certificate_the_server_refuses_every_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_name_the_certificate_does_not_cover_is_rejected() {
     let pki = Pki::create(&temp_dir("mtls-name"));
-    let (addr, _log) = start(mtls_setup(&pki)).await;
+    let (addr, _log) = start_real(mtls_setup(&pki)).await;
     let tls = client_files(&pki, true)
         .target("elsewhere.example", Protocol::Http1)
         .unwrap();
@@ -116,7 +106,7 @@ async fn a_server_name_the_certificate_does_not_cover_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http2_uses_prior_knowledge() {
-    let (addr, log) = start(ServerSetup {
+    let (addr, log) = start_real(ServerSetup {
         http2: true,
         tls: None,
         behaviour: Behaviour::default(),

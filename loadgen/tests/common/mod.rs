@@ -71,6 +71,16 @@ pub struct ServerSetup {
 }
 
 /// Serves `listener` until the task is dropped.
+/// [`serve`] on a real loopback port; its address and log.
+pub async fn start_real(setup: ServerSetup) -> (std::net::SocketAddr, Log) {
+    let net = seam::real::AddressBook::ephemeral().net_for("server");
+    let listener = seam::Net::bind(&net, 443).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Log = Arc::default();
+    seam::task::spawn(serve(listener, setup, log.clone()));
+    (addr, log)
+}
+
 pub async fn serve(mut listener: Box<dyn Listener>, setup: ServerSetup, log: Log) {
     let started = Instant::now();
     loop {
