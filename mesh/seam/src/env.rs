@@ -61,6 +61,14 @@ impl HostEnv {
         let at_us = self.clock.run_elapsed().as_micros() as u64;
         self.trace.record(at_us, &self.name, kind, detail);
     }
+
+    /// As [`HostEnv::record`], building the detail only if the trace is on:
+    /// for events on every request's path.
+    pub fn record_with(&self, kind: &str, detail: impl FnOnce() -> String) {
+        if self.trace.is_on() {
+            self.record(kind, detail());
+        }
+    }
 }
 
 /// A shutdown signal a component polls or awaits.

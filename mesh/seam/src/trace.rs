@@ -53,37 +53,62 @@ impl Keep {
 ///
 /// In the simulation every host runs on one thread in a seeded order, so the
 /// order of `record` calls, and therefore the hash, is a function of the seed.
+/// `None` is [`Trace::off`].
 #[derive(Clone)]
-pub struct Trace(Arc<Mutex<TraceState>>);
+pub struct Trace(Option<Arc<Mutex<TraceState>>>);
 
 impl Trace {
     /// A trace that keeps every event (for diffing and `--trace`).
     pub fn keeping_events() -> Self {
-        Trace(Arc::new(Mutex::new(TraceState {
+        Trace::with_state(TraceState {
             keep: Keep::All,
             ..TraceState::default()
-        })))
+        })
     }
 
     /// A trace that keeps only events whose kind starts with a prefix
     /// (lifecycle events for reports), hashing everything.
     pub fn keeping_kinds(prefixes: &[&str]) -> Self {
         let keep = Keep::Kinds(prefixes.iter().map(|p| (*p).to_owned()).collect());
-        Trace(Arc::new(Mutex::new(TraceState {
+        Trace::with_state(TraceState {
             keep,
             ..TraceState::default()
-        })))
+        })
     }
 
     /// A trace that only keeps the running hash (cheap, for big sweeps).
     pub fn hash_only() -> Self {
-        Trace(Arc::new(Mutex::new(TraceState::default())))
+        Trace::with_state(TraceState::default())
+    }
+
+    /// A trace that records nothing, for the processes `meshsim up` starts:
+    /// a real run is not reproducible, so its fingerprint means nothing, and
+    /// a sidecar would otherwise format and hash an event per request.
+    /// Its hash is that of an empty trace.
+    pub fn off() -> Self {
+        Trace(None)
+    }
+
+    fn with_state(state: TraceState) -> Self {
+        Trace(Some(Arc::new(Mutex::new(state))))
+    }
+
+    /// Whether `record` keeps anything (callers skip formatting if not).
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn state(&self) -> Option<std::sync::MutexGuard<'_, TraceState>> {
+        let state = self.0.as_ref()?;
+        Some(state.lock().expect("trace lock poisoned"))
     }
 
     /// Appends an event.
     pub fn record(&self, at_us: u64, host: &str, kind: &str, detail: impl Into<String>) {
+        let Some(mut state) = self.state() else {
+            return;
+        };
         let detail = detail.into();
-        let mut state = self.0.lock().expect("trace lock poisoned");
         let seq = state.count;
         state.count += 1;
         for part in [
@@ -109,18 +134,20 @@ impl Trace {
 
     /// Hex SHA-256 of everything recorded so far.
     pub fn hash_hex(&self) -> String {
-        let state = self.0.lock().expect("trace lock poisoned");
-        hex::encode(state.hasher.clone().finalize())
+        let hasher = self.state().map(|state| state.hasher.clone());
+        hex::encode(hasher.unwrap_or_default().finalize())
     }
 
     /// A copy of the kept events.
     pub fn events(&self) -> Vec<TraceEvent> {
-        self.0.lock().expect("trace lock poisoned").events.clone()
+        self.state()
+            .map(|state| state.events.clone())
+            .unwrap_or_default()
     }
 
     /// Number of recorded events (kept or not).
     pub fn count(&self) -> u64 {
-        self.0.lock().expect("trace lock poisoned").count
+        self.state().map_or(0, |state| state.count)
     }
 
     /// Writes the kept events as JSON Lines.
@@ -159,5 +186,14 @@ mod tests {
         c.record(1, "h", "k", "d");
         c.record(2, "h", "k", "e");
         assert_eq!(a.hash_hex(), c.hash_hex());
+    }
+
+    #[test]
+    fn an_off_trace_records_nothing_and_hashes_as_empty() {
+        let off = Trace::off();
+        off.record(1, "h", "k", "d");
+        assert!(!off.is_on());
+        assert_eq!((off.count(), off.events()), (0, Vec::new()));
+        assert_eq!(off.hash_hex(), Trace::hash_only().hash_hex());
     }
 }

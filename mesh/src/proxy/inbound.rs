@@ -469,7 +469,9 @@ impl Inbound {
                     .map_err(|e| MeshError::BadRequest(e.to_string()))?;
                 parts.headers.insert(http::header::HOST, host);
                 let request = Request::from_parts(parts, Body::from(body));
-                let connect = || async move { mesh_http::handshake(open().await?).await };
+                // Boxed, as the outbound connect is: only a new connection
+                // runs it, so requests do not carry it.
+                let connect = || Box::pin(async move { mesh_http::handshake(open().await?).await });
                 self.app_h1.send("app", request, connect).await
             }
             AppProtocol::Http2 => {
@@ -479,7 +481,7 @@ impl Inbound {
                 parts.version = http::Version::HTTP_2;
                 parts.headers.remove(http::header::HOST);
                 let request = Request::from_parts(parts, Body::from(body));
-                let connect = || async move { h2pool::handshake(open().await?).await };
+                let connect = || Box::pin(async move { h2pool::handshake(open().await?).await });
                 self.app_h2
                     .send(
                         "app",

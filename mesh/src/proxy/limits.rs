@@ -128,6 +128,30 @@ impl Drop for InFlight {
     }
 }
 
+/// One request's handler future, boxed as soon as it exists, and its
+/// in-flight mark (dropped with it, when hyper has the response).
+///
+/// A proxy's handler future is kilobytes (the outbound one about 10 KB:
+/// every await of routing, retries and the pooled send lives in it), and
+/// hyper moves what a service returns: into the HTTP/1.1 dispatcher's slot,
+/// or into the task it spawns per HTTP/2 stream. Boxing here makes each of
+/// those moves a pointer; an `async` block around the handler's future
+/// would instead be twice its size and copy it again on its first poll.
+/// Callgrind counted memcpy at 61 % of the HTTP/2 side's instructions
+/// before this (BENCHMARKS.md, "Issue 21").
+struct Handling<Fut> {
+    response: Pin<Box<Fut>>,
+    _in_flight: InFlight,
+}
+
+impl<Fut: Future<Output = Response<Body>>> Future for Handling<Fut> {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.response.as_mut().poll(cx).map(Ok)
+    }
+}
+
 /// A stream that records when bytes last moved.
 struct Tracked<I> {
     inner: I,
@@ -191,12 +215,9 @@ where
     let counted = activity.clone();
     let service = hyper::service::service_fn(move |request| {
         counted.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight(counted.clone());
-        let response = handler(request);
-        async move {
-            let response = response.await;
-            drop(guard);
-            Ok::<_, Infallible>(response)
+        Handling {
+            response: Box::pin(handler(request)),
+            _in_flight: InFlight(counted.clone()),
         }
     });
     match protocol {

@@ -255,13 +255,12 @@ impl Outbound {
             .get(PROXY_ERROR_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        self.env.record(
-            "outbound.response",
+        self.env.record_with("outbound.response", || {
             format!(
                 "svc={} route={} ep={} status={} attempts={}",
                 record.service, record.route, record.endpoint, record.status, record.attempts
-            ),
-        );
+            )
+        });
         self.config.telemetry.request(record);
         response
     }
@@ -480,7 +479,11 @@ impl Outbound {
             clone_request(&exchange.request),
             config.circuit_breaker.max_connections as usize,
             RESPONSE_BYTES_MAX,
-            || self.connect(&endpoint),
+            // Boxed: connecting (TCP, TLS, the HTTP/2 preface) is most of
+            // this request's future by size, and happens once per
+            // connection; unboxed, every request's future carried (and
+            // hyper copied) its 6.5 KB.
+            || Box::pin(self.connect(&endpoint)),
         );
         let result = match exchange.route.per_try_timeout_ms {
             Some(ms) => tokio::time::timeout(Duration::from_millis(ms), send)

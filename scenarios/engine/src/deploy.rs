@@ -313,7 +313,7 @@ impl MeshState {
             net: Arc::new(self.book().net_for(host)),
             clock: Arc::new(SystemClock::new(SkewHandle::default())),
             disk: Arc::new(disk),
-            trace: Trace::hash_only(),
+            trace: Trace::off(),
             slow: seam::SlowHandle::default(),
         };
         Ok(HostEnv::new(host, Seed::new(self.seed), parts))
