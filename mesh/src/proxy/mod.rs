@@ -23,7 +23,7 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use rustls_pki_types::CertificateDer;
 use seam::HostEnv;
 use tokio::sync::watch;
@@ -77,32 +77,30 @@ pub struct ProxyHandle {
 }
 
 /// Headers that describe one connection, not the request, and never cross
-/// a proxy (RFC 9110 §7.6.1; HTTP/2 forbids them).
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
+/// a proxy (RFC 9110 §7.6.1; HTTP/2 forbids them). Names, not strings:
+/// removing by `&str` parses the name again on every request.
+const HOP_HEADERS: [HeaderName; 7] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
 ];
 
 /// Removes hop-by-hop headers, including any a `Connection` header names.
 pub fn strip_hop_headers(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
+    // `from_bytes` lower-cases; a name that is not a valid header name
+    // cannot be in the map, so it is skipped, as before.
+    let named: Vec<HeaderName> = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_HEADERS
-        .iter()
-        .copied()
-        .chain(named.iter().map(String::as_str))
-    {
+    for name in HOP_HEADERS.iter().chain(&named) {
         headers.remove(name);
     }
 }
