@@ -41,53 +41,15 @@ cleanup() {
 trap cleanup EXIT
 
 # 1. The meshsim pair: CA, control plane, client-0 and backend-0 sidecars.
-"$MESHSIM" up benches/compare/proxy-pair.toml --state-dir "$WORK/mesh" \
-  --external-app client --external-app backend >"$WORK/up.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 300); do [ -f "$WORK/mesh/addresses.json" ] && break; sleep 0.1; done
-[ -f "$WORK/mesh/addresses.json" ] || { cat "$WORK/up.log"; exit 1; }
-field() { python3 -c "import json,sys;print(json.load(open('$WORK/mesh/addresses.json'))['$1']['$2'])"; }
-BACKEND_IP=$(field backend-0 inbound | cut -d: -f1)
-CLIENT_IP=$(field client-0 inbound | cut -d: -f1)
-SERVER_NAME=$(field backend-0 server_name)
-# client-0's outbound listener admits its own app only: the load presents
-# the pod secret, as the app would (mesh/src/pod_secret.rs).
-POD_SECRET=$(cat "$WORK/mesh/disk/client-0/pod-secret")
-"$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity client --out "$WORK/client" >/dev/null
-"$MESHSIM" certs issue --state-dir "$WORK/mesh" --identity backend --out "$WORK/server" >/dev/null
+. benches/compare/meshsim.sh
+meshsim_pair
+PIDS+=("$UP_PID")
 cat "$WORK/client/cert.pem" "$WORK/client/key.pem" >"$WORK/client/haproxy.pem"
 cat "$WORK/server/cert.pem" "$WORK/server/key.pem" >"$WORK/server/haproxy.pem"
-UPSTREAM="$BACKEND_IP:8080"
 
-nginx_conf() { # name, server block
-  cat >"$WORK/nginx-$1.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx-$1.pid;
-error_log $WORK/nginx-$1.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  $2
-}
-CONF
-  nginx -p "$WORK" -c "$WORK/nginx-$1.conf"
-}
-# The shared upstream: a static 200 on backend-0's app port.
-nginx_conf upstream "server { listen $UPSTREAM; keepalive_requests 100000; location / { return 200 'ok\n'; } }"
-# nginx pair: A (plain in) -> mTLS -> B -> upstream.
-nginx_conf b "upstream app { server $UPSTREAM; keepalive 64; }
-  server { listen 127.0.0.1:18443 ssl; ssl_protocols TLSv1.3;
-    ssl_certificate $WORK/server/cert.pem; ssl_certificate_key $WORK/server/key.pem;
-    ssl_client_certificate $WORK/mesh/ca.pem; ssl_verify_client on; ssl_verify_depth 2;
-    keepalive_requests 100000;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-nginx_conf a "upstream b { server 127.0.0.1:18443; keepalive 64; }
-  server { listen 127.0.0.1:18080; keepalive_requests 100000;
-    location / { proxy_pass https://b; proxy_http_version 1.1; proxy_set_header Connection \"\";
-      proxy_ssl_certificate $WORK/client/cert.pem; proxy_ssl_certificate_key $WORK/client/key.pem;
-      proxy_ssl_trusted_certificate $WORK/mesh/ca.pem; proxy_ssl_verify on; proxy_ssl_verify_depth 2;
-      proxy_ssl_name $SERVER_NAME; proxy_ssl_server_name on; proxy_ssl_protocols TLSv1.3;
-      proxy_ssl_session_reuse on; } }"
+. benches/compare/nginx.sh
+nginx_upstream
+nginx_pair
 # haproxy pair: A (plain in) -> mTLS -> B -> upstream.
 cat >"$WORK/haproxy-b.cfg" <<CONF
 global
@@ -125,7 +87,6 @@ sleep 1
 
 # Targets: name url host-header pids-of-the-pair
 nginx_pids() { echo "$(pgrep -P "$(cat "$WORK/nginx-a.pid")") $(pgrep -P "$(cat "$WORK/nginx-b.pid")")"; }
-mesh_pids() { pgrep -f -- " proxy (client|backend) --replica 0 --state-dir $WORK/mesh" | tr '\n' ' '; }
 haproxy_pids() { echo "$(cat "$WORK/haproxy-a.pid") $(cat "$WORK/haproxy-b.pid")"; }
 rss_kb() { local total=0; for pid in $*; do total=$((total + $(awk '/VmRSS/{print $2}' /proc/"$pid"/status))); done; echo $total; }
 
