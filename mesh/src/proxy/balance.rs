@@ -75,6 +75,11 @@ struct EndpointLb {
 #[derive(Default)]
 struct ServiceLb {
     endpoints: BTreeMap<String, EndpointLb>,
+    /// The keys of the endpoint list last picked from, in its order: the
+    /// list rarely changes, so a pick compares it with this instead of
+    /// formatting every endpoint's key and sweeping the map (which was
+    /// quadratic in the endpoints, on every request).
+    keys: Vec<String>,
     next: usize,
     pending: u32,
 }
@@ -116,6 +121,31 @@ pub struct Lease {
 
 fn endpoint_key(endpoint: &Endpoint) -> String {
     format!("{}:{}", endpoint.host, endpoint.port)
+}
+
+/// Whether `key` is `endpoint_key(endpoint)`, without formatting it.
+fn is_key_of(key: &str, endpoint: &Endpoint) -> bool {
+    key.strip_prefix(endpoint.host.as_str())
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|port| port.parse() == Ok(endpoint.port))
+}
+
+impl ServiceLb {
+    /// Makes `keys` those of `endpoints` and forgets endpoints that left.
+    fn track(&mut self, endpoints: &[Endpoint]) {
+        let unchanged = self.keys.len() == endpoints.len()
+            && self
+                .keys
+                .iter()
+                .zip(endpoints)
+                .all(|(key, e)| is_key_of(key, e));
+        if unchanged {
+            return;
+        }
+        self.keys = endpoints.iter().map(endpoint_key).collect();
+        let keys = &self.keys;
+        self.endpoints.retain(|key, _| keys.contains(key));
+    }
 }
 
 enum Pick {
@@ -191,19 +221,24 @@ impl Balancer {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("balancer poisoned");
         let BalancerState { services, rng } = &mut *guard;
-        let lb = services.entry(service.to_owned()).or_default();
-        let keys: Vec<String> = endpoints.iter().map(endpoint_key).collect();
-        lb.endpoints.retain(|key, _| keys.contains(key));
+        if !services.contains_key(service) {
+            services.insert(service.to_owned(), ServiceLb::default());
+        }
+        let lb = services.get_mut(service).expect("inserted");
+        lb.track(endpoints);
         let mut healthy = Vec::with_capacity(endpoints.len());
-        for (index, key) in keys.iter().enumerate() {
-            let state = lb
-                .endpoints
-                .entry(key.clone())
-                .or_insert_with(|| EndpointLb {
-                    in_flight: 0,
-                    ewma: PeakEwma::new(&config.peak_ewma, now),
-                    outlier: OutlierState::default(),
-                });
+        for (index, key) in lb.keys.iter().enumerate() {
+            if !lb.endpoints.contains_key(key) {
+                lb.endpoints.insert(
+                    key.clone(),
+                    EndpointLb {
+                        in_flight: 0,
+                        ewma: PeakEwma::new(&config.peak_ewma, now),
+                        outlier: OutlierState::default(),
+                    },
+                );
+            }
+            let state = lb.endpoints.get_mut(key).expect("inserted");
             let (ejected, change) = state.outlier.ejected(now);
             if let Some(change) = change {
                 changes.push((endpoints[index].host.clone(), change));
@@ -215,31 +250,37 @@ impl Balancer {
         if healthy.is_empty() {
             healthy = (0..endpoints.len()).collect();
         }
+        let ServiceLb {
+            endpoints: states,
+            keys,
+            next,
+            ..
+        } = lb;
         let max_requests = config.circuit_breaker.max_requests;
         let open: Vec<usize> = healthy
             .into_iter()
-            .filter(|&i| lb.endpoints[&keys[i]].in_flight < max_requests)
+            .filter(|&i| states[&keys[i]].in_flight < max_requests)
             .collect();
         if open.is_empty() {
             return Pick::Saturated;
         }
         let chosen = match config.load_balancer {
             LoadBalancer::RoundRobin => {
-                let choice = open[lb.next % open.len()];
-                lb.next = lb.next.wrapping_add(1);
+                let choice = open[*next % open.len()];
+                *next = next.wrapping_add(1);
                 choice
             }
             LoadBalancer::LeastRequest => {
-                two_choices(&open, rng, |i| f64::from(lb.endpoints[&keys[i]].in_flight))
+                two_choices(&open, rng, |i| f64::from(states[&keys[i]].in_flight))
             }
             LoadBalancer::PeakEwma => two_choices(&open, rng, |i| {
-                let state = &lb.endpoints[&keys[i]];
+                let state = &states[&keys[i]];
                 let estimate = state.ewma.decayed(now, config.peak_ewma.decay_ms);
                 estimate * f64::from(state.in_flight + 1)
             }),
         };
         let key = keys[chosen].clone();
-        if let Some(state) = lb.endpoints.get_mut(&key) {
+        if let Some(state) = states.get_mut(&key) {
             state.in_flight += 1;
         }
         Pick::Chosen(Lease {
@@ -419,6 +460,37 @@ mod tests {
             let lease = pick(&balancer, &eps, &config).await;
             assert_ne!(lease.endpoint().host, busy_host);
         }
+    }
+
+    /// The balancer follows the endpoint list: one that leaves is
+    /// forgotten (its in-flight count with it), one that joins is picked.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_changed_endpoint_list_is_followed() {
+        let balancer = Balancer::new(seam::Seed::new(3).rng());
+        let config = config(LoadBalancer::LeastRequest);
+        let two = endpoints(2);
+        let held = pick(&balancer, &two[..1], &config).await;
+        assert_eq!(held.endpoint().host, "registry-0");
+        // registry-0 has one in flight: least-request takes registry-1.
+        let lease = pick(&balancer, &two, &config).await;
+        assert_eq!(lease.endpoint().host, "registry-1");
+        lease.finish(Health::Success, &config);
+        // registry-0 leaves and comes back: its count was forgotten, so
+        // both are idle and both get picked again.
+        pick(&balancer, &two[1..], &config)
+            .await
+            .finish(Health::Success, &config);
+        let mut hosts = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let lease = pick(&balancer, &two, &config).await;
+            hosts.insert(lease.endpoint().host.clone());
+            lease.finish(Health::Success, &config);
+        }
+        assert_eq!(hosts.len(), 2);
+        assert!(super::is_key_of("registry-0:4143", &two[0]));
+        assert!(!super::is_key_of("registry-0:41430", &two[0]));
+        assert!(!super::is_key_of("registry-1:4143", &two[0]));
+        drop(held);
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -185,7 +185,7 @@ struct Exchange<'a> {
     backend: &'a str,
     route: &'a RouteConfig,
     backend_config: &'a ServiceConfig,
-    endpoints: Vec<Endpoint>,
+    endpoints: &'a [Endpoint],
     request: Request<Body>,
 }
 
@@ -334,7 +334,7 @@ impl Outbound {
             backend: &backend,
             route,
             backend_config,
-            endpoints: snapshot.services.get(&backend).cloned().unwrap_or_default(),
+            endpoints: snapshot.services.get(&backend).map_or(&[], Vec::as_slice),
             request: Request::from_parts(parts, body.into()),
         };
         self.config.telemetry.original_request(&backend);
@@ -457,7 +457,7 @@ impl Outbound {
         let mut changes = Vec::new();
         let acquired = self
             .balancer
-            .acquire(exchange.backend, &exchange.endpoints, config, &mut changes)
+            .acquire(exchange.backend, exchange.endpoints, config, &mut changes)
             .await;
         self.report(exchange.backend, changes);
         let lease = match acquired {
