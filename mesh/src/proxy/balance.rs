@@ -356,6 +356,11 @@ impl Lease {
         &self.endpoint
     }
 
+    /// The endpoint's `host:port`, as the balancer keys it.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Ends the attempt: feeds latency to the EWMA (when a response came
     /// back) and the result to outlier detection.
     pub fn finish(mut self, health: Health, config: &ServiceConfig) -> Option<OutlierChange> {

@@ -472,7 +472,7 @@ impl Outbound {
             }
         };
         let endpoint = lease.endpoint().clone();
-        let key = format!("{}:{}", endpoint.host, endpoint.port);
+        let key = lease.key().to_owned();
         self.config.telemetry.attempt(exchange.backend, is_retry);
         let send = self.pool.send(
             &key,
@@ -594,7 +594,11 @@ fn upstream_parts(
     parts.headers.remove(http::header::HOST);
     let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;
     parts.headers.insert(TRACEPARENT_HEADER, traceparent);
-    parts.uri = format!("http://{service}{target}").parse::<Uri>().ok()?;
+    let mut uri = String::with_capacity("http://".len() + service.len() + target.len());
+    for part in ["http://", service, target] {
+        uri.push_str(part);
+    }
+    parts.uri = Uri::try_from(uri).ok()?;
     parts.version = http::Version::HTTP_2;
     Some(parts)
 }
