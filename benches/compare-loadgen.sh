@@ -15,16 +15,8 @@ MESHSIM=${MESHSIM:-target/release/meshsim}
 WORK=$(mktemp -d /tmp/compare-loadgen.XXXXXX)
 URL=http://127.0.0.1:38080/
 
-need() { command -v "$1" >/dev/null 2>&1; }
-missing=()
-need nginx || missing+=(nginx)
-need wrk || missing+=(wrk)
-need hey || missing+=(hey)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && { sudo -n true 2>/dev/null && sudo="sudo -n" || { echo "need root or sudo to install ${missing[*]}" >&2; exit 2; }; }
-  $sudo apt-get install -y "${missing[@]}" >/dev/null
-fi
+. benches/compare/install.sh
+install_missing nginx wrk hey
 [ -x "$MESHSIM" ] || cargo build --release -p cli
 
 cat >"$WORK/nginx.conf" <<CONF

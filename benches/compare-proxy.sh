@@ -17,18 +17,8 @@ MESHSIM=${MESHSIM:-target/release/meshsim}
 WORK=$(mktemp -d /tmp/compare-proxy.XXXXXX)
 PIDS=()
 
-need() { command -v "$1" >/dev/null 2>&1; }
-install_missing() {
-  local missing=()
-  need nginx || missing+=(nginx)
-  need haproxy || missing+=(haproxy)
-  need wrk || missing+=(wrk)
-  [ ${#missing[@]} -eq 0 ] && return
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && { sudo -n true 2>/dev/null && sudo="sudo -n" || { echo "need root or sudo to install ${missing[*]}" >&2; exit 2; }; }
-  $sudo apt-get install -y "${missing[@]}" >/dev/null
-}
-install_missing
+. benches/compare/install.sh
+install_missing nginx haproxy wrk
 [ -x "$MESHSIM" ] || cargo build --release -p cli
 
 cleanup() {

@@ -23,15 +23,8 @@ BUILT=${MESHSIM:-target/release/meshsim}
 WORK=$(mktemp -d /tmp/count-proxy.XXXXXX)
 CALLGRIND="valgrind --tool=callgrind --dump-instr=no --callgrind-out-file=$WORK/callgrind.%p"
 
-need() { command -v "$1" >/dev/null 2>&1; }
-missing=()
-need nginx || missing+=(nginx)
-need valgrind || missing+=(valgrind)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && { sudo -n true 2>/dev/null && sudo="sudo -n" || { echo "need root or sudo to install ${missing[*]}" >&2; exit 2; }; }
-  $sudo apt-get install -y "${missing[@]}" >/dev/null
-fi
+. benches/compare/install.sh
+install_missing nginx valgrind
 [ -x "$BUILT" ] || cargo build --release -p cli
 
 cleanup() {
