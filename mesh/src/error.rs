@@ -20,6 +20,10 @@ pub enum MeshError {
     /// HTTP protocol failure.
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
+    /// HTTP/2 failure on a client stream (`proxy::h2pool`); `unsent` when
+    /// h2 refused the request before writing any of it.
+    #[error("http2: {error}")]
+    Http2 { error: h2::Error, unsent: bool },
     /// Building, parsing or signing a certificate failed.
     #[error("certificate: {0}")]
     Cert(String),
@@ -55,7 +59,8 @@ impl MeshError {
     /// Whether the request certainly never reached the upstream application,
     /// so even a non-idempotent request may be retried: no connection, no
     /// TLS session, nowhere to send it, or hyper gave the request back
-    /// unsent (`is_canceled`: the connection closed before it was written).
+    /// unsent (`is_canceled`: the connection closed before it was written),
+    /// or h2 did, or the peer refused the stream unprocessed.
     /// The outbound proxy's retries read this (`proxy::retry`).
     pub fn never_sent(&self) -> bool {
         match self {
@@ -64,6 +69,9 @@ impl MeshError {
             | MeshError::NoEndpoints(_)
             | MeshError::NoIdentity => true,
             MeshError::Http(error) => error.is_canceled(),
+            MeshError::Http2 { error, unsent } => {
+                crate::proxy::h2pool::never_processed(error, *unsent)
+            }
             _ => false,
         }
     }

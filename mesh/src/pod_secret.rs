@@ -20,7 +20,7 @@ use seam::Disk;
 
 /// The header that carries the secret between an app and its sidecar.
 /// Never forwarded across the mesh.
-pub const HEADER: &str = "x-meshsim-pod-secret";
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-meshsim-pod-secret");
 
 /// The file on the pod's disk.
 pub const FILE: &str = "pod-secret";

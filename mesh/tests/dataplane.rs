@@ -60,8 +60,8 @@ async fn app_answer(host: String, request: Request<Incoming>) -> Response<Body> 
     let seen = serde_json::json!({
         "host": host,
         "path": path,
-        "peer": header(PEER_IDENTITY_HEADER),
-        "traceparent": header(TRACEPARENT_HEADER),
+        "peer": header(PEER_IDENTITY_HEADER.as_str()),
+        "traceparent": header(TRACEPARENT_HEADER.as_str()),
         "version": format!("{:?}", request.version()),
     });
     let mut status = StatusCode::OK;
@@ -379,7 +379,7 @@ fn authorization_is_default_deny_with_a_bare_403_on_normalized_paths() {
                 "GET",
                 "registry",
                 "/public",
-                &[(PEER_IDENTITY_HEADER, "spiffe://x/admin")],
+                &[(PEER_IDENTITY_HEADER.as_str(), "spiffe://x/admin")],
             )
             .await;
             assert_eq!(
@@ -523,7 +523,7 @@ fn sidecars_multiplex_http2_and_propagate_trace_context() {
                     "GET",
                     "registry",
                     "/recs",
-                    &[(TRACEPARENT_HEADER, parent)],
+                    &[(TRACEPARENT_HEADER.as_str(), parent)],
                 )
                 .await
             }));

@@ -76,7 +76,7 @@ impl Sidecar {
     /// request timeout bounds it.
     pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, MeshError> {
         let traceparent = crate::telemetry::TRACEPARENT_HEADER;
-        if !request.headers().contains_key(traceparent)
+        if !request.headers().contains_key(&traceparent)
             && let Ok(context) = TRACE_CONTEXT.try_with(HeaderValue::clone)
         {
             request.headers_mut().insert(traceparent, context);

@@ -7,26 +7,193 @@
 //! breaker's `max_connections`. Beyond that the request fails fast.
 //! Connecting is serialized per endpoint, so a burst of first requests
 //! shares one handshake instead of opening one each.
+//!
+//! The client is the `h2` crate itself, not hyper's wrapper of it. hyper's
+//! HTTP/2 client hands every request through a channel to a connection task
+//! and spawns one more task per request to wait for its response; here the
+//! request is written and its response awaited in the caller's own task
+//! (BENCHMARKS.md, issue 21, session 8).
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use http::{Request, Response};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::{Bytes, BytesMut};
+use h2::client::SendRequest;
+use h2::{Reason, RecvStream};
+use http::{HeaderValue, Request, Response};
 use seam::Io;
 
 use crate::MeshError;
-use crate::http::{Body, buffer_response};
+use crate::http::{BODY_READ_TIMEOUT, Body};
 
 /// Streams the client puts on one connection before opening another (the
 /// server's own limit is `Limits::max_concurrent_streams`).
 pub const STREAMS_PER_CONNECTION: usize = 100;
 
+/// hyper's HTTP/2 client defaults, kept when the client moved to `h2`.
+const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 5 * 1024 * 1024;
+const HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+const SEND_BUFFER_BYTES_MAX: usize = 1024 * 1024;
+const LOCAL_ERROR_RESETS_MAX: usize = 1024;
+
+/// How long h2 remembers a locally reset stream: longer than any run.
+const RESET_STREAM_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// An open HTTP/2 client connection. Dropping it lets the connection close
+/// once its last stream ends.
+pub struct H2Connection {
+    sender: SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+    /// Tells the connection task that no new request will come: h2 does
+    /// not wake a parked connection when its last sender is dropped, so
+    /// without this an idle evicted connection would never close.
+    _owner: tokio::sync::oneshot::Sender<()>,
+}
+
+impl H2Connection {
+    /// Whether the connection has ended (the peer closed it, or it failed).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens an HTTP/2 client connection over `io` (prior knowledge or ALPN
+/// `h2`); the connection task runs until the connection ends.
+pub async fn handshake<I: Io>(io: I) -> Result<H2Connection, MeshError> {
+    let (sender, mut connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_header_list_size(HEADER_LIST_BYTES_MAX)
+        .max_send_buffer_size(SEND_BUFFER_BYTES_MAX)
+        .max_local_error_reset_streams(Some(LOCAL_ERROR_RESETS_MAX))
+        .enable_push(false)
+        // h2 forgets a stream it reset after `reset_stream_duration` of the
+        // OS clock (`std::time::Instant`, not the seam's), which made a
+        // simulation's bytes depend on how fast it ran. A day never elapses
+        // in a run; the count bound (`max_concurrent_reset_streams`) alone
+        // limits the memory, and it depends only on what happened.
+        .reset_stream_duration(RESET_STREAM_MEMORY)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|error| MeshError::Http2 {
+            error,
+            unsent: true,
+        })?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let (owner, mut dropped) = tokio::sync::oneshot::channel::<()>();
+    let ended = closed.clone();
+    seam::task::spawn(async move {
+        tokio::select! {
+            // Biased: tokio's default picks a branch at random, from a
+            // source the seed does not control.
+            biased;
+            _ = &mut connection => {}
+            _ = &mut dropped => {
+                // Polled again, h2 sees no sender left and closes when the
+                // streams in flight end.
+                let _ = connection.await;
+            }
+        }
+        ended.store(true, Ordering::Relaxed);
+    });
+    Ok(H2Connection {
+        sender,
+        closed,
+        _owner: owner,
+    })
+}
+
+/// Sends one buffered request on `sender` and buffers the response, in the
+/// caller's task.
+pub async fn exchange(
+    sender: SendRequest<Bytes>,
+    request: Request<Body>,
+    response_bytes_max: usize,
+) -> Result<Response<Body>, MeshError> {
+    let unsent = |error| MeshError::Http2 {
+        error,
+        unsent: true,
+    };
+    let sent = |error| MeshError::Http2 {
+        error,
+        unsent: false,
+    };
+    let (mut parts, body) = request.into_parts();
+    let body = body.into_inner().unwrap_or_default();
+    if !body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let mut sender = sender.ready().await.map_err(unsent)?;
+    let end_of_stream = body.is_empty();
+    let (response, mut stream) = sender
+        .send_request(Request::from_parts(parts, ()), end_of_stream)
+        .map_err(unsent)?;
+    if !end_of_stream {
+        // h2 buffers what exceeds the flow-control window and asks the
+        // peer for the rest; the body is already bounded by the listener.
+        stream.send_data(body, true).map_err(sent)?;
+    }
+    let response = response.await.map_err(sent)?;
+    let (parts, body) = response.into_parts();
+    let body = read_stream(body, response_bytes_max).await?;
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Reads a whole HTTP/2 body, returning flow-control credit as it goes,
+/// refusing more than `limit` bytes or a body slower than
+/// [`BODY_READ_TIMEOUT`]. A body in one frame is returned without a copy.
+async fn read_stream(mut body: RecvStream, limit: usize) -> Result<Bytes, MeshError> {
+    let reading = async {
+        let mut first = Bytes::new();
+        let mut joined = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|error| MeshError::Http2 {
+                error,
+                unsent: false,
+            })?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            if first.len() + joined.len() + chunk.len() > limit {
+                return Err(MeshError::BadRequest("length limit exceeded".into()));
+            }
+            if first.is_empty() && joined.is_empty() {
+                first = chunk;
+            } else {
+                if joined.is_empty() {
+                    joined.extend_from_slice(&first);
+                }
+                joined.extend_from_slice(&chunk);
+            }
+        }
+        Ok(if joined.is_empty() {
+            first
+        } else {
+            joined.freeze()
+        })
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+        Ok(result) => result,
+        Err(_) => Err(MeshError::BadRequest(format!(
+            "the body did not arrive within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Whether an HTTP/2 failure means the peer never processed the request:
+/// h2 refused it before writing it, or the server reset it with
+/// `REFUSED_STREAM`, which RFC 9113 §8.7 says it sends only for requests it
+/// did not process.
+pub fn never_processed(error: &h2::Error, unsent: bool) -> bool {
+    unsent || error.reason() == Some(Reason::REFUSED_STREAM)
+}
+
 struct Connection {
-    sender: SendRequest<Body>,
+    connection: H2Connection,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -60,28 +227,6 @@ impl Drop for StreamGuard {
     }
 }
 
-/// How long h2 remembers a locally reset stream: longer than any run.
-const RESET_STREAM_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Opens an HTTP/2 client connection over `io` (prior knowledge or ALPN
-/// `h2`); the connection task runs until every sender is dropped.
-pub async fn handshake<I: Io>(io: I) -> Result<SendRequest<Body>, MeshError> {
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(seam::task::Executor)
-        .timer(TokioTimer::new())
-        // h2 forgets a stream it reset after `reset_stream_duration` of the
-        // OS clock (`std::time::Instant`, not the seam's), which made a
-        // simulation's bytes depend on how fast it ran. A day never elapses
-        // in a run; the count bound (`max_concurrent_reset_streams`) alone
-        // limits the memory, and it depends only on what happened.
-        .reset_stream_duration(RESET_STREAM_MEMORY)
-        .handshake(TokioIo::new(io))
-        .await?;
-    seam::task::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
 impl H2Pool {
     fn endpoint(&self, key: &str) -> Arc<EndpointConnections> {
         let mut endpoints = self.endpoints.lock().expect("pool poisoned");
@@ -96,10 +241,9 @@ impl H2Pool {
     /// Connections currently open to `key`.
     pub fn connections(&self, key: &str) -> usize {
         let endpoint = self.endpoint(key);
-        endpoint
-            .connections
-            .try_lock()
-            .map_or(0, |c| c.iter().filter(|c| !c.sender.is_closed()).count())
+        endpoint.connections.try_lock().map_or(0, |c| {
+            c.iter().filter(|c| !c.connection.is_closed()).count()
+        })
     }
 
     /// Sends `request` to `key` and buffers the response.
@@ -113,23 +257,24 @@ impl H2Pool {
     ) -> Result<Response<Body>, PoolError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<SendRequest<Body>, MeshError>>,
+        Fut: Future<Output = Result<H2Connection, MeshError>>,
     {
         let endpoint = self.endpoint(key);
-        let (mut sender, in_flight) = {
+        let (sender, in_flight) = {
             let mut connections = endpoint.connections.lock().await;
-            connections.retain(|c| !c.sender.is_closed());
+            connections.retain(|c| !c.connection.is_closed());
             let least = connections
                 .iter()
                 .min_by_key(|c| c.in_flight.load(Ordering::Relaxed))
                 .filter(|c| c.in_flight.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION);
             match least {
-                Some(c) => (c.sender.clone(), c.in_flight.clone()),
+                Some(c) => (c.connection.sender.clone(), c.in_flight.clone()),
                 None if connections.len() < max_connections.max(1) => {
-                    let sender = connect().await?;
+                    let connection = connect().await?;
                     let in_flight = Arc::new(AtomicUsize::new(0));
+                    let sender = connection.sender.clone();
                     connections.push(Connection {
-                        sender: sender.clone(),
+                        connection,
                         in_flight: in_flight.clone(),
                     });
                     (sender, in_flight)
@@ -139,11 +284,7 @@ impl H2Pool {
         };
         in_flight.fetch_add(1, Ordering::Relaxed);
         let _stream = StreamGuard(in_flight);
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(MeshError::from)?;
-        Ok(buffer_response(response, response_bytes_max).await?)
+        Ok(exchange(sender, request, response_bytes_max).await?)
     }
 
     /// Drops the connections to `key`: after a timeout or reset they may be

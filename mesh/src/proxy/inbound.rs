@@ -34,7 +34,7 @@ use crate::proxy::h2pool::{self, H2Pool};
 use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::ratelimit::Limiter;
 use crate::proxy::routes::{self, RequestView, canonical_host};
-use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
+use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_headers};
 use crate::telemetry::{
     self, AuthzDecision, Direction, ProxyTelemetry, RequestRecord, Telemetry, TraceContext,
 };
@@ -327,8 +327,7 @@ impl Inbound {
             record.proxy_error = Some("request body too large".into());
             return refusal(StatusCode::PAYLOAD_TOO_LARGE);
         };
-        strip_hop_headers(&mut parts.headers);
-        parts.headers.remove(pod_secret::HEADER);
+        strip_headers(&mut parts.headers, &[pod_secret::HEADER]);
         if let Some(secret) = &self.pod_secret {
             parts
                 .headers

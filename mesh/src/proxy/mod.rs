@@ -38,7 +38,7 @@ pub use limits::Limits;
 
 /// The header in which the inbound proxy tells the app who called. The
 /// proxy overwrites whatever a caller put there.
-pub const PEER_IDENTITY_HEADER: &str = "x-meshsim-peer-identity";
+pub const PEER_IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-meshsim-peer-identity");
 
 pub use crate::telemetry::TRACEPARENT_HEADER;
 
@@ -91,6 +91,13 @@ const HOP_HEADERS: [HeaderName; 7] = [
 
 /// Removes hop-by-hop headers, including any a `Connection` header names.
 pub fn strip_hop_headers(headers: &mut HeaderMap) {
+    strip_headers(headers, &[]);
+}
+
+/// Removes hop-by-hop headers, any a `Connection` header names, and
+/// `also`. One pass over the names present: a request carries a few
+/// headers, and removing each of a dozen names hashed every one of them.
+pub fn strip_headers(headers: &mut HeaderMap, also: &[HeaderName]) {
     // `from_bytes` lower-cases; a name that is not a valid header name
     // cannot be in the map, so it is skipped, as before.
     let named: Vec<HeaderName> = headers
@@ -100,7 +107,12 @@ pub fn strip_hop_headers(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_HEADERS.iter().chain(&named) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_HEADERS.contains(name) || also.contains(name) || named.contains(name))
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -215,5 +227,17 @@ mod tests {
         strip_hop_headers(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_names_asked_for_go_with_the_hop_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert(PEER_IDENTITY_HEADER, "spiffe://x/y".parse().unwrap());
+        headers.append("x-kept", "1".parse().unwrap());
+        headers.append("x-kept", "2".parse().unwrap());
+        strip_headers(&mut headers, &[PEER_IDENTITY_HEADER, http::header::HOST]);
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers.get_all("x-kept").iter().count(), 2);
     }
 }

@@ -42,7 +42,7 @@ use crate::proxy::limits::{self, Limits, Protocol};
 use crate::proxy::outlier::{Health, Transition};
 use crate::proxy::retry::{self, AttemptOutcome, BudgetWindow};
 use crate::proxy::routes::{self, RequestView, canonical_host};
-use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_hop_headers};
+use crate::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, faults, strip_headers};
 use crate::telemetry::{self, Direction, ProxyTelemetry, RequestRecord, TraceContext};
 use crate::tls::MeshTls;
 use crate::{MeshError, ports};
@@ -341,8 +341,10 @@ impl Outbound {
         let deadline = route
             .timeout_ms
             .map_or(self.config.request_timeout, Duration::from_millis);
-        let exchanged = tokio::time::timeout(deadline, self.exchange(&exchange, service_config));
-        let Ok(outcome) = exchanged.await else {
+        // Pinned in place: `timeout` would otherwise move the whole
+        // exchange future into itself, and that copy is per request.
+        let exchanging = std::pin::pin!(self.exchange(&exchange, service_config));
+        let Ok(outcome) = tokio::time::timeout(deadline, exchanging).await else {
             self.env.record(
                 "outbound.timeout",
                 format!("svc={service} after_ms={}", deadline.as_millis()),
@@ -529,10 +531,7 @@ impl Outbound {
         (finished, Some(endpoint))
     }
 
-    async fn connect(
-        &self,
-        endpoint: &Endpoint,
-    ) -> Result<hyper::client::conn::http2::SendRequest<Body>, MeshError> {
+    async fn connect(&self, endpoint: &Endpoint) -> Result<h2pool::H2Connection, MeshError> {
         let connecting = async {
             let io = self
                 .env
@@ -588,10 +587,10 @@ fn upstream_parts(
     target: &str,
     record: &RequestRecord,
 ) -> Option<http::request::Parts> {
-    parts.headers.remove(PEER_IDENTITY_HEADER);
-    parts.headers.remove(pod_secret::HEADER);
-    strip_hop_headers(&mut parts.headers);
-    parts.headers.remove(http::header::HOST);
+    strip_headers(
+        &mut parts.headers,
+        &[PEER_IDENTITY_HEADER, pod_secret::HEADER, http::header::HOST],
+    );
     let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;
     parts.headers.insert(TRACEPARENT_HEADER, traceparent);
     let mut uri = String::with_capacity("http://".len() + service.len() + target.len());

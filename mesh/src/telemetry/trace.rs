@@ -3,8 +3,9 @@
 use rand::Rng;
 use serde::Serialize;
 
-/// The W3C trace context header.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// The W3C trace context header. A `HeaderName`, not a string: a map
+/// looked up by `&str` parses the name again on every request.
+pub const TRACEPARENT_HEADER: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// A span: one hop of one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
