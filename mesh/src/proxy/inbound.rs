@@ -61,6 +61,26 @@ pub struct InboundConfig {
     pub limits: Limits,
 }
 
+/// The verified peer of a connection, written out once per connection
+/// rather than per request: the principal that policy and the access log
+/// name, and the header value the app receives.
+struct Caller {
+    principal: String,
+    header_value: HeaderValue,
+}
+
+impl Caller {
+    fn new(id: &SpiffeId) -> Caller {
+        let principal = id.to_string();
+        let header_value =
+            HeaderValue::from_str(&principal).expect("SPIFFE IDs are valid header values");
+        Caller {
+            principal,
+            header_value,
+        }
+    }
+}
+
 struct Inbound {
     env: HostEnv,
     config: InboundConfig,
@@ -161,7 +181,7 @@ pub async fn serve_with(
                 Some(b"h2") => Protocol::Http2,
                 _ => Protocol::Http1,
             };
-            let peer = Arc::new(peer);
+            let peer = Arc::new(Caller::new(&peer));
             let handler = move |request| {
                 let (inbound, peer) = (inbound.clone(), peer.clone());
                 let tls = tls_for_requests.clone();
@@ -230,7 +250,7 @@ impl Inbound {
         Some(discovery.snapshot_changes().borrow().clone())
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: &SpiffeId) -> Response<Body> {
+    async fn handle(&self, request: Request<Incoming>, peer: &Caller) -> Response<Body> {
         let started = self.config.telemetry.now();
         let incoming = request
             .headers()
@@ -247,7 +267,7 @@ impl Inbound {
             service: self.config.service.clone(),
             authority: String::new(),
             route: "default".into(),
-            peer: peer.to_string(),
+            peer: peer.principal.clone(),
             method: request.method().to_string(),
             path: String::new(),
             status: 0,
@@ -268,7 +288,7 @@ impl Inbound {
     async fn authorize_and_forward(
         &self,
         request: Request<Incoming>,
-        peer: &SpiffeId,
+        peer: &Caller,
         record: &mut RequestRecord,
     ) -> Response<Body> {
         let snapshot = self.snapshot();
@@ -282,8 +302,8 @@ impl Inbound {
             ),
             None => (&*DEFAULT_SERVICE, 0),
         };
-        let principal = peer.to_string();
-        let target = match self.authorize(&request, service_config, version, &principal) {
+        let principal = peer.principal.as_str();
+        let target = match self.authorize(&request, service_config, version, principal) {
             Ok(target) => target,
             Err(status) => {
                 record.proxy_error = Some("forbidden".into());
@@ -310,7 +330,7 @@ impl Inbound {
         if let Some(route) = route {
             record.route = route.name.clone();
         }
-        if !self.admit(service_config, route, &principal) {
+        if !self.admit(service_config, route, principal) {
             self.env.record(
                 "inbound.rate_limited",
                 format!("peer={principal} route={}", record.route),
@@ -333,10 +353,9 @@ impl Inbound {
                 .headers
                 .insert(pod_secret::HEADER, secret.header_value());
         }
-        parts.headers.insert(
-            PEER_IDENTITY_HEADER,
-            HeaderValue::from_str(&principal).expect("SPIFFE IDs are valid header values"),
-        );
+        parts
+            .headers
+            .insert(PEER_IDENTITY_HEADER, peer.header_value.clone());
         parts.headers.insert(
             TRACEPARENT_HEADER,
             HeaderValue::from_str(&record.trace.header_for(record.span_id))
