@@ -148,6 +148,9 @@ pub async fn exchange(
 /// refusing more than `limit` bytes or a body slower than
 /// [`BODY_READ_TIMEOUT`]. A body in one frame is returned without a copy.
 async fn read_stream(mut body: RecvStream, limit: usize) -> Result<Bytes, MeshError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
     let reading = async {
         let mut first = Bytes::new();
         let mut joined = BytesMut::new();
