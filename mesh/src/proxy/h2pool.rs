@@ -47,10 +47,6 @@ const RESET_STREAM_MEMORY: std::time::Duration = std::time::Duration::from_secs(
 pub struct H2Connection {
     sender: SendRequest<Bytes>,
     closed: Arc<AtomicBool>,
-    /// Tells the connection task that no new request will come: h2 does
-    /// not wake a parked connection when its last sender is dropped, so
-    /// without this an idle evicted connection would never close.
-    _owner: tokio::sync::oneshot::Sender<()>,
 }
 
 impl H2Connection {
@@ -63,7 +59,7 @@ impl H2Connection {
 /// Opens an HTTP/2 client connection over `io` (prior knowledge or ALPN
 /// `h2`); the connection task runs until the connection ends.
 pub async fn handshake<I: Io>(io: I) -> Result<H2Connection, MeshError> {
-    let (sender, mut connection) = h2::client::Builder::new()
+    let (sender, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_header_list_size(HEADER_LIST_BYTES_MAX)
@@ -83,27 +79,15 @@ pub async fn handshake<I: Io>(io: I) -> Result<H2Connection, MeshError> {
             unsent: true,
         })?;
     let closed = Arc::new(AtomicBool::new(false));
-    let (owner, mut dropped) = tokio::sync::oneshot::channel::<()>();
     let ended = closed.clone();
+    // The connection ends when the peer closes it, or once every sender
+    // and stream is gone (h2 wakes it when its last sender drops; the
+    // eviction test below holds it to that).
     seam::task::spawn(async move {
-        tokio::select! {
-            // Biased: tokio's default picks a branch at random, from a
-            // source the seed does not control.
-            biased;
-            _ = &mut connection => {}
-            _ = &mut dropped => {
-                // Polled again, h2 sees no sender left and closes when the
-                // streams in flight end.
-                let _ = connection.await;
-            }
-        }
+        let _ = connection.await;
         ended.store(true, Ordering::Relaxed);
     });
-    Ok(H2Connection {
-        sender,
-        closed,
-        _owner: owner,
-    })
+    Ok(H2Connection { sender, closed })
 }
 
 /// Sends one buffered request on `sender` and buffers the response, in the
@@ -300,5 +284,86 @@ impl H2Pool {
     /// Drops every connection (after a certificate change, say).
     pub fn clear(&self) {
         self.endpoints.lock().expect("pool poisoned").clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// An h2 server on the other end of `io`: answers each request with
+    /// `response_bytes` bytes in several DATA frames, after checking the
+    /// request's body arrived whole with its length; returns how many it
+    /// served once the client closes the connection.
+    async fn serve(io: tokio::io::DuplexStream, response_bytes: usize) -> usize {
+        let mut connection = h2::server::handshake(io).await.unwrap();
+        let mut served = 0;
+        while let Some(accepted) = connection.accept().await {
+            let (request, mut respond) = accepted.unwrap();
+            let length = request.headers()[http::header::CONTENT_LENGTH].clone();
+            let body = read_stream(request.into_body(), 1024).await.unwrap();
+            assert_eq!((length.to_str().unwrap(), &body[..]), ("5", &b"hello"[..]));
+            let mut stream = respond.send_response(Response::new(()), false).unwrap();
+            stream
+                .send_data(Bytes::from(vec![b'x'; response_bytes]), true)
+                .unwrap();
+            served += 1;
+        }
+        served
+    }
+
+    fn request() -> Request<Body> {
+        Request::builder()
+            .uri("http://svc/x")
+            .body(Body::from(Bytes::from_static(b"hello")))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_is_read_whole_and_an_evicted_connection_closes() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(serve(server_io, 100_000));
+        let pool = H2Pool::default();
+        let response = pool
+            .send("svc", request(), 1, 1 << 20, move || handshake(client_io))
+            .await
+            .unwrap();
+        let body = crate::http::body_bytes(response.body());
+        assert_eq!(body.len(), 100_000, "joined from several DATA frames");
+        assert_eq!(pool.connections("svc"), 1);
+        // Every frame exchanged, so the connection task is parked: only
+        // the eviction itself can wake it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.evict("svc");
+        let served = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the evicted connection closed")
+            .unwrap();
+        assert_eq!(served, 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_over_the_limit_is_refused() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(serve(server_io, 5_000));
+        let pool = H2Pool::default();
+        let error = pool
+            .send("svc", request(), 1, 4_096, move || handshake(client_io))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, PoolError::Mesh(MeshError::BadRequest(_))),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn only_unwritten_or_refused_streams_count_as_never_processed() {
+        let refused = h2::Error::from(Reason::REFUSED_STREAM);
+        let cancelled = h2::Error::from(Reason::CANCEL);
+        assert!(never_processed(&refused, false));
+        assert!(never_processed(&cancelled, true));
+        assert!(!never_processed(&cancelled, false));
     }
 }
