@@ -323,7 +323,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_response_is_read_whole_and_an_evicted_connection_closes() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        let server = tokio::spawn(serve(server_io, 100_000));
+        let server = seam::task::spawn(serve(server_io, 100_000));
         let pool = H2Pool::default();
         let response = pool
             .send("svc", request(), 1, 1 << 20, move || handshake(client_io))
@@ -346,7 +346,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_response_over_the_limit_is_refused() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(serve(server_io, 5_000));
+        seam::task::spawn(serve(server_io, 5_000));
         let pool = H2Pool::default();
         let error = pool
             .send("svc", request(), 1, 4_096, move || handshake(client_io))
