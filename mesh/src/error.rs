@@ -51,6 +51,11 @@ pub enum MeshError {
 }
 
 impl MeshError {
+    /// Wraps an h2 failure; `unsent`: h2 wrote none of the request.
+    pub fn http2(unsent: bool) -> impl Fn(h2::Error) -> MeshError {
+        move |error| MeshError::Http2 { error, unsent }
+    }
+
     /// Wraps any displayable certificate-library error.
     pub fn cert(error: impl std::fmt::Display) -> Self {
         MeshError::Cert(error.to_string())
@@ -69,8 +74,10 @@ impl MeshError {
             | MeshError::NoEndpoints(_)
             | MeshError::NoIdentity => true,
             MeshError::Http(error) => error.is_canceled(),
+            // RFC 9113 §8.7: a server sends REFUSED_STREAM only for a
+            // request it did not process.
             MeshError::Http2 { error, unsent } => {
-                crate::proxy::h2pool::never_processed(error, *unsent)
+                *unsent || error.reason() == Some(h2::Reason::REFUSED_STREAM)
             }
             _ => false,
         }
@@ -216,6 +223,16 @@ mod tests {
     use rustls_pki_types::UnixTime;
 
     use super::*;
+
+    #[test]
+    fn only_unwritten_or_refused_http2_streams_count_as_never_sent() {
+        let refused = MeshError::http2(false)(h2::Reason::REFUSED_STREAM.into());
+        let cancelled_unsent = MeshError::http2(true)(h2::Reason::CANCEL.into());
+        let cancelled = MeshError::http2(false)(h2::Reason::CANCEL.into());
+        assert!(refused.never_sent());
+        assert!(cancelled_unsent.never_sent());
+        assert!(!cancelled.never_sent());
+    }
 
     /// How the inbound proxy classed a refusal before [`TlsFailure`]: by
     /// searching the error's message. Kept as the oracle the typed

@@ -59,14 +59,30 @@ where
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) => Err(MeshError::BadRequest(e.to_string())),
-        Err(_) => Err(MeshError::BadRequest(format!(
-            "the body did not arrive within {} s",
-            BODY_READ_TIMEOUT.as_secs()
-        ))),
-    }
+    let collecting = Limited::new(body, limit).collect();
+    within_body_deadline(async {
+        match collecting.await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) => Err(MeshError::BadRequest(e.to_string())),
+        }
+    })
+    .await
+}
+
+/// Bounds a whole-body read by [`BODY_READ_TIMEOUT`]; every reader of a
+/// body (hyper's, and h2's in `proxy::h2pool`) goes through it.
+pub async fn within_body_deadline<F>(reading: F) -> Result<Bytes, MeshError>
+where
+    F: std::future::Future<Output = Result<Bytes, MeshError>>,
+{
+    tokio::time::timeout(BODY_READ_TIMEOUT, reading)
+        .await
+        .unwrap_or_else(|_| {
+            Err(MeshError::BadRequest(format!(
+                "the body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// Serves HTTP/1.1 on one connection. The `Date` header is off: it reads the

@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use h2::RecvStream;
 use h2::client::SendRequest;
-use h2::{Reason, RecvStream};
 use http::{HeaderValue, Request, Response};
 use seam::Io;
 
 use crate::MeshError;
-use crate::http::{BODY_READ_TIMEOUT, Body};
+use crate::http::{Body, within_body_deadline};
 
 /// Streams the client puts on one connection before opening another (the
 /// server's own limit is `Limits::max_concurrent_streams`).
@@ -74,10 +74,7 @@ pub async fn handshake<I: Io>(io: I) -> Result<H2Connection, MeshError> {
         .reset_stream_duration(RESET_STREAM_MEMORY)
         .handshake::<_, Bytes>(io)
         .await
-        .map_err(|error| MeshError::Http2 {
-            error,
-            unsent: true,
-        })?;
+        .map_err(MeshError::http2(true))?;
     let closed = Arc::new(AtomicBool::new(false));
     let ended = closed.clone();
     // The connection ends when the peer closes it, or once every sender
@@ -97,14 +94,6 @@ pub async fn exchange(
     request: Request<Body>,
     response_bytes_max: usize,
 ) -> Result<Response<Body>, MeshError> {
-    let unsent = |error| MeshError::Http2 {
-        error,
-        unsent: true,
-    };
-    let sent = |error| MeshError::Http2 {
-        error,
-        unsent: false,
-    };
     let (mut parts, body) = request.into_parts();
     let body = body.into_inner().unwrap_or_default();
     if !body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
@@ -112,17 +101,19 @@ pub async fn exchange(
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    let mut sender = sender.ready().await.map_err(unsent)?;
+    let mut sender = sender.ready().await.map_err(MeshError::http2(true))?;
     let end_of_stream = body.is_empty();
     let (response, mut stream) = sender
         .send_request(Request::from_parts(parts, ()), end_of_stream)
-        .map_err(unsent)?;
+        .map_err(MeshError::http2(true))?;
     if !end_of_stream {
         // h2 buffers what exceeds the flow-control window and asks the
         // peer for the rest; the body is already bounded by the listener.
-        stream.send_data(body, true).map_err(sent)?;
+        stream
+            .send_data(body, true)
+            .map_err(MeshError::http2(false))?;
     }
-    let response = response.await.map_err(sent)?;
+    let response = response.await.map_err(MeshError::http2(false))?;
     let (parts, body) = response.into_parts();
     let body = read_stream(body, response_bytes_max).await?;
     Ok(Response::from_parts(parts, Body::from(body)))
@@ -130,53 +121,35 @@ pub async fn exchange(
 
 /// Reads a whole HTTP/2 body, returning flow-control credit as it goes,
 /// refusing more than `limit` bytes or a body slower than
-/// [`BODY_READ_TIMEOUT`]. A body in one frame is returned without a copy.
+/// [`crate::http::BODY_READ_TIMEOUT`]. A body in one frame is returned
+/// without a copy; only a second frame starts a buffer.
 async fn read_stream(mut body: RecvStream, limit: usize) -> Result<Bytes, MeshError> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    let reading = async {
+    within_body_deadline(async {
         let mut first = Bytes::new();
-        let mut joined = BytesMut::new();
+        let mut joined: Option<BytesMut> = None;
         while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|error| MeshError::Http2 {
-                error,
-                unsent: false,
-            })?;
+            let chunk = chunk.map_err(MeshError::http2(false))?;
             let _ = body.flow_control().release_capacity(chunk.len());
-            if first.len() + joined.len() + chunk.len() > limit {
+            let so_far = joined.as_ref().map_or(first.len(), BytesMut::len);
+            if so_far + chunk.len() > limit {
                 return Err(MeshError::BadRequest("length limit exceeded".into()));
             }
-            if first.is_empty() && joined.is_empty() {
-                first = chunk;
-            } else {
-                if joined.is_empty() {
-                    joined.extend_from_slice(&first);
+            match &mut joined {
+                None if first.is_empty() => first = chunk,
+                None => {
+                    let mut buffer = BytesMut::from(&first[..]);
+                    buffer.extend_from_slice(&chunk);
+                    joined = Some(buffer);
                 }
-                joined.extend_from_slice(&chunk);
+                Some(buffer) => buffer.extend_from_slice(&chunk),
             }
         }
-        Ok(if joined.is_empty() {
-            first
-        } else {
-            joined.freeze()
-        })
-    };
-    match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
-        Ok(result) => result,
-        Err(_) => Err(MeshError::BadRequest(format!(
-            "the body did not arrive within {} s",
-            BODY_READ_TIMEOUT.as_secs()
-        ))),
-    }
-}
-
-/// Whether an HTTP/2 failure means the peer never processed the request:
-/// h2 refused it before writing it, or the server reset it with
-/// `REFUSED_STREAM`, which RFC 9113 §8.7 says it sends only for requests it
-/// did not process.
-pub fn never_processed(error: &h2::Error, unsent: bool) -> bool {
-    unsent || error.reason() == Some(Reason::REFUSED_STREAM)
+        Ok(joined.map_or(first, BytesMut::freeze))
+    })
+    .await
 }
 
 struct Connection {
@@ -356,14 +329,5 @@ mod tests {
             matches!(error, PoolError::Mesh(MeshError::BadRequest(_))),
             "{error}"
         );
-    }
-
-    #[test]
-    fn only_unwritten_or_refused_streams_count_as_never_processed() {
-        let refused = h2::Error::from(Reason::REFUSED_STREAM);
-        let cancelled = h2::Error::from(Reason::CANCEL);
-        assert!(never_processed(&refused, false));
-        assert!(never_processed(&cancelled, true));
-        assert!(!never_processed(&cancelled, false));
     }
 }

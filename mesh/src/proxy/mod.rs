@@ -89,11 +89,6 @@ const HOP_HEADERS: [HeaderName; 7] = [
     http::header::TRAILER,
 ];
 
-/// Removes hop-by-hop headers, including any a `Connection` header names.
-pub fn strip_hop_headers(headers: &mut HeaderMap) {
-    strip_headers(headers, &[]);
-}
-
 /// Removes hop-by-hop headers, any a `Connection` header names, and
 /// `also`. One pass over the names present: a request carries a few
 /// headers, and removing each of a dozen names hashed every one of them.
@@ -224,7 +219,7 @@ mod tests {
         headers.insert("x-secret", "1".parse().unwrap());
         headers.insert("keep-alive", "5".parse().unwrap());
         headers.insert("x-kept", "1".parse().unwrap());
-        strip_hop_headers(&mut headers);
+        strip_headers(&mut headers, &[]);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
     }
