@@ -4,7 +4,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use h2::RecvStream;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -47,6 +48,26 @@ pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body
 /// body that never comes is not awaited forever (slowloris in the body).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The body of a request a proxy listener received: hyper's for HTTP/1.1,
+/// h2's own stream for HTTP/2 (the mesh-facing listener serves HTTP/2
+/// with `h2` directly, `proxy::h2server`).
+pub enum RequestBody {
+    /// From hyper's HTTP/1.1 server.
+    Http1(Incoming),
+    /// From an `h2` server stream.
+    Http2(RecvStream),
+}
+
+impl RequestBody {
+    /// Reads the whole body, as [`read_body`] and [`read_h2_stream`] do.
+    pub async fn read(self, limit: usize) -> Result<Bytes, MeshError> {
+        match self {
+            RequestBody::Http1(body) => read_body(body, limit).await,
+            RequestBody::Http2(stream) => read_h2_stream(stream, limit).await,
+        }
+    }
+}
+
 /// Reads a whole body, refusing more than `limit` bytes or a body that
 /// takes longer than [`BODY_READ_TIMEOUT`].
 pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, MeshError>
@@ -69,8 +90,41 @@ where
     .await
 }
 
+/// Reads a whole HTTP/2 body, returning flow-control credit as it goes,
+/// refusing more than `limit` bytes or a body slower than
+/// [`crate::http::BODY_READ_TIMEOUT`]. A body in one frame is returned
+/// without a copy; only a second frame starts a buffer.
+pub async fn read_h2_stream(mut body: RecvStream, limit: usize) -> Result<Bytes, MeshError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    within_body_deadline(async {
+        let mut first = Bytes::new();
+        let mut joined: Option<BytesMut> = None;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(MeshError::http2(false))?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            let so_far = joined.as_ref().map_or(first.len(), BytesMut::len);
+            if so_far + chunk.len() > limit {
+                return Err(MeshError::BadRequest("length limit exceeded".into()));
+            }
+            match &mut joined {
+                None if first.is_empty() => first = chunk,
+                None => {
+                    let mut buffer = BytesMut::from(&first[..]);
+                    buffer.extend_from_slice(&chunk);
+                    joined = Some(buffer);
+                }
+                Some(buffer) => buffer.extend_from_slice(&chunk),
+            }
+        }
+        Ok(joined.map_or(first, BytesMut::freeze))
+    })
+    .await
+}
+
 /// Bounds a whole-body read by [`BODY_READ_TIMEOUT`]; every reader of a
-/// body (hyper's, and h2's in `proxy::h2pool`) goes through it.
+/// body (hyper's, and h2's) goes through it.
 pub async fn within_body_deadline<F>(reading: F) -> Result<Bytes, MeshError>
 where
     F: std::future::Future<Output = Result<Bytes, MeshError>>,

@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{TestCa, id};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use mesh::client::PROXY_ERROR_HEADER;
 use mesh::config::{
     AbortFault, AppProtocol, AuthorizationPolicy, AuthzRule, CircuitBreaker, DelayFault,
@@ -21,7 +20,7 @@ use mesh::config::{
     RouteConfig, ServiceConfig, WeightedBackend,
 };
 use mesh::control::{Discovery, Endpoint, Snapshot};
-use mesh::http::{Body, body_bytes, buffer_response, handshake};
+use mesh::http::{Body, RequestBody, body_bytes, buffer_response, handshake};
 use mesh::ports;
 use mesh::proxy::limits::{self, Limits, Protocol};
 use mesh::proxy::{PEER_IDENTITY_HEADER, TRACEPARENT_HEADER, admin, inbound, outbound};
@@ -43,7 +42,7 @@ struct Setup {
 
 /// The test app: echoes what it saw as JSON; `/status/N` answers N,
 /// `/sleep/MS` sleeps first.
-async fn app_answer(host: String, request: Request<Incoming>) -> Response<Body> {
+async fn app_answer(host: String, request: Request<RequestBody>) -> Response<Body> {
     let path = request
         .uri()
         .path_and_query()
@@ -531,7 +530,8 @@ fn sidecars_multiplex_http2_and_propagate_trace_context() {
         for call in calls {
             let answer = call.await.unwrap();
             assert_eq!(answer.status, StatusCode::OK);
-            let seen = TraceContext::parse(answer.body["traceparent"].as_str().unwrap()).unwrap();
+            let seen = TraceContext::parse(answer.body["traceparent"].as_str().unwrap().as_bytes())
+                .unwrap();
             assert_eq!(seen.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
             assert_ne!(
                 seen.parent_id,

@@ -9,12 +9,11 @@
 //! proxy to its own admin port's `/shutdown`).
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use seam::HostEnv;
 use tokio::sync::watch;
 
 use crate::accept::{Acceptor, Admitted};
-use crate::http::{Body, json, text};
+use crate::http::{Body, RequestBody, json, text};
 
 /// Scrapers and probes are few: the admin port needs few connections.
 const ADMIN_CONNECTIONS_MAX: usize = 64;
@@ -47,7 +46,7 @@ pub async fn serve(
         let limits = limits.clone();
         seam::task::spawn(async move {
             let _slot = slot;
-            let handler = move |request: Request<Incoming>| {
+            let handler = move |request: Request<RequestBody>| {
                 let response = answer(&request, &host, &telemetry, *ready.borrow());
                 async move { response }
             };
@@ -57,7 +56,7 @@ pub async fn serve(
 }
 
 fn answer(
-    request: &Request<Incoming>,
+    request: &Request<RequestBody>,
     host: &str,
     telemetry: &Telemetry,
     ready: bool,

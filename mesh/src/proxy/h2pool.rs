@@ -19,14 +19,13 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use h2::RecvStream;
+use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{HeaderValue, Request, Response};
 use seam::Io;
 
 use crate::MeshError;
-use crate::http::{Body, within_body_deadline};
+use crate::http::{Body, read_h2_stream};
 
 /// Streams the client puts on one connection before opening another (the
 /// server's own limit is `Limits::max_concurrent_streams`).
@@ -115,41 +114,8 @@ pub async fn exchange(
     }
     let response = response.await.map_err(MeshError::http2(false))?;
     let (parts, body) = response.into_parts();
-    let body = read_stream(body, response_bytes_max).await?;
+    let body = read_h2_stream(body, response_bytes_max).await?;
     Ok(Response::from_parts(parts, Body::from(body)))
-}
-
-/// Reads a whole HTTP/2 body, returning flow-control credit as it goes,
-/// refusing more than `limit` bytes or a body slower than
-/// [`crate::http::BODY_READ_TIMEOUT`]. A body in one frame is returned
-/// without a copy; only a second frame starts a buffer.
-async fn read_stream(mut body: RecvStream, limit: usize) -> Result<Bytes, MeshError> {
-    if body.is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    within_body_deadline(async {
-        let mut first = Bytes::new();
-        let mut joined: Option<BytesMut> = None;
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(MeshError::http2(false))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            let so_far = joined.as_ref().map_or(first.len(), BytesMut::len);
-            if so_far + chunk.len() > limit {
-                return Err(MeshError::BadRequest("length limit exceeded".into()));
-            }
-            match &mut joined {
-                None if first.is_empty() => first = chunk,
-                None => {
-                    let mut buffer = BytesMut::from(&first[..]);
-                    buffer.extend_from_slice(&chunk);
-                    joined = Some(buffer);
-                }
-                Some(buffer) => buffer.extend_from_slice(&chunk),
-            }
-        }
-        Ok(joined.map_or(first, BytesMut::freeze))
-    })
-    .await
 }
 
 struct Connection {
@@ -275,7 +241,9 @@ mod tests {
         while let Some(accepted) = connection.accept().await {
             let (request, mut respond) = accepted.unwrap();
             let length = request.headers()[http::header::CONTENT_LENGTH].clone();
-            let body = read_stream(request.into_body(), 1024).await.unwrap();
+            let body = crate::http::read_h2_stream(request.into_body(), 1024)
+                .await
+                .unwrap();
             assert_eq!((length.to_str().unwrap(), &body[..]), ("5", &b"hello"[..]));
             let mut stream = respond.send_response(Response::new(()), false).unwrap();
             stream

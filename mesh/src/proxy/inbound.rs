@@ -18,7 +18,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use rand_chacha::ChaCha12Rng;
 use seam::{HostEnv, LOCALHOST};
 
@@ -27,7 +26,7 @@ use crate::authz::{self, NormalizedTarget, Verdict, normalize_target};
 use crate::client::pool::{Pool, RESPONSE_BYTES_MAX};
 use crate::config::{AppProtocol, RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Snapshot};
-use crate::http::{Body, read_body, text};
+use crate::http::{Body, RequestBody, text};
 use crate::identity::CertInfo;
 use crate::pod_secret::{self, PodSecret};
 use crate::proxy::h2pool::{self, H2Pool};
@@ -250,13 +249,12 @@ impl Inbound {
         Some(discovery.snapshot_changes().borrow().clone())
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: &Caller) -> Response<Body> {
+    async fn handle(&self, request: Request<RequestBody>, peer: &Caller) -> Response<Body> {
         let started = self.config.telemetry.now();
         let incoming = request
             .headers()
             .get(TRACEPARENT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse);
+            .and_then(|v| TraceContext::parse(v.as_bytes()));
         let (trace, span_id) = {
             let mut rng = self.rng.lock().expect("rng poisoned");
             let trace = incoming.unwrap_or_else(|| telemetry::new_trace(&mut *rng));
@@ -287,7 +285,7 @@ impl Inbound {
 
     async fn authorize_and_forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         peer: &Caller,
         record: &mut RequestRecord,
     ) -> Response<Body> {
@@ -343,7 +341,7 @@ impl Inbound {
             return response;
         }
         let (mut parts, body) = request.into_parts();
-        let Ok(body) = read_body(body, self.config.limits.request_bytes_max).await else {
+        let Ok(body) = body.read(self.config.limits.request_bytes_max).await else {
             record.proxy_error = Some("request body too large".into());
             return refusal(StatusCode::PAYLOAD_TOO_LARGE);
         };
@@ -358,8 +356,7 @@ impl Inbound {
             .insert(PEER_IDENTITY_HEADER, peer.header_value.clone());
         parts.headers.insert(
             TRACEPARENT_HEADER,
-            HeaderValue::from_str(&record.trace.header_for(record.span_id))
-                .expect("hex is a valid header value"),
+            record.trace.header_value_for(record.span_id),
         );
         let app_target = target.to_target();
         let protocol = service_config.app_protocol;
@@ -382,7 +379,7 @@ impl Inbound {
     /// under a policy is kept for the oracle.
     fn authorize(
         &self,
-        request: &Request<Incoming>,
+        request: &Request<RequestBody>,
         service_config: &ServiceConfig,
         version: u64,
         principal: &str,

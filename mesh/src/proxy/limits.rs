@@ -5,11 +5,12 @@
 //!   over it, hyper answers 431.
 //! * Concurrent streams per HTTP/2 connection (the `h2` exhaustion bugs,
 //!   CVE-2023-26964, are why this is bounded), plus a bound on streams a
-//!   client may reset before being disconnected.
+//!   client may reset before being disconnected (`h2server`).
 //! * Header-read timeout (slowloris) and idle timeout: a connection with no
 //!   bytes either way and no request in flight for that long is closed.
-//! * Malformed HTTP: hyper answers 400 (HTTP/1.1) or resets (HTTP/2), and
-//!   the handler is never called. Nothing here panics on input.
+//! * Malformed HTTP: hyper answers 400 (HTTP/1.1), h2 resets the stream or
+//!   closes the connection (HTTP/2), and the handler is never called.
+//!   Nothing here panics on input.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,7 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::MeshError;
-use crate::http::Body;
+use crate::http::{Body, RequestBody};
+use crate::proxy::h2server;
 
 /// Resource limits of a listener.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,10 +76,6 @@ pub enum Protocol {
 
 /// Time after a graceful shutdown starts before the connection is dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Streams a client may reset before the connection is closed (h2's
-/// "rapid reset" defence).
-const PENDING_RESETS_MAX: usize = 20;
 
 /// Last activity and requests in flight on one connection.
 #[derive(Clone)]
@@ -144,6 +142,18 @@ struct Handling<Fut> {
     _in_flight: InFlight,
 }
 
+impl<Fut> Handling<Fut> {
+    /// Counts the request in flight on `activity` until the handler's
+    /// future is dropped.
+    fn new(response: Fut, activity: &Activity) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Handling {
+            response: Box::pin(response),
+            _in_flight: InFlight(activity.clone()),
+        }
+    }
+}
+
 impl<Fut: Future<Output = Response<Body>>> Future for Handling<Fut> {
     type Output = Result<Response<Body>, Infallible>;
 
@@ -204,56 +214,47 @@ pub async fn serve<I, F, Fut>(
 ) -> Result<(), MeshError>
 where
     I: Io,
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<RequestBody>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let activity = Activity::new();
-    let tracked = TokioIo::new(Tracked {
+    let tracked = Tracked {
         inner: io,
         activity: activity.clone(),
-    });
+    };
+    let idle = activity.idle_for(limits.idle_timeout);
     let counted = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
-        counted.in_flight.fetch_add(1, Ordering::Relaxed);
-        Handling {
-            response: Box::pin(handler(request)),
-            _in_flight: InFlight(counted.clone()),
-        }
-    });
     match protocol {
         Protocol::Http1 => {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                Handling::new(handler(request.map(RequestBody::Http1)), &counted)
+            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .auto_date_header(false)
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(limits.header_bytes_max.max(8192))
-                .serve_connection(tracked, service);
+                .serve_connection(TokioIo::new(tracked), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 biased;
                 result = connection.as_mut() => return result.map_err(MeshError::from),
-                _ = activity.idle_for(limits.idle_timeout) => connection.as_mut().graceful_shutdown(),
+                _ = idle => connection.as_mut().graceful_shutdown(),
             }
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+            Ok(())
         }
         Protocol::Http2 => {
-            let connection = hyper::server::conn::http2::Builder::new(seam::task::Executor)
-                .timer(TokioTimer::new())
-                .auto_date_header(false)
-                .max_concurrent_streams(limits.max_concurrent_streams)
-                .max_header_list_size(limits.header_bytes_max as u32)
-                .max_pending_accept_reset_streams(PENDING_RESETS_MAX)
-                .serve_connection(tracked, service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                biased;
-                result = connection.as_mut() => return result.map_err(MeshError::from),
-                _ = activity.idle_for(limits.idle_timeout) => connection.as_mut().graceful_shutdown(),
-            }
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+            let handle = move |request| {
+                let handling = Handling::new(handler(request), &counted);
+                async move {
+                    let Ok(response) = handling.await;
+                    response
+                }
+            };
+            h2server::serve(tracked, limits, idle, SHUTDOWN_GRACE, handle).await
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use rand_chacha::ChaCha12Rng;
 use seam::HostEnv;
 
@@ -34,7 +33,7 @@ use crate::client::PROXY_ERROR_HEADER;
 use crate::client::pool::{RESPONSE_BYTES_MAX, clone_request};
 use crate::config::{RouteConfig, ServiceConfig};
 use crate::control::{Discovery, Endpoint, Snapshot};
-use crate::http::{Body, read_body, text};
+use crate::http::{Body, RequestBody, text};
 use crate::pod_secret::{self, PodSecret};
 use crate::proxy::balance::{Balancer, OutlierChange, Refusal};
 use crate::proxy::h2pool::{self, H2Pool, PoolError};
@@ -155,7 +154,7 @@ pub fn proxy_error(status: StatusCode, reason: &str) -> Response<Body> {
 }
 
 /// The target host of a request: the authority, else the Host header.
-fn target_host(request: &Request<Incoming>) -> Option<String> {
+fn target_host(request: &Request<RequestBody>) -> Option<String> {
     let raw = match request.uri().authority() {
         Some(authority) => authority.as_str().to_owned(),
         None => request
@@ -207,7 +206,7 @@ impl Outbound {
         self.discovery.snapshot_changes().borrow().clone()
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, request: Request<RequestBody>) -> Response<Body> {
         if !pod_secret::admits(self.pod_secret.as_ref(), request.headers()) {
             self.env.record(
                 seam::event::OUTBOUND_REFUSED_REMOTE,
@@ -222,8 +221,7 @@ impl Outbound {
         let incoming = request
             .headers()
             .get(TRACEPARENT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse);
+            .and_then(|v| TraceContext::parse(v.as_bytes()));
         let (trace, span_id) = {
             let mut rng = self.rng.lock().expect("rng poisoned");
             // Drawn even when the app sent a context: the stream then
@@ -267,7 +265,7 @@ impl Outbound {
 
     async fn route_and_forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         record: &mut RequestRecord,
     ) -> Response<Body> {
         let Some(service) = target_host(&request) else {
@@ -303,7 +301,7 @@ impl Outbound {
         };
         record.route = route.name.clone();
         let (parts, body) = request.into_parts();
-        let Ok(body) = read_body(body, self.config.limits.request_bytes_max).await else {
+        let Ok(body) = body.read(self.config.limits.request_bytes_max).await else {
             return proxy_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         };
         if let Some(fault) = &route.fault {
@@ -591,8 +589,10 @@ fn upstream_parts(
         &mut parts.headers,
         &[PEER_IDENTITY_HEADER, pod_secret::HEADER, http::header::HOST],
     );
-    let traceparent = HeaderValue::from_str(&record.trace.header_for(record.span_id)).ok()?;
-    parts.headers.insert(TRACEPARENT_HEADER, traceparent);
+    parts.headers.insert(
+        TRACEPARENT_HEADER,
+        record.trace.header_value_for(record.span_id),
+    );
     let mut uri = String::with_capacity("http://".len() + service.len() + target.len());
     for part in ["http://", service, target] {
         uri.push_str(part);

@@ -44,42 +44,59 @@ pub struct TraceContext {
 /// Lower-case hex, by table: `write!` per byte was a visible share of a
 /// sidecar's CPU (every request hexes a trace id and span ids).
 fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
+    let mut out = vec![0; bytes.len() * 2];
+    write_hex(&mut out, bytes);
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+/// Writes `bytes` as lower-case hex into `out`, which is twice as long.
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    // The spec allows lower-case hex only; `hex` also takes upper case.
-    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+/// Decodes exactly `2 * N` lower-case hex digits (the spec allows no
+/// upper case).
+fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).ok()?;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
     Some(out)
 }
+
+fn nibble(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Length of a version-00 `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.
+const TRACEPARENT_LEN: usize = 55;
 
 impl TraceContext {
     /// Parses a `traceparent` header (version 00; ids lower-case hex and not
     /// all zero). Anything else is ignored, as the spec asks.
-    pub fn parse(value: &str) -> Option<TraceContext> {
-        let mut parts = value.trim().split('-');
-        let (version, trace, parent, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version != "00" || parts.next().is_some() {
+    pub fn parse(value: &[u8]) -> Option<TraceContext> {
+        let value = value.trim_ascii();
+        if value.len() != TRACEPARENT_LEN
+            || !value.starts_with(b"00-")
+            || value[35] != b'-'
+            || value[52] != b'-'
+        {
             return None;
         }
-        let trace_id = unhex::<16>(trace)?;
-        let parent_id = unhex::<8>(parent)?;
-        let [flags] = unhex::<1>(flags)?;
+        let trace_id = unhex::<16>(&value[3..35])?;
+        let parent_id = unhex::<8>(&value[36..52])?;
+        let [flags] = unhex::<1>(&value[53..])?;
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
@@ -91,15 +108,22 @@ impl TraceContext {
     }
 
     /// The header value naming `span_id` as the parent of the next hop.
-    pub fn header_for(&self, span_id: [u8; 8]) -> String {
-        let mut header = String::with_capacity(55);
-        header.push_str("00-");
-        push_hex(&mut header, &self.trace_id);
-        header.push('-');
-        push_hex(&mut header, &span_id);
-        header.push('-');
-        push_hex(&mut header, &[self.flags]);
-        header
+    ///
+    /// Marked sensitive, so HPACK sends it as a never-indexed literal: it is
+    /// new on every request, and indexing it evicted the stable headers
+    /// from both ends' tables and walked a chain of stale `traceparent`
+    /// entries on every encode (about 3.5k instructions a request in the
+    /// client sidecar, BENCHMARKS.md "Session 9").
+    pub fn header_value_for(&self, span_id: [u8; 8]) -> http::HeaderValue {
+        let mut text = [b'-'; TRACEPARENT_LEN];
+        text[..2].copy_from_slice(b"00");
+        write_hex(&mut text[3..35], &self.trace_id);
+        write_hex(&mut text[36..52], &span_id);
+        write_hex(&mut text[53..], &[self.flags]);
+        let mut value =
+            http::HeaderValue::from_bytes(&text).expect("hex digits and dashes are a header value");
+        value.set_sensitive(true);
+        value
     }
 
     /// Whether this hop records its span (the `sampled` flag).
@@ -163,10 +187,15 @@ mod tests {
     #[test]
     fn traceparent_parses_and_refuses_what_the_spec_refuses() {
         let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let context = TraceContext::parse(good).unwrap();
+        let context = TraceContext::parse(good.as_bytes()).unwrap();
         assert_eq!(context.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(context.flags, 1);
-        assert_eq!(context.header_for(context.parent_id), good);
+        assert_eq!(context.header_value_for(context.parent_id), good);
+        assert!(context.header_value_for(context.parent_id).is_sensitive());
+        assert_eq!(
+            TraceContext::parse(format!(" {good} ").as_bytes()),
+            Some(context)
+        );
         for bad in [
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -176,16 +205,18 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bg-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-+0f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
-            assert_eq!(TraceContext::parse(bad), None, "{bad}");
+            assert_eq!(TraceContext::parse(bad.as_bytes()), None, "{bad}");
         }
         let mut rng = seam::Seed::new(7).rng();
         let fresh = new_trace(&mut rng);
         assert_eq!(fresh.sampled(), fresh.trace_id[0] < SAMPLED_BELOW);
-        let header = fresh.header_for(new_span_id(&mut rng));
+        let header = fresh.header_value_for(new_span_id(&mut rng));
         assert_eq!(
-            TraceContext::parse(&header).map(|c| c.trace_id),
+            TraceContext::parse(header.as_bytes()).map(|c| c.trace_id),
             Some(fresh.trace_id)
         );
     }
