@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
@@ -12,15 +13,25 @@ use crate::MeshError;
 use crate::key_source::KeySource;
 
 /// `spiffe://<trust-domain>/ns/<ns>/sa/<service-account>`.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+///
+/// Held as the whole ID, written once, and where its parts lie in it:
+/// every request's telemetry labels its peer with the ID, and every
+/// balanced request clones its endpoint's; both now cost a reference count,
+/// where three strings were copied or formatted. Equality and hashing are
+/// the ID's (the parts contain no `/`, so the ID determines them); order is
+/// the parts', trust domain first, as it was.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SpiffeId {
-    trust_domain: String,
-    namespace: String,
-    service_account: String,
+    uri: Arc<str>,
+    /// End of the trust domain, start and end of the namespace, start of
+    /// the service account (which runs to the end).
+    trust_domain_end: usize,
+    namespace_at: (usize, usize),
+    service_account_at: usize,
 }
+
+const SCHEME: &str = "spiffe://";
 
 /// Marks the DNS form of an identity, `<sa>.<ns>.identity.<trust-domain>`.
 const DNS_MARKER: &str = "identity";
@@ -32,10 +43,15 @@ impl SpiffeId {
         namespace: &str,
         service_account: &str,
     ) -> Result<Self, MeshError> {
+        let trust_domain = trust_domain.to_ascii_lowercase();
+        let trust_domain_end = SCHEME.len() + trust_domain.len();
+        let namespace_start = trust_domain_end + "/ns/".len();
+        let namespace_end = namespace_start + namespace.len();
         let id = SpiffeId {
-            trust_domain: trust_domain.to_ascii_lowercase(),
-            namespace: namespace.to_owned(),
-            service_account: service_account.to_owned(),
+            uri: format!("{SCHEME}{trust_domain}/ns/{namespace}/sa/{service_account}").into(),
+            trust_domain_end,
+            namespace_at: (namespace_start, namespace_end),
+            service_account_at: namespace_end + "/sa/".len(),
         };
         let labels_ok = [namespace, service_account]
             .iter()
@@ -48,19 +64,24 @@ impl SpiffeId {
         }
     }
 
+    /// The whole ID, shared: `spiffe://<td>/ns/<ns>/sa/<sa>`.
+    pub fn uri(&self) -> &Arc<str> {
+        &self.uri
+    }
+
     /// The trust domain.
     pub fn trust_domain(&self) -> &str {
-        &self.trust_domain
+        &self.uri[SCHEME.len()..self.trust_domain_end]
     }
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.uri[self.namespace_at.0..self.namespace_at.1]
     }
 
     /// The service account (our service name).
     pub fn service_account(&self) -> &str {
-        &self.service_account
+        &self.uri[self.service_account_at..]
     }
 
     /// The DNS name that stands for this identity in TLS `ServerName`s.
@@ -71,7 +92,9 @@ impl SpiffeId {
     pub fn dns_name(&self) -> String {
         format!(
             "{}.{}.{DNS_MARKER}.{}",
-            self.service_account, self.namespace, self.trust_domain
+            self.service_account(),
+            self.namespace(),
+            self.trust_domain()
         )
     }
 
@@ -95,21 +118,42 @@ fn is_label(part: &str) -> bool {
         && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-impl fmt::Display for SpiffeId {
-    /// Piece by piece: an identity is written for every request's
-    /// telemetry, and `write!` interprets its format string each time.
+impl SpiffeId {
+    fn parts(&self) -> (&str, &str, &str) {
+        (
+            self.trust_domain(),
+            self.namespace(),
+            self.service_account(),
+        )
+    }
+}
+
+impl Ord for SpiffeId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl PartialOrd for SpiffeId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// As the derived form printed it when the parts were fields.
+impl fmt::Debug for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for part in [
-            "spiffe://",
-            &self.trust_domain,
-            "/ns/",
-            &self.namespace,
-            "/sa/",
-            &self.service_account,
-        ] {
-            f.write_str(part)?;
-        }
-        Ok(())
+        f.debug_struct("SpiffeId")
+            .field("trust_domain", &self.trust_domain())
+            .field("namespace", &self.namespace())
+            .field("service_account", &self.service_account())
+            .finish()
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.uri)
     }
 }
 
@@ -299,6 +343,24 @@ mod tests {
         assert_eq!(id.to_string(), "spiffe://rec.example/ns/prod/sa/registry");
         assert_eq!(id.dns_name(), "registry.prod.identity.rec.example");
         assert_eq!(SpiffeId::from_dns_name(&id.dns_name()).unwrap(), id);
+        assert_eq!(
+            (id.trust_domain(), id.namespace(), id.service_account()),
+            ("rec.example", "prod", "registry")
+        );
+        assert_eq!(&**id.uri(), "spiffe://rec.example/ns/prod/sa/registry");
+        assert_eq!(
+            format!("{id:?}"),
+            r#"SpiffeId { trust_domain: "rec.example", namespace: "prod", service_account: "registry" }"#
+        );
+    }
+
+    #[test]
+    fn ids_order_by_their_parts_not_their_text() {
+        let id = |text: &str| text.parse::<SpiffeId>().unwrap();
+        // As text, "a.b/" sorts before "a/"; by trust domain, "a" is first.
+        assert!(id("spiffe://a/ns/x/sa/y") < id("spiffe://a.b/ns/x/sa/y"));
+        assert!(id("spiffe://a/ns/x/sa/z") < id("spiffe://a/ns/xx/sa/a"));
+        assert_eq!(id("spiffe://A/ns/x/sa/y"), id("spiffe://a/ns/x/sa/y"));
     }
 
     #[test]

@@ -64,13 +64,13 @@ pub struct InboundConfig {
 /// rather than per request: the principal that policy and the access log
 /// name, and the header value the app receives.
 struct Caller {
-    principal: String,
+    principal: Arc<str>,
     header_value: HeaderValue,
 }
 
 impl Caller {
     fn new(id: &SpiffeId) -> Caller {
-        let principal = id.to_string();
+        let principal = id.uri().clone();
         let header_value =
             HeaderValue::from_str(&principal).expect("SPIFFE IDs are valid header values");
         Caller {
@@ -89,6 +89,8 @@ struct Inbound {
     rng: Mutex<ChaCha12Rng>,
     /// What this sidecar presents to its app (loopback deployments).
     pod_secret: Option<PodSecret>,
+    /// `config.service` as the telemetry label.
+    service_label: Arc<str>,
 }
 
 /// Accepts mesh connections until the host stops, with no policy.
@@ -114,6 +116,7 @@ pub async fn serve_with(
     let inbound = Arc::new(Inbound {
         rng: Mutex::new(env.seed.child("inbound").rng()),
         pod_secret: PodSecret::load(env.disk.as_ref()),
+        service_label: telemetry::label(&config.service),
         env,
         config,
         app_h1: Pool::default(),
@@ -262,14 +265,14 @@ impl Inbound {
         };
         let mut record = RequestRecord {
             direction: Direction::Inbound,
-            service: self.config.service.clone(),
-            authority: String::new(),
-            route: "default".into(),
+            service: self.service_label.clone(),
+            authority: None,
+            route: telemetry::default_route(),
             peer: peer.principal.clone(),
-            method: request.method().to_string(),
+            method: request.method().clone(),
             path: String::new(),
             status: 0,
-            endpoint: String::new(),
+            endpoint: telemetry::label(""),
             attempts: 1,
             started,
             trace,
@@ -300,7 +303,7 @@ impl Inbound {
             ),
             None => (&*DEFAULT_SERVICE, 0),
         };
-        let principal = peer.principal.as_str();
+        let principal = &*peer.principal;
         let target = match self.authorize(&request, service_config, version, principal) {
             Ok(target) => target,
             Err(status) => {
@@ -317,7 +320,9 @@ impl Inbound {
             .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
             .unwrap_or_else(|| self.config.service.clone());
         let route_host = canonical_host(&host);
-        record.authority.clone_from(&route_host);
+        if !route_host.is_empty() && route_host != self.config.service {
+            record.authority = Some(telemetry::label(&route_host));
+        }
         let view = RequestView {
             host: &route_host,
             method: request.method(),
@@ -326,7 +331,7 @@ impl Inbound {
         };
         let route = routes::select(service_config, &view);
         if let Some(route) = route {
-            record.route = route.name.clone();
+            record.route = telemetry::label(&route.name);
         }
         if !self.admit(service_config, route, principal) {
             self.env.record(

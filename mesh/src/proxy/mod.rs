@@ -96,11 +96,14 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes hop-by-hop headers, any a `Connection` header names, and
-/// `also`. Most messages carry none of them, so one pass over the names
-/// present decides, and nothing is allocated unless something goes.
+/// `also`. The few names in `also` are removed by lookup; most messages
+/// carry no hop-by-hop header, so one pass over the names present decides
+/// the rest, and nothing is allocated unless one is there.
 pub fn strip_headers(headers: &mut HeaderMap, also: &[HeaderName]) {
-    let doomed = |name: &HeaderName| is_hop_by_hop(name) || also.contains(name);
-    if !headers.keys().any(doomed) {
+    for name in also {
+        headers.remove(name);
+    }
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     // `from_bytes` lower-cases; a name that is not a valid header name
@@ -111,11 +114,10 @@ pub fn strip_headers(headers: &mut HeaderMap, also: &[HeaderName]) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !is_hop_by_hop(name))
         .collect();
     let gone: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| doomed(name) || named.contains(name))
+        .filter(|name| is_hop_by_hop(name) || named.contains(name))
         .cloned()
         .collect();
     for name in gone {

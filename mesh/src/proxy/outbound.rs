@@ -231,14 +231,14 @@ impl Outbound {
         };
         let mut record = RequestRecord {
             direction: Direction::Outbound,
-            service: String::new(),
-            authority: String::new(),
-            route: String::new(),
-            peer: String::new(),
-            method: request.method().to_string(),
+            service: telemetry::label(""),
+            authority: None,
+            route: telemetry::label(""),
+            peer: telemetry::label(""),
+            method: request.method().clone(),
             path: String::new(),
             status: 0,
-            endpoint: String::new(),
+            endpoint: telemetry::label(""),
             attempts: 0,
             started,
             trace,
@@ -271,7 +271,7 @@ impl Outbound {
         let Some(service) = target_host(&request) else {
             return proxy_error(StatusCode::BAD_REQUEST, "no target service in Host");
         };
-        record.service = service.clone();
+        record.service = telemetry::label(&service);
         if is_loopback_target(&service, &self.env.name) {
             return proxy_error(StatusCode::FORBIDDEN, "refusing a loopback target");
         }
@@ -299,7 +299,7 @@ impl Outbound {
         let Some(route) = routes::select(service_config, &view) else {
             return proxy_error(StatusCode::NOT_FOUND, "no route matches");
         };
-        record.route = route.name.clone();
+        record.route = telemetry::label(&route.name);
         let (parts, body) = request.into_parts();
         let Ok(body) = body.read(self.config.limits.request_bytes_max).await else {
             return proxy_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
@@ -351,8 +351,8 @@ impl Outbound {
         };
         record.attempts = outcome.attempts;
         if let Some(endpoint) = outcome.endpoint {
-            record.endpoint = endpoint.host;
-            record.peer = endpoint.identity.to_string();
+            record.endpoint = telemetry::label(&endpoint.host);
+            record.peer = endpoint.identity.uri().clone();
         }
         outcome.finished.into_response()
     }

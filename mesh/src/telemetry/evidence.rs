@@ -138,7 +138,7 @@ pub(super) fn route_stats(hub: &HubState) -> BTreeMap<String, RouteStats> {
     for proxy in hub.proxies.values() {
         for (key, stats) in &proxy.responses {
             if key.series.direction == super::Direction::Outbound {
-                let route = routes.entry(key.series.route.clone()).or_default();
+                let route = routes.entry(key.series.route.to_string()).or_default();
                 route.total += stats.count;
                 if key.status_code >= 500 {
                     route.failed += stats.count;
@@ -146,7 +146,7 @@ pub(super) fn route_stats(hub: &HubState) -> BTreeMap<String, RouteStats> {
             }
         }
         for (route, histogram) in &proxy.route_latency {
-            let stats = routes.entry(route.clone()).or_default();
+            let stats = routes.entry(route.to_string()).or_default();
             let _ = stats.latency_us.add(histogram);
         }
     }

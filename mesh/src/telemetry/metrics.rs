@@ -8,6 +8,8 @@
 //! with its label sets only (and those are capped, [`SERIES_MAX`]). The
 //! outbound per-route HdrHistograms the SLO checks read are kept apart.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// Linkerd's latency buckets, in milliseconds.
@@ -46,17 +48,19 @@ impl Direction {
 }
 
 /// The labels of a request series (Linkerd's, plus meshsim's `route`).
+/// Shared strings: a key is built for every request, and cloning five
+/// labels should not mean five allocations.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct SeriesKey {
     pub(super) direction: Direction,
     /// `Host`/`:authority` as the proxy received it, port stripped.
-    pub(super) authority: String,
-    pub(super) dst_service: String,
-    pub(super) dst_namespace: String,
+    pub(super) authority: Arc<str>,
+    pub(super) dst_service: Arc<str>,
+    pub(super) dst_namespace: Arc<str>,
     /// The other side's SPIFFE ID: `client_id` inbound, `server_id` outbound.
-    pub(super) peer_id: String,
+    pub(super) peer_id: Arc<str>,
     /// The route that matched (meshsim's label; `default` if none).
-    pub(super) route: String,
+    pub(super) route: Arc<str>,
 }
 
 /// A response series: a request series and the status sent back.

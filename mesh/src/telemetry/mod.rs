@@ -59,7 +59,7 @@ pub use evidence::{
 };
 pub use metrics::Direction;
 pub use otlp::{otlp_json, service_of_host};
-pub use recorder::{ConnectionGuard, ProxyTelemetry, RequestRecord};
+pub use recorder::{ConnectionGuard, ProxyTelemetry, RequestRecord, default_route, label};
 pub use trace::{Span, TRACEPARENT_HEADER, TraceContext, new_span_id, new_trace, span_hex};
 
 use evidence::route_stats;
@@ -112,7 +112,7 @@ struct ProxyState {
     requests: BTreeMap<SeriesKey, u64>,
     responses: BTreeMap<ResponseKey, ResponseStats>,
     /// Outbound latency by route, for the SLO checks (HdrHistogram).
-    route_latency: BTreeMap<String, Histogram<u64>>,
+    route_latency: BTreeMap<Arc<str>, Histogram<u64>>,
     tcp: BTreeMap<TcpKey, TcpStats>,
     mesh_counters: BTreeMap<(MeshCounter, String), u64>,
     access_log: VecDeque<AccessLogEntry>,

@@ -260,13 +260,13 @@ mod tests {
             proxy.request(RequestRecord {
                 direction: Direction::Inbound,
                 service: "registry".into(),
-                authority: String::new(),
+                authority: None,
                 route: "default".into(),
                 peer: "spiffe://td/ns/rec/sa/gateway".into(),
-                method: "GET".into(),
+                method: http::Method::GET,
                 path: "/recs".into(),
                 status,
-                endpoint: String::new(),
+                endpoint: label(""),
                 attempts: 1,
                 started: Duration::from_millis(4),
                 trace: TraceContext {

@@ -1,7 +1,7 @@
 //! A proxy's handle into the hub: every finished request becomes metrics,
 //! an access-log entry and a span, stamped with the host's run time.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use seam::Clock;
@@ -15,27 +15,31 @@ use super::trace::{Span, TraceContext, span_hex};
 use super::{ACCESS_LOG_MAX, ProxyState, SPANS_MAX, Telemetry, push_bounded};
 
 /// What a finished request contributes to metrics, log and trace.
+///
+/// Labels are shared strings ([`label`]): they go into a series key, the
+/// access log and maybe a span, and the ones a proxy knows ahead (its
+/// service, a peer's identity) cost a reference count per request.
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
     /// Which listener: metrics and spans are split by direction.
     pub direction: Direction,
     /// The service the request was for (the `dst_service` label).
-    pub service: String,
+    pub service: Arc<str>,
     /// `Host`/`:authority` as received, without the port (the `authority`
-    /// label); empty means the service name.
-    pub authority: String,
+    /// label); `None` means the service name.
+    pub authority: Option<Arc<str>>,
     /// The route that matched, `default` if none (the `route` label).
-    pub route: String,
+    pub route: Arc<str>,
     /// Peer identity label.
-    pub peer: String,
+    pub peer: Arc<str>,
     /// HTTP method, for the access log.
-    pub method: String,
+    pub method: http::Method,
     /// The normalized target, as authorization and routing saw it.
     pub path: String,
     /// Status sent back.
     pub status: u16,
     /// Endpoint host of the last attempt.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     /// Attempts made, retries included (retry amplification).
     pub attempts: u32,
     /// Run time when the proxy got the request.
@@ -48,6 +52,23 @@ pub struct RequestRecord {
     pub parent_id: Option<[u8; 8]>,
     /// Why the proxy answered itself, if it did.
     pub proxy_error: Option<String>,
+}
+
+/// A shared label. The empty one is shared too, so a record starts
+/// without allocating.
+pub fn label(text: &str) -> Arc<str> {
+    static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+    if text.is_empty() {
+        EMPTY.clone()
+    } else {
+        Arc::from(text)
+    }
+}
+
+/// The route label of a request no route matched.
+pub fn default_route() -> Arc<str> {
+    static DEFAULT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("default"));
+    DEFAULT.clone()
 }
 
 /// One proxy's recorder.
@@ -83,9 +104,12 @@ impl Drop for ConnectionGuard {
 
 /// The namespace of a SPIFFE ID written `spiffe://<td>/ns/<ns>/sa/<sa>`.
 fn namespace_of(spiffe_id: &str) -> Option<&str> {
-    let mut parts = spiffe_id.strip_prefix("spiffe://")?.split('/').skip(1);
-    (parts.next()? == "ns").then_some(())?;
-    parts.next()
+    let (_, path) = spiffe_id.strip_prefix("spiffe://")?.split_once('/')?;
+    let rest = path.strip_prefix("ns/")?;
+    Some(
+        rest.split_once('/')
+            .map_or(rest, |(namespace, _)| namespace),
+    )
 }
 
 /// Whether a new label set `key` must be folded into the overflow series.
@@ -97,7 +121,7 @@ fn over_cap<K: Ord, V>(map: &std::collections::BTreeMap<K, V>, key: &K) -> bool 
 fn overflow(key: SeriesKey) -> SeriesKey {
     SeriesKey {
         authority: OVERFLOW_AUTHORITY.into(),
-        peer_id: String::new(),
+        peer_id: label(""),
         ..key
     }
 }
@@ -144,19 +168,20 @@ impl ProxyTelemetry {
 
     fn series(&self, record: &RequestRecord) -> SeriesKey {
         let dst_namespace = match record.direction {
-            Direction::Inbound => &*self.namespace,
-            Direction::Outbound => namespace_of(&record.peer).unwrap_or(&self.namespace),
-        };
-        let authority = if record.authority.is_empty() {
-            &record.service
-        } else {
-            &record.authority
+            Direction::Outbound => match namespace_of(&record.peer) {
+                Some(namespace) if namespace != &*self.namespace => label(namespace),
+                _ => self.namespace.clone(),
+            },
+            Direction::Inbound => self.namespace.clone(),
         };
         SeriesKey {
             direction: record.direction,
-            authority: authority.clone(),
+            authority: record
+                .authority
+                .clone()
+                .unwrap_or_else(|| record.service.clone()),
             dst_service: record.service.clone(),
-            dst_namespace: dst_namespace.to_owned(),
+            dst_namespace,
             peer_id: record.peer.clone(),
             route: record.route.clone(),
         }
@@ -173,7 +198,6 @@ impl ProxyTelemetry {
         let now = self.now();
         let latency_us = now.saturating_sub(record.started).as_micros() as u64;
         let at_us = now.as_micros() as u64;
-        let trace_id = record.trace.trace_hex();
         tracing::debug!(
             target: "meshsim::access",
             host = &*self.host,
@@ -187,11 +211,11 @@ impl ProxyTelemetry {
             peer = %record.peer,
             attempts = record.attempts,
             latency_us,
-            trace_id = %trace_id,
+            trace_id = %record.trace.trace_hex(),
             proxy_error = %record.proxy_error.as_deref().unwrap_or_default(),
         );
         let span = record.trace.sampled().then(|| Span {
-            trace_id: trace_id.clone(),
+            trace_id: record.trace.trace_hex(),
             span_id: span_hex(record.span_id),
             parent_id: record.parent_id.map(span_hex),
             name: format!("{} {}", record.direction.as_str(), record.service),
@@ -217,7 +241,7 @@ impl ProxyTelemetry {
                 endpoint: record.endpoint,
                 attempts: record.attempts,
                 latency_us,
-                trace_id,
+                trace_id: record.trace.trace_id,
                 proxy_error: record.proxy_error.unwrap_or_default(),
             };
             push_bounded(&mut proxy.access_log, entry, ACCESS_LOG_MAX);
@@ -275,14 +299,11 @@ fn record_metrics(
         .or_default()
         .record(latency_us);
     if record.direction == Direction::Outbound {
-        if !proxy.route_latency.contains_key(&record.route) {
-            proxy
-                .route_latency
-                .insert(record.route.clone(), new_latency_histogram());
-        }
-        if let Some(histogram) = proxy.route_latency.get_mut(&record.route) {
-            histogram.saturating_record(latency_us.max(1));
-        }
+        proxy
+            .route_latency
+            .entry(record.route.clone())
+            .or_insert_with(new_latency_histogram)
+            .saturating_record(latency_us.max(1));
     }
 }
 
@@ -294,6 +315,7 @@ mod tests {
     fn namespace_comes_from_the_spiffe_id() {
         assert_eq!(namespace_of("spiffe://td/ns/rec/sa/gateway"), Some("rec"));
         assert_eq!(namespace_of("spiffe://td/sa/gateway"), None);
+        assert_eq!(namespace_of("spiffe://td/ns/rec"), Some("rec"));
         assert_eq!(namespace_of(""), None);
     }
 }

@@ -43,7 +43,7 @@ pub struct TraceContext {
 
 /// Lower-case hex, by table: `write!` per byte was a visible share of a
 /// sidecar's CPU (every request hexes a trace id and span ids).
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     let mut out = vec![0; bytes.len() * 2];
     write_hex(&mut out, bytes);
     String::from_utf8(out).expect("hex digits are ASCII")
