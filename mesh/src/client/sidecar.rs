@@ -21,7 +21,8 @@ use crate::{MeshError, ports};
 /// circuit open, per-try timeout, …), saying why. An app's own responses
 /// never carry it, so a caller can tell "the mesh refused" from "the
 /// service answered".
-pub const PROXY_ERROR_HEADER: &str = "x-meshsim-proxy-error";
+pub const PROXY_ERROR_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-meshsim-proxy-error");
 
 tokio::task_local! {
     /// The `traceparent` of the request the current task is serving.

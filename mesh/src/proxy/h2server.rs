@@ -14,6 +14,7 @@
 //! client resets while its handler runs has its handler dropped, as hyper
 //! does.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
@@ -46,7 +47,8 @@ pub(super) const PENDING_RESETS_MAX: usize = 20;
 
 /// Serves HTTP/2 on `io` until the client closes it or `stop` resolves;
 /// then stops accepting (GOAWAY) and lets the streams in flight finish
-/// within `grace`. `handle` turns a request into its response.
+/// within `grace`. `handle` turns a request into its response (hyper's
+/// service shape, so `limits::Handling` serves both protocols unwrapped).
 pub(super) async fn serve<I, S, H>(
     io: I,
     limits: &Limits,
@@ -57,7 +59,7 @@ pub(super) async fn serve<I, S, H>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
     S: Fn(Request<RequestBody>) -> H,
-    H: Future<Output = Response<Body>> + Send + 'static,
+    H: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let mut stop = pin!(stop);
     let handshake = builder(limits).handshake::<_, Bytes>(io);
@@ -107,7 +109,7 @@ fn builder(limits: &Limits) -> h2::server::Builder {
 fn spawn_stream<S, H>(request: Request<RecvStream>, mut respond: SendResponse<Bytes>, handle: &S)
 where
     S: Fn(Request<RequestBody>) -> H,
-    H: Future<Output = Response<Body>> + Send + 'static,
+    H: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
 {
     let handling = handle(request.map(RequestBody::Http2));
     seam::task::spawn(async move {
@@ -115,7 +117,10 @@ where
             let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
             tokio::select! {
                 biased;
-                response = handling => response,
+                handled = handling => {
+                    let Ok(response) = handled;
+                    response
+                }
                 _ = reset => return,
             }
         };
@@ -184,7 +189,7 @@ mod tests {
             ..Limits::default()
         };
         seam::task::spawn(async move {
-            let never = |_| std::future::pending::<Response<Body>>();
+            let never = |_| std::future::pending::<Result<Response<Body>, Infallible>>();
             let _ = serve(server, &limits, std::future::pending(), GRACE, never).await;
         });
         client.write_all(PREFACE).await.unwrap();
@@ -306,7 +311,7 @@ mod tests {
                 let headers = response.headers_mut();
                 headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                 headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-                response
+                Ok(response)
             }
         };
         seam::task::spawn(async move {

@@ -245,13 +245,7 @@ where
             Ok(())
         }
         Protocol::Http2 => {
-            let handle = move |request| {
-                let handling = Handling::new(handler(request), &counted);
-                async move {
-                    let Ok(response) = handling.await;
-                    response
-                }
-            };
+            let handle = move |request| Handling::new(handler(request), &counted);
             h2server::serve(tracked, limits, idle, SHUTDOWN_GRACE, handle).await
         }
     }

@@ -170,12 +170,16 @@ fn target_host(request: &Request<RequestBody>) -> Option<String> {
 
 /// Names that mean this host: the proxy never forwards to them.
 fn is_loopback_target(host: &str, own_name: &str) -> bool {
+    // Only a name that starts with a digit or holds a colon can be an IP
+    // address; parsing every service name as one cost more than the rest.
+    let may_be_ip = host.starts_with(|c: char| c.is_ascii_digit()) || host.contains(':');
     host == "localhost"
         || host.ends_with(".localhost")
         || host == own_name
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        || (may_be_ip
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()))
 }
 
 /// What one request needs across its attempts.
@@ -629,5 +633,29 @@ fn classify(error: &MeshError) -> AttemptOutcome {
         AttemptOutcome::Timeout
     } else {
         AttemptOutcome::Reset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_targets_are_recognized_by_name_and_address() {
+        for host in [
+            "localhost",
+            "app.localhost",
+            "client-0",
+            "127.0.0.1",
+            "127.9.9.9",
+            "0.0.0.0",
+            "::1",
+            "::",
+        ] {
+            assert!(is_loopback_target(host, "client-0"), "{host}");
+        }
+        for host in ["backend", "10.0.0.1", "2001:db8::1", "1backend"] {
+            assert!(!is_loopback_target(host, "client-0"), "{host}");
+        }
     }
 }
