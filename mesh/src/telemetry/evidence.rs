@@ -161,8 +161,45 @@ fn prune_tallies(hub: &mut HubState, second: u64) {
     }
     hub.pruned_second = second;
     let oldest = second.saturating_sub(LONG_LIVED_TALLY_SECONDS);
-    hub.services.retain(|(_, at), _| *at >= oldest);
-    hub.endpoints.retain(|(_, at), _| *at >= oldest);
+    prune(&mut hub.services, oldest);
+    prune(&mut hub.endpoints, oldest);
+}
+
+/// Per-second tallies by name, then second. Looked up by `&str`: a
+/// request whose name already has tallies allocates nothing (a flat
+/// `(String, u64)` key was built, and dropped, three times per outbound
+/// request).
+pub(super) type Tallies<T> = BTreeMap<String, BTreeMap<u64, T>>;
+
+/// The tally of `name` at `second`, allocating the name only the first time.
+fn tally_at<'a, T: Default>(tallies: &'a mut Tallies<T>, name: &str, second: u64) -> &'a mut T {
+    if !tallies.contains_key(name) {
+        tallies.insert(name.to_owned(), BTreeMap::new());
+    }
+    tallies
+        .get_mut(name)
+        .expect("inserted above")
+        .entry(second)
+        .or_default()
+}
+
+fn prune<T>(tallies: &mut Tallies<T>, oldest: u64) {
+    tallies.retain(|_, by_second| {
+        by_second.retain(|at, _| *at >= oldest);
+        !by_second.is_empty()
+    });
+}
+
+/// The tallies keyed `(name, second)`, in the same order, for a report.
+pub(super) fn flatten<T: Clone>(tallies: &Tallies<T>) -> BTreeMap<(String, u64), T> {
+    tallies
+        .iter()
+        .flat_map(|(name, by_second)| {
+            by_second
+                .iter()
+                .map(|(second, tally)| ((name.clone(), *second), tally.clone()))
+        })
+        .collect()
 }
 
 /// Makes room for one more entry in a long-lived hub's list (oldest half
@@ -208,10 +245,9 @@ impl TelemetryReport {
 impl ProxyTelemetry {
     fn tally(&self, service: &str, f: impl FnOnce(&mut ServiceTally)) {
         let second = self.second();
-        let key = (service.to_owned(), second);
         self.hub.with(|hub| {
             prune_tallies(hub, second);
-            f(hub.services.entry(key).or_default());
+            f(tally_at(&mut hub.services, service, second));
         });
     }
 
@@ -259,10 +295,9 @@ impl ProxyTelemetry {
     /// The outcome of one attempt at one endpoint.
     pub fn endpoint_outcome(&self, endpoint: &str, ok: bool) {
         let second = self.second();
-        let key = (endpoint.to_owned(), second);
         self.hub.with(|hub| {
             prune_tallies(hub, second);
-            let tally = hub.endpoints.entry(key).or_default();
+            let tally = tally_at(&mut hub.endpoints, endpoint, second);
             if ok {
                 tally.ok += 1;
             } else {
@@ -402,6 +437,22 @@ mod tests {
         let total =
             report.service_total("registry", Duration::from_secs(2), Duration::from_secs(4));
         assert_eq!((total.requests, total.attempts, total.retries), (2, 4, 2));
+    }
+
+    #[test]
+    fn tallies_flatten_in_name_then_second_order_and_prune_empty_names() {
+        let mut tallies = super::Tallies::<super::EndpointTally>::new();
+        for (name, second) in [("b", 2), ("a", 3), ("b", 1), ("a", 1)] {
+            super::tally_at(&mut tallies, name, second).ok += 1;
+        }
+        super::tally_at(&mut tallies, "a", 1).ok += 1;
+        let flat = super::flatten(&tallies);
+        let keys: Vec<(&str, u64)> = flat.keys().map(|(n, s)| (n.as_str(), *s)).collect();
+        assert_eq!(keys, [("a", 1), ("a", 3), ("b", 1), ("b", 2)]);
+        assert_eq!(flat[&("a".to_owned(), 1)].ok, 2);
+        super::prune(&mut tallies, 3);
+        assert_eq!(super::flatten(&tallies).len(), 1, "only a at 3 is left");
+        assert!(!tallies.contains_key("b"), "a name with no seconds goes");
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub use otlp::{otlp_json, service_of_host};
 pub use recorder::{ConnectionGuard, ProxyTelemetry, RequestRecord, default_route, label};
 pub use trace::{Span, TRACEPARENT_HEADER, TraceContext, new_span_id, new_trace, span_hex};
 
-use evidence::route_stats;
+use evidence::{Tallies, route_stats};
 use metrics::{MeshCounter, ResponseKey, ResponseStats, SeriesKey, TcpKey, TcpStats};
 use prometheus::render_prometheus;
 
@@ -126,8 +126,8 @@ struct HubState {
     /// The latest second a per-second tally was pruned at (long-lived).
     pruned_second: u64,
     proxies: BTreeMap<String, ProxyState>,
-    services: BTreeMap<(String, u64), ServiceTally>,
-    endpoints: BTreeMap<(String, u64), EndpointTally>,
+    services: Tallies<ServiceTally>,
+    endpoints: Tallies<EndpointTally>,
     events: Vec<MeshEvent>,
     authz: BTreeMap<AuthzDecision, u64>,
     callers: BTreeMap<(String, String), CallerTally>,
@@ -168,8 +168,8 @@ impl Telemetry {
     /// A copy of the run-wide evidence.
     pub fn report(&self) -> TelemetryReport {
         self.with(|hub| TelemetryReport {
-            services: hub.services.clone(),
-            endpoints: hub.endpoints.clone(),
+            services: evidence::flatten(&hub.services),
+            endpoints: evidence::flatten(&hub.endpoints),
             events: hub.events.clone(),
             authz: hub.authz.iter().map(|(d, n)| (d.clone(), *n)).collect(),
             callers: hub.callers.clone(),
