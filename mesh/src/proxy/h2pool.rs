@@ -36,10 +36,15 @@ const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 5 * 1024 * 1024;
 const HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
 const SEND_BUFFER_BYTES_MAX: usize = 1024 * 1024;
-const LOCAL_ERROR_RESETS_MAX: usize = 1024;
+/// Streams a peer may make us reset for its errors before the connection
+/// is closed (hyper's default for its client and server alike; `h2server`
+/// uses it too).
+pub(super) const LOCAL_ERROR_RESETS_MAX: usize = 1024;
 
-/// How long h2 remembers a locally reset stream: longer than any run.
-const RESET_STREAM_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How long h2 remembers a locally reset stream: longer than any run
+/// (both ends of the mesh hop; the reason is at the client's builder).
+pub(super) const RESET_STREAM_MEMORY: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
 
 /// An open HTTP/2 client connection. Dropping it lets the connection close
 /// once its last stream ends.

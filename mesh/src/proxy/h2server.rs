@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::MeshError;
 use crate::http::{Body, RequestBody};
+use crate::proxy::h2pool::{LOCAL_ERROR_RESETS_MAX, RESET_STREAM_MEMORY};
 use crate::proxy::limits::Limits;
 use crate::proxy::strip_headers;
 
@@ -35,15 +36,10 @@ const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 1024 * 1024;
 const FRAME_BYTES_MAX: u32 = 16 * 1024;
 const SEND_BUFFER_BYTES_MAX: usize = 400 * 1024;
-const LOCAL_ERROR_RESETS_MAX: usize = 1024;
-
-/// How long h2 remembers a stream it reset: longer than any run, for the
-/// reason `h2pool` gives (h2 measures it with the OS clock).
-const RESET_STREAM_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// Streams a client may reset before the server accepts them, before the
 /// connection is closed (h2's "rapid reset" defence, CVE-2023-44487).
-pub(super) const PENDING_RESETS_MAX: usize = 20;
+const PENDING_RESETS_MAX: usize = 20;
 
 /// Serves HTTP/2 on `io` until the client closes it or `stop` resolves;
 /// then stops accepting (GOAWAY) and lets the streams in flight finish
@@ -323,19 +319,32 @@ mod tests {
         (client, echo)
     }
 
-    fn post(path: &str) -> Request<()> {
-        Request::post(format!("http://a{path}")).body(()).unwrap()
+    /// A client connected to an echo server, with `body` posted to `path`:
+    /// the response to come, the request's stream, the server's counts and
+    /// the client connection's task.
+    async fn post_to_echo(
+        stop: tokio::sync::oneshot::Receiver<()>,
+        path: &str,
+        body: &'static [u8],
+    ) -> (
+        h2::client::ResponseFuture,
+        h2::SendStream<Bytes>,
+        Echo,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ) {
+        let (io, echo) = echo_server(stop);
+        let (mut sender, connection) = h2::client::handshake(io).await.unwrap();
+        let connection = seam::task::spawn(connection);
+        let request = Request::post(format!("http://a{path}")).body(()).unwrap();
+        let (response, mut stream) = sender.send_request(request, false).unwrap();
+        stream.send_data(Bytes::from_static(body), true).unwrap();
+        (response, stream, echo, connection)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_is_answered_whole_without_connection_headers() {
         let (_stop, stop) = tokio::sync::oneshot::channel();
-        let (io, echo) = echo_server(stop);
-        let (mut sender, connection) = h2::client::handshake(io).await.unwrap();
-        seam::task::spawn(connection);
-        let (response, mut body) = sender.send_request(post("/0"), false).unwrap();
-        body.send_data(Bytes::from_static(b"twelve bytes"), true)
-            .unwrap();
+        let (response, _stream, echo, _) = post_to_echo(stop, "/0", b"twelve bytes").await;
         let response = response.await.unwrap();
         assert_eq!(response.headers()[http::header::CONTENT_LENGTH], "2");
         assert!(!response.headers().contains_key(http::header::CONNECTION));
@@ -347,11 +356,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reset_stream_drops_its_handler() {
         let (_stop, stop) = tokio::sync::oneshot::channel();
-        let (io, echo) = echo_server(stop);
-        let (mut sender, connection) = h2::client::handshake(io).await.unwrap();
-        seam::task::spawn(connection);
-        let (_response, mut body) = sender.send_request(post("/60000"), false).unwrap();
-        body.send_data(Bytes::new(), true).unwrap();
+        let (_response, mut body, echo, _) = post_to_echo(stop, "/60000", b"").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(echo.calls.load(Ordering::Relaxed), 1);
         assert_eq!(echo.dropped.load(Ordering::Relaxed), 0, "still running");
@@ -363,16 +368,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stopping_lets_the_requests_in_flight_finish() {
         let (stop_now, stop) = tokio::sync::oneshot::channel();
-        let (io, echo) = echo_server(stop);
-        let (mut sender, connection) = h2::client::handshake(io).await.unwrap();
-        let connection = seam::task::spawn(connection);
-        let (response, mut body) = sender.send_request(post("/1000"), false).unwrap();
-        body.send_data(Bytes::from_static(b"abc"), true).unwrap();
+        let (response, body, echo, connection) = post_to_echo(stop, "/1000", b"abc").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop_now.send(()).unwrap();
         let response = response.await.expect("answered after the stop");
         assert_eq!(response.status(), http::StatusCode::OK);
-        drop(sender);
+        drop((response, body));
         let ended = tokio::time::timeout(GRACE * 2, connection).await;
         assert!(matches!(ended, Ok(Ok(Ok(())))), "closed cleanly: {ended:?}");
         assert_eq!(echo.calls.load(Ordering::Relaxed), 1);

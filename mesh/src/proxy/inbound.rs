@@ -264,21 +264,18 @@ impl Inbound {
             (trace, telemetry::new_span_id(&mut *rng))
         };
         let mut record = RequestRecord {
-            direction: Direction::Inbound,
             service: self.service_label.clone(),
-            authority: None,
             route: telemetry::default_route(),
             peer: peer.principal.clone(),
-            method: request.method().clone(),
-            path: String::new(),
-            status: 0,
-            endpoint: telemetry::label(""),
             attempts: 1,
-            started,
-            trace,
-            span_id,
-            parent_id: incoming.map(|c| c.parent_id),
-            proxy_error: None,
+            ..RequestRecord::arriving(
+                Direction::Inbound,
+                request.method(),
+                started,
+                trace,
+                span_id,
+                incoming.map(|c| c.parent_id),
+            )
         };
         let response = self.authorize_and_forward(request, peer, &mut record).await;
         record.status = response.status().as_u16();

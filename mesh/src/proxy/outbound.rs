@@ -233,23 +233,14 @@ impl Outbound {
             let fresh = telemetry::new_trace(&mut *rng);
             (incoming.unwrap_or(fresh), telemetry::new_span_id(&mut *rng))
         };
-        let mut record = RequestRecord {
-            direction: Direction::Outbound,
-            service: telemetry::label(""),
-            authority: None,
-            route: telemetry::label(""),
-            peer: telemetry::label(""),
-            method: request.method().clone(),
-            path: String::new(),
-            status: 0,
-            endpoint: telemetry::label(""),
-            attempts: 0,
+        let mut record = RequestRecord::arriving(
+            Direction::Outbound,
+            request.method(),
             started,
             trace,
             span_id,
-            parent_id: incoming.map(|c| c.parent_id),
-            proxy_error: None,
-        };
+            incoming.map(|c| c.parent_id),
+        );
         let response = self.route_and_forward(request, &mut record).await;
         record.status = response.status().as_u16();
         record.proxy_error = response

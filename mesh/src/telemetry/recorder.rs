@@ -54,6 +54,37 @@ pub struct RequestRecord {
     pub proxy_error: Option<String>,
 }
 
+impl RequestRecord {
+    /// A request as it arrives: its method, when it came and its trace.
+    /// The labels stay empty (and shared) until the proxy learns them.
+    pub fn arriving(
+        direction: Direction,
+        method: &http::Method,
+        started: Duration,
+        trace: TraceContext,
+        span_id: [u8; 8],
+        parent_id: Option<[u8; 8]>,
+    ) -> Self {
+        RequestRecord {
+            direction,
+            service: label(""),
+            authority: None,
+            route: label(""),
+            peer: label(""),
+            method: method.clone(),
+            path: String::new(),
+            status: 0,
+            endpoint: label(""),
+            attempts: 0,
+            started,
+            trace,
+            span_id,
+            parent_id,
+            proxy_error: None,
+        }
+    }
+}
+
 /// A shared label. The empty one is shared too, so a record starts
 /// without allocating.
 pub fn label(text: &str) -> Arc<str> {
