@@ -28,16 +28,16 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::Method;
 use seam::{BoxIo, Net, Seed};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::client::{Answer, ExchangeError, POOL_IDLE_TIMEOUT, Target, open};
-use crate::h1::{ReadError, RequestHead, encode_request, read_response};
+use crate::h1::{RequestHead, encode_request};
 use crate::pacer::Pacer;
 use crate::plan::{CompiledOp, LoadPlan, Overflow, Protocol, Schedule, ScheduledRequest};
 use crate::runner::{Outcome, Rendered, finish, prepare, record_drop};
 use crate::{LoadError, LoadReport};
+use h1wire::{Discard, ReadError};
 
 /// Runs `plan` against the HTTP/1.1 `target` on `threads` threads (at most
 /// one per connection) and returns what it measured. When `stop` turns
@@ -319,7 +319,7 @@ impl Load {
         method: &Method,
         now: Instant,
     ) -> Result<u16, ExchangeError> {
-        let mut retried = false;
+        let mut resent = false;
         loop {
             let reused = match connection {
                 Some(open)
@@ -333,35 +333,33 @@ impl Load {
                 }
             };
             let open = connection.as_mut().expect("connected above");
-            match open.round_trip(wire, method).await {
+            match open.round_trip(wire, method, &mut Discard).await {
                 Ok(response) => {
                     if !response.reusable {
                         *connection = None;
                     }
                     return Ok(response.status);
                 }
-                Err(ReadError::NoResponse(_)) if reused && !retried && method.is_idempotent() => {
+                Err(error) => {
                     *connection = None;
-                    retried = true;
-                }
-                Err(ReadError::NoResponse(message)) => {
-                    *connection = None;
-                    return Err(ExchangeError::Http(message));
-                }
-                Err(ReadError::Broken(error)) => {
-                    *connection = None;
-                    return Err(error);
+                    if h1wire::may_resend(&error, reused, resent, method) {
+                        resent = true;
+                        continue;
+                    }
+                    return Err(match error {
+                        ReadError::NoResponse(message) | ReadError::Head(message) => {
+                            ExchangeError::Http(message)
+                        }
+                        ReadError::Body(message) => ExchangeError::Body(message),
+                    });
                 }
             }
         }
     }
 
     async fn connect(&self) -> Result<Connection, ExchangeError> {
-        Ok(Connection {
-            io: open(self.net.as_ref(), &self.target, false).await?,
-            read: BytesMut::with_capacity(16 * 1024),
-            idle_since: Instant::now(),
-        })
+        let io = open(self.net.as_ref(), &self.target, false).await?;
+        Ok(Connection::new(io, Instant::now()))
     }
 }
 
@@ -397,28 +395,4 @@ async fn drain_deadline(mut stop: watch::Receiver<bool>, drain_max: Duration) {
 }
 
 /// A kept-alive connection and its read buffer.
-struct Connection {
-    io: BoxIo,
-    read: BytesMut,
-    idle_since: Instant,
-}
-
-impl Connection {
-    async fn round_trip(
-        &mut self,
-        wire: &[u8],
-        method: &Method,
-    ) -> Result<crate::h1::Response, ReadError> {
-        // Bytes nobody asked for (after the last response) are dropped, so
-        // they cannot be taken for this request's answer.
-        self.read.clear();
-        let written = async {
-            self.io.write_all(wire).await?;
-            self.io.flush().await
-        };
-        written
-            .await
-            .map_err(|e| ReadError::NoResponse(e.to_string()))?;
-        read_response(&mut self.io, &mut self.read, method).await
-    }
-}
+type Connection = h1wire::Connection<BoxIo>;

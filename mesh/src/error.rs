@@ -20,6 +20,10 @@ pub enum MeshError {
     /// HTTP protocol failure.
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
+    /// An HTTP/1.1 exchange on a pooled connection failed
+    /// (`client::pool`, on `h1wire`).
+    #[error("http/1.1: {0}")]
+    Http1(#[from] h1wire::ReadError),
     /// HTTP/2 failure on a client stream (`proxy::h2pool`); `unsent` when
     /// h2 refused the request before writing any of it.
     #[error("http2: {error}")]

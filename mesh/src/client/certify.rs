@@ -16,7 +16,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use seam::HostEnv;
 
-use crate::client::Upstream;
+use crate::client::{Upstream, pool};
 use crate::identity::{CertInfo, KeyAlgorithm, SpiffeId, certificate_request};
 use crate::key_source::KeyMode;
 use crate::tls::MeshTls;
@@ -75,7 +75,6 @@ pub async fn certify_once(
     let stream = tls
         .connect(io, &config.ca.identity, &[b"http/1.1"], present_leaf)
         .await?;
-    let mut sender = http::handshake(stream).await?;
     let request = Request::post("/v1/certify")
         .header(::http::header::HOST, config.ca.host.as_str())
         .header(
@@ -84,7 +83,7 @@ pub async fn certify_once(
         )
         .body(http::Body::from(Bytes::from(csr)))
         .map_err(|e| MeshError::BadRequest(e.to_string()))?;
-    let response = http::buffer_response(sender.send_request(request).await?, 64 * 1024).await?;
+    let response = pool::send_once(Box::new(stream), &request, 64 * 1024).await?;
     if response.status() != StatusCode::OK {
         let reason = String::from_utf8_lossy(&http::body_bytes(response.body())).into_owned();
         return Err(MeshError::Refused(format!(

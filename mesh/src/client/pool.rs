@@ -1,4 +1,6 @@
-//! A keep-alive connection pool: idle HTTP/1.1 senders per endpoint.
+//! A keep-alive connection pool: idle HTTP/1.1 connections per endpoint,
+//! each driven by the task that sends on it (`h1wire`), not by a
+//! connection task of its own.
 //!
 //! Handshakes dominate a sim that opens a connection per request (notes:
 //! ~95 % of CPU), so every hop reuses connections.
@@ -8,12 +10,15 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::client::conn::http1::SendRequest;
+use bytes::BytesMut;
+use h1wire::{Connection, ReadError, ResponseSink};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use seam::BoxIo;
 use tokio::time::Instant;
 
 use crate::MeshError;
-use crate::http::{Body, buffer_response};
+use crate::http::{Body, body_bytes};
+use crate::proxy::strip_headers;
 
 /// Idle connections kept per endpoint.
 const IDLE_PER_ENDPOINT_MAX: usize = 64;
@@ -29,44 +34,40 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body a hop buffers.
 pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// An idle sender and when it became idle.
-struct Idle {
-    sender: SendRequest<Body>,
-    since: Instant,
-}
-
-/// Idle senders, keyed by endpoint, most recently used last.
+/// Idle connections, keyed by endpoint, most recently used last.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<BTreeMap<String, Vec<Idle>>>,
+    idle: Mutex<BTreeMap<String, Vec<Connection<BoxIo>>>>,
 }
 
 impl Pool {
-    fn checkout(&self, key: &str) -> Option<SendRequest<Body>> {
+    /// The most recently used idle connection to `key` that is still
+    /// fresh and that the server has not closed meanwhile.
+    fn checkout(&self, key: &str) -> Option<Connection<BoxIo>> {
         let mut idle = self.idle.lock().expect("pool poisoned");
-        let senders = idle.get_mut(key)?;
+        let connections = idle.get_mut(key)?;
         // The oldest sit first: drop every one past the idle timeout.
         let fresh_from = Instant::now().checked_sub(POOL_IDLE_TIMEOUT);
-        senders.retain(|idle| fresh_from.is_none_or(|cut| idle.since > cut));
-        while let Some(idle) = senders.pop() {
-            if idle.sender.is_ready() {
-                return Some(idle.sender);
+        connections.retain(|c| fresh_from.is_none_or(|cut| c.idle_since > cut));
+        while let Some(mut connection) = connections.pop() {
+            if !connection.closed_while_idle() {
+                return Some(connection);
             }
         }
         None
     }
 
-    fn checkin(&self, key: &str, sender: SendRequest<Body>) {
-        if !sender.is_ready() {
-            return;
-        }
+    fn checkin(&self, key: &str, mut connection: Connection<BoxIo>) {
+        connection.idle_since = Instant::now();
         let mut idle = self.idle.lock().expect("pool poisoned");
-        let senders = idle.entry(key.to_owned()).or_default();
-        if senders.len() < IDLE_PER_ENDPOINT_MAX {
-            senders.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        match idle.get_mut(key) {
+            Some(connections) if connections.len() < IDLE_PER_ENDPOINT_MAX => {
+                connections.push(connection);
+            }
+            Some(_) => {}
+            None => {
+                idle.insert(key.to_owned(), vec![connection]);
+            }
         }
     }
 
@@ -76,13 +77,13 @@ impl Pool {
     }
 
     /// Sends `request` on a pooled connection to `key`, or on a new one from
-    /// `connect`, and buffers the response.
+    /// `connect`, and reads the whole response (at most
+    /// [`RESPONSE_BYTES_MAX`] of body).
     ///
-    /// A pooled connection that the peer closed while idle fails before the
-    /// request is written, and hyper hands the request back; that case is
-    /// retried once on a fresh connection, which is safe for any method.
-    /// (Handed back, not copied beforehand: a copy per request cost more
-    /// than the rest of the pool.)
+    /// A pooled connection that yields no response at all was most likely
+    /// closed by the server while idle: an idempotent request is then sent
+    /// once more, on a new connection (`h1wire::may_resend`). Any other
+    /// request fails, since the server may have acted on it.
     pub async fn send<F, Fut>(
         &self,
         key: &str,
@@ -91,24 +92,122 @@ impl Pool {
     ) -> Result<Response<Body>, MeshError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<SendRequest<Body>, MeshError>>,
+        Fut: Future<Output = Result<BoxIo, MeshError>>,
     {
-        let (mut sender, pooled) = match self.checkout(key) {
-            Some(sender) => (sender, true),
-            None => (connect().await?, false),
-        };
-        let response = match sender.try_send_request(request).await {
-            Ok(response) => response,
-            Err(mut failed) => match failed.take_message() {
-                Some(unsent) if pooled => {
-                    sender = connect().await?;
-                    sender.send_request(unsent).await?
+        let wire = encode(&request)?;
+        let method = request.method();
+        let mut resent = false;
+        loop {
+            let (mut connection, reused) = match self.checkout(key) {
+                Some(connection) => (connection, true),
+                None => (Connection::new(connect().await?, Instant::now()), false),
+            };
+            let mut kept = Kept::new(RESPONSE_BYTES_MAX);
+            match connection.round_trip(&wire, method, &mut kept).await {
+                Ok(answer) => {
+                    if answer.reusable {
+                        self.checkin(key, connection);
+                    }
+                    return kept.into_response(answer.status);
                 }
-                _ => return Err(failed.into_error().into()),
-            },
+                Err(error) if h1wire::may_resend(&error, reused, resent, method) => resent = true,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Sends `request` on `io`, a connection of its own that is dropped
+/// afterwards, and reads the whole response (at most `limit` bytes of
+/// body).
+pub async fn send_once(
+    io: BoxIo,
+    request: &Request<Body>,
+    limit: usize,
+) -> Result<Response<Body>, MeshError> {
+    let wire = encode(request)?;
+    let mut connection = Connection::new(io, Instant::now());
+    let mut kept = Kept::new(limit);
+    let answer = connection
+        .round_trip(&wire, request.method(), &mut kept)
+        .await?;
+    kept.into_response(answer.status)
+}
+
+/// The request on the wire: its target as hyper writes it (origin form,
+/// or absolute form when the URI has a scheme), its headers, its body.
+fn encode(request: &Request<Body>) -> Result<BytesMut, MeshError> {
+    let body = body_bytes(request.body());
+    let uri = request.uri();
+    let absolute;
+    let target = match (uri.scheme(), uri.path_and_query()) {
+        (None, Some(path)) => path.as_str(),
+        (None, None) => "/",
+        (Some(_), _) => {
+            absolute = uri.to_string();
+            &absolute
+        }
+    };
+    let mut wire = BytesMut::with_capacity(256 + body.len());
+    h1wire::encode_request(
+        &mut wire,
+        request.method(),
+        target.as_bytes(),
+        request.headers(),
+        &body,
+    )
+    .map_err(|e| MeshError::BadRequest(e.to_string()))?;
+    Ok(wire)
+}
+
+/// A response's headers and body (at most `limit` bytes), as they arrive.
+struct Kept {
+    headers: HeaderMap,
+    body: BytesMut,
+    limit: usize,
+}
+
+impl ResponseSink for Kept {
+    fn header(&mut self, name: &str, value: &[u8]) -> Result<(), ReadError> {
+        let name = HeaderName::from_bytes(name.as_bytes());
+        let value = HeaderValue::from_bytes(value);
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return Err(ReadError::Head("a response header is not valid".into()));
         };
-        let response = buffer_response(response, RESPONSE_BYTES_MAX).await?;
-        self.checkin(key, sender);
+        self.headers.append(name, value);
+        Ok(())
+    }
+
+    fn body(&mut self, bytes: &[u8]) -> Result<(), ReadError> {
+        if self.body.len() + bytes.len() > self.limit {
+            return Err(ReadError::Body(format!(
+                "the response body is longer than {} bytes",
+                self.limit
+            )));
+        }
+        self.body.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl Kept {
+    fn new(limit: usize) -> Kept {
+        Kept {
+            headers: HeaderMap::new(),
+            body: BytesMut::new(),
+            limit,
+        }
+    }
+
+    /// The buffered response, without the hop-by-hop headers that framed
+    /// it on this connection (the body is whole now).
+    fn into_response(self, status: u16) -> Result<Response<Body>, MeshError> {
+        let status = StatusCode::from_u16(status)
+            .map_err(|_| ReadError::Head(format!("{status} is not a status code")))?;
+        let mut response = Response::new(Body::from(self.body.freeze()));
+        *response.status_mut() = status;
+        *response.headers_mut() = self.headers;
+        strip_headers(response.headers_mut(), &[]);
         Ok(response)
     }
 }

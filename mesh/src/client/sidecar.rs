@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Request, Response};
 use seam::{HostEnv, LOCALHOST};
 
 use crate::client::pool::Pool;
-use crate::http::{self as mesh_http, Body};
+use crate::http::Body;
 use crate::pod_secret::PodSecret;
 use crate::{MeshError, ports};
 
@@ -97,7 +97,7 @@ impl Sidecar {
                     target: SIDECAR_KEY.into(),
                     source,
                 })?;
-            mesh_http::handshake(io).await
+            Ok(io)
         };
         self.pool.send(SIDECAR_KEY, request, connect).await
     }

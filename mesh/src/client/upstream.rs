@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use hyper::client::conn::http1::SendRequest;
-use seam::HostEnv;
+use seam::{BoxIo, HostEnv};
 
-use crate::http::{self as mesh_http, Body};
 use crate::tls::MeshTls;
 use crate::{MeshError, SpiffeId};
 
@@ -27,8 +25,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Opens an mTLS HTTP/1.1 connection to this upstream.
-    pub async fn open(&self, env: &HostEnv, tls: &MeshTls) -> Result<SendRequest<Body>, MeshError> {
+    /// Opens an mTLS connection to this upstream, for HTTP/1.1.
+    pub async fn open(&self, env: &HostEnv, tls: &MeshTls) -> Result<BoxIo, MeshError> {
         let target = format!("{}:{}", self.host, self.port);
         // A SYN into a partition is never answered (turmoil, like a real
         // black hole); give up quickly so backoff, not a hang, sets the pace.
@@ -45,6 +43,6 @@ impl Upstream {
         let stream = tls
             .connect(io, &self.identity, &[b"http/1.1"], true)
             .await?;
-        mesh_http::handshake(stream).await
+        Ok(Box::new(stream))
     }
 }

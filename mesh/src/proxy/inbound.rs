@@ -38,7 +38,7 @@ use crate::telemetry::{
     self, AuthzDecision, Direction, ProxyTelemetry, RequestRecord, Telemetry, TraceContext,
 };
 use crate::tls::{ClientAuth, MeshTls};
-use crate::{MeshError, SpiffeId, http as mesh_http, ports};
+use crate::{MeshError, SpiffeId, ports};
 
 /// The policy of a service with none configured.
 static DEFAULT_SERVICE: LazyLock<ServiceConfig> = LazyLock::new(ServiceConfig::default);
@@ -486,10 +486,7 @@ impl Inbound {
                     .map_err(|e| MeshError::BadRequest(e.to_string()))?;
                 parts.headers.insert(http::header::HOST, host);
                 let request = Request::from_parts(parts, Body::from(body));
-                // Boxed, as the outbound connect is: only a new connection
-                // runs it, so requests do not carry it.
-                let connect = || Box::pin(async move { mesh_http::handshake(open().await?).await });
-                self.app_h1.send("app", request, connect).await
+                self.app_h1.send("app", request, open).await
             }
             AppProtocol::Http2 => {
                 parts.uri = format!("http://{host}{target}")

@@ -49,13 +49,12 @@ async fn post(endpoint: &Uri, body: Bytes) -> anyhow::Result<u16> {
     let authority = endpoint.authority().context("no host")?;
     let port = authority.port_u16().unwrap_or(80);
     let stream = tokio::net::TcpStream::connect((authority.host(), port)).await?;
-    let mut sender = mesh::http::handshake(stream).await?;
     let request = Request::builder()
         .method(Method::POST)
         .uri(endpoint.path_and_query().map_or("/", |p| p.as_str()))
         .header(http::header::HOST, authority.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(mesh::http::Body::from(body))?;
-    let response = sender.send_request(request).await?;
+    let response = mesh::client::pool::send_once(Box::new(stream), &request, 64 * 1024).await?;
     Ok(response.status().as_u16())
 }

@@ -834,17 +834,14 @@ pub async fn issue_certificate(dir: &Path, identity: &str) -> Result<Issued, Dep
         install.trust_roots.clone(),
     );
     let stream = tls.connect(io, &ca.identity, &[b"http/1.1"], false).await?;
-    let mut sender = mesh::http::handshake(stream).await?;
     let request = Request::post("/v1/certify")
         .header(http::header::HOST, ca.host.as_str())
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(mesh::http::Body::from(Bytes::from(csr)))
         .map_err(|e| DeployError::BadRequest(e.to_string()))?;
-    let response = sender
-        .send_request(request)
+    let response = mesh::client::pool::send_once(Box::new(stream), &request, 64 * 1024)
         .await
         .map_err(|e| MeshError::Refused(format!("the CA did not answer: {e}")))?;
-    let response = mesh::http::buffer_response(response, 64 * 1024).await?;
     let body = mesh::http::body_bytes(response.body());
     if response.status() != StatusCode::OK {
         return Err(MeshError::Refused(format!(

@@ -274,13 +274,12 @@ impl Operator {
     }
 
     async fn ca_call(&self, step: &str) -> Result<Vec<String>, MeshError> {
-        let mut sender = self.ca.open(&self.env, &self.tls).await?;
+        let io = self.ca.open(&self.env, &self.tls).await?;
         let request = http::Request::post(format!("/v1/rotate/{step}"))
             .header(http::header::HOST, self.ca.host.as_str())
             .body(mesh::http::Body::default())
             .map_err(|e| MeshError::BadRequest(e.to_string()))?;
-        let response =
-            mesh::http::buffer_response(sender.send_request(request).await?, 256 * 1024).await?;
+        let response = mesh::client::pool::send_once(io, &request, 256 * 1024).await?;
         if response.status() != http::StatusCode::OK {
             return Err(MeshError::Status(response.status().as_u16()));
         }
@@ -405,12 +404,13 @@ async fn probe_with(env: &HostEnv, tls: &MeshTls, host: &str, identity: &SpiffeI
 }
 
 async fn request_status<I: seam::Io>(io: I) -> Option<u16> {
-    let mut sender = mesh::http::handshake(io).await.ok()?;
     let request = http::Request::get("/")
         .header(http::header::HOST, LOCALHOST)
         .body(mesh::http::Body::from(Bytes::new()))
         .ok()?;
-    let response = sender.send_request(request).await.ok()?;
+    let response = mesh::client::pool::send_once(Box::new(io), &request, 64 * 1024)
+        .await
+        .ok()?;
     Some(response.status().as_u16())
 }
 
