@@ -221,3 +221,181 @@ pub fn clone_request(request: &Request<Body>) -> Request<Body> {
     *copy.headers_mut() = request.headers().clone();
     copy
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::Method;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    /// What the fake app does with each request on one connection.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Answer(&'static [u8]),
+        /// Answers, then closes the connection at once.
+        AnswerAndClose(&'static [u8]),
+        /// Reads the request and closes the connection without an answer.
+        Close,
+    }
+
+    type Script = Vec<Step>;
+
+    /// Serves `script` on one end of an in-memory connection.
+    async fn app(mut io: DuplexStream, script: Script) {
+        let mut request = Vec::new();
+        for step in script {
+            request.clear();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if io.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                request.push(byte[0]);
+            }
+            match step {
+                Step::Answer(answer) => io.write_all(answer).await.expect("app writes"),
+                Step::AnswerAndClose(answer) => {
+                    io.write_all(answer).await.expect("app writes");
+                    return;
+                }
+                Step::Close => return,
+            }
+        }
+    }
+
+    /// A pool test: each new connection gets the next script; returns what
+    /// `body` returns and how many connections were opened.
+    fn with_app<T>(
+        scripts: Vec<Script>,
+        body: impl AsyncFnOnce(&dyn Fn() -> Connect) -> T,
+    ) -> (T, usize) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let scripts = Arc::new(Mutex::new(scripts.into_iter()));
+        let connect = {
+            let opened = opened.clone();
+            move || -> Connect {
+                let script = scripts.lock().expect("scripts").next().expect("a script");
+                opened.fetch_add(1, Ordering::SeqCst);
+                let (client, server) = tokio::io::duplex(4096);
+                seam::task::spawn(app(server, script));
+                Box::pin(async move { Ok(Box::new(client) as BoxIo) })
+            }
+        };
+        let result = runtime.block_on(body(&connect));
+        (result, opened.load(Ordering::SeqCst))
+    }
+
+    type Connect = std::pin::Pin<Box<dyn Future<Output = Result<BoxIo, MeshError>>>>;
+
+    fn request(method: Method) -> Request<Body> {
+        let mut request = Request::new(Body::default());
+        *request.method_mut() = method;
+        *request.uri_mut() = "/ping".parse().expect("uri");
+        request
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[test]
+    fn a_kept_alive_connection_carries_the_next_request() {
+        let (statuses, opened) = with_app(
+            vec![vec![Step::Answer(OK), Step::Answer(OK)]],
+            async |connect| {
+                let pool = Pool::default();
+                let mut statuses = Vec::new();
+                for _ in 0..2 {
+                    let answer = pool.send("app", request(Method::GET), connect).await;
+                    statuses.push(answer.expect("answered").status().as_u16());
+                }
+                statuses
+            },
+        );
+        assert_eq!((statuses, opened), (vec![200, 200], 1));
+    }
+
+    #[test]
+    fn a_connection_the_app_closed_while_idle_is_not_reused() {
+        let script = || vec![Step::AnswerAndClose(OK)];
+        let (answered, opened) = with_app(vec![script(), script()], async |connect| {
+            let pool = Pool::default();
+            let mut answered = Vec::new();
+            for _ in 0..2 {
+                let answer = pool.send("app", request(Method::POST), connect).await;
+                answered.push(answer.is_ok());
+            }
+            answered
+        });
+        // Reused, the closed connection would have failed the POST (which
+        // is never resent): the pool saw the close and opened another.
+        assert_eq!((answered, opened), (vec![true, true], 2));
+    }
+
+    #[test]
+    fn a_reused_connection_that_dies_resends_a_get_but_never_a_post() {
+        let dies_on_second = || vec![Step::Answer(OK), Step::Close];
+        let (results, opened) = with_app(
+            vec![dies_on_second(), dies_on_second(), vec![Step::Answer(OK)]],
+            async |connect| {
+                let pool = Pool::default();
+                let mut results = Vec::new();
+                // Connection 1: a GET, then a POST it dies on (not resent).
+                results.push(
+                    pool.send("app", request(Method::GET), connect)
+                        .await
+                        .is_ok(),
+                );
+                results.push(
+                    pool.send("app", request(Method::POST), connect)
+                        .await
+                        .is_ok(),
+                );
+                // Connection 2: a GET, then a GET it dies on, resent on 3.
+                results.push(
+                    pool.send("app", request(Method::GET), connect)
+                        .await
+                        .is_ok(),
+                );
+                results.push(
+                    pool.send("app", request(Method::GET), connect)
+                        .await
+                        .is_ok(),
+                );
+                results
+            },
+        );
+        assert_eq!((results, opened), (vec![true, false, true, true], 3));
+    }
+
+    #[test]
+    fn a_response_loses_its_framing_headers_and_keeps_the_rest() {
+        let chunked: &[u8] = b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\nconnection: keep-alive\r\nx-app: 1\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+        let (response, _) = with_app(vec![vec![Step::Answer(chunked)]], async |connect| {
+            Pool::default()
+                .send("app", request(Method::GET), connect)
+                .await
+                .expect("answered")
+        });
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(body_bytes(response.body()), "hi");
+        let names: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-app"]);
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused() {
+        let long: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n12345";
+        let (refused, _) = with_app(vec![vec![Step::Answer(long)]], async |connect| {
+            let io = connect().await.expect("connects");
+            send_once(io, &request(Method::GET), 4).await
+        });
+        assert!(matches!(refused, Err(MeshError::Http1(ReadError::Body(_)))));
+    }
+}
