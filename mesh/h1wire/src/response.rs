@@ -1,6 +1,8 @@
 //! Reading one response: head, interim heads, and a body framed as RFC
 //! 9112 §6.3 says.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, BytesMut};
 use http::Method;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -9,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// about 400 KB; the heads meshsim reads are a few hundred bytes).
 pub const HEAD_BYTES_MAX: usize = 64 * 1024;
 
-/// Header lines a response head may carry.
+/// Header lines a response head may carry (hyper's default).
 const HEADERS_MAX: usize = 100;
 
 /// Bytes asked of the socket per read.
@@ -152,9 +154,16 @@ fn parse_head<S: ResponseSink + ?Sized>(
     method: &Method,
     sink: &mut S,
 ) -> Result<Option<Head>, ReadError> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut response = httparse::Response::new(&mut headers);
-    let length = match response.parse(buf) {
+    // Uninitialized slots, as hyper parses: initializing a hundred
+    // headers for every attempt cost more than parsing a short head.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let length = match parsed {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(error) => return Err(ReadError::Head(format!("malformed response: {error}"))),
@@ -434,6 +443,21 @@ mod tests {
             b"NEXT".starts_with(&left) && !left.is_empty(),
             "the bytes read past the body stay in the buffer: {left:?}"
         );
+    }
+
+    #[test]
+    fn a_head_of_up_to_a_hundred_headers_is_read_and_one_more_is_refused() {
+        let head = |count: usize| {
+            let lines: String = (0..count).map(|i| format!("x-h{i}: {i}\r\n")).collect();
+            format!("HTTP/1.1 204 No Content\r\n{lines}\r\n").into_bytes()
+        };
+        let (result, _, kept) = read_all(&head(HEADERS_MAX), Method::GET);
+        assert_eq!(result.expect("read").status, 204);
+        assert_eq!(kept.headers.len(), HEADERS_MAX);
+        assert!(matches!(
+            read_all(&head(HEADERS_MAX + 1), Method::GET).0,
+            Err(ReadError::Head(_))
+        ));
     }
 
     #[test]
