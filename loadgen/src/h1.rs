@@ -34,30 +34,16 @@ pub(crate) fn encode_request(
             "the rendered path holds byte 0x{bad:02x}, which a request target cannot carry"
         )));
     }
-    wire.clear();
-    wire.put_slice(head.method.as_str().as_bytes());
-    wire.put_u8(b' ');
-    wire.put_slice(head.path);
-    wire.put_slice(b" HTTP/1.1\r\nhost: ");
-    wire.put_slice(head.authority.as_bytes());
-    wire.put_slice(b"\r\nx-request-seq: ");
+    h1wire::put_request_line(wire, head.method, head.path);
+    h1wire::put_header(wire, b"host", head.authority.as_bytes());
+    wire.put_slice(b"x-request-seq: ");
     h1wire::put_decimal(wire, head.seq);
-    wire.put_slice(b"\r\nidempotency-key: ");
-    wire.put_slice(head.idempotency_key.as_bytes());
     wire.put_slice(b"\r\n");
+    h1wire::put_header(wire, b"idempotency-key", head.idempotency_key.as_bytes());
     for (name, value) in head.headers.iter().chain(extra_headers) {
-        wire.put_slice(name.as_str().as_bytes());
-        wire.put_slice(b": ");
-        wire.put_slice(value.as_bytes());
-        wire.put_slice(b"\r\n");
+        h1wire::put_header(wire, name.as_str().as_bytes(), value.as_bytes());
     }
-    if h1wire::needs_length(head.method, body) {
-        wire.put_slice(b"content-length: ");
-        h1wire::put_decimal(wire, body.len() as u64);
-        wire.put_slice(b"\r\n");
-    }
-    wire.put_slice(b"\r\n");
-    wire.put_slice(body);
+    h1wire::finish_request(wire, head.method, body);
     Ok(())
 }
 

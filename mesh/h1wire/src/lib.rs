@@ -23,5 +23,8 @@ pub mod request;
 pub mod response;
 
 pub use connection::{Connection, may_resend};
-pub use request::{EncodeError, check_target, encode_request, needs_length, put_decimal};
+pub use request::{
+    EncodeError, check_target, encode_request, finish_request, needs_length, put_decimal,
+    put_header, put_request_line,
+};
 pub use response::{Discard, ReadError, Response, ResponseSink, read_response};

@@ -58,20 +58,37 @@ pub fn encode_request(
     body: &[u8],
 ) -> Result<(), EncodeError> {
     check_target(target)?;
+    put_request_line(wire, method, target);
+    for (name, value) in headers {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            put_header(wire, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    finish_request(wire, method, body);
+    Ok(())
+}
+
+/// Clears `wire` and writes `method target HTTP/1.1` (the caller checked
+/// the target).
+pub fn put_request_line(wire: &mut BytesMut, method: &Method, target: &[u8]) {
     wire.clear();
     wire.put_slice(method.as_str().as_bytes());
     wire.put_u8(b' ');
     wire.put_slice(target);
     wire.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        wire.put_slice(name.as_str().as_bytes());
-        wire.put_slice(b": ");
-        wire.put_slice(value.as_bytes());
-        wire.put_slice(b"\r\n");
-    }
+}
+
+/// Writes one header line.
+pub fn put_header(wire: &mut BytesMut, name: &[u8], value: &[u8]) {
+    wire.put_slice(name);
+    wire.put_slice(b": ");
+    wire.put_slice(value);
+    wire.put_slice(b"\r\n");
+}
+
+/// Ends the head (with `Content-Length` where [`needs_length`] says so)
+/// and appends the body.
+pub fn finish_request(wire: &mut BytesMut, method: &Method, body: &[u8]) {
     if needs_length(method, body) {
         wire.put_slice(b"content-length: ");
         put_decimal(wire, body.len() as u64);
@@ -79,7 +96,6 @@ pub fn encode_request(
     }
     wire.put_slice(b"\r\n");
     wire.put_slice(body);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -345,29 +345,12 @@ mod tests {
             vec![dies_on_second(), dies_on_second(), vec![Step::Answer(OK)]],
             async |connect| {
                 let pool = Pool::default();
-                let mut results = Vec::new();
                 // Connection 1: a GET, then a POST it dies on (not resent).
-                results.push(
-                    pool.send("app", request(Method::GET), connect)
-                        .await
-                        .is_ok(),
-                );
-                results.push(
-                    pool.send("app", request(Method::POST), connect)
-                        .await
-                        .is_ok(),
-                );
                 // Connection 2: a GET, then a GET it dies on, resent on 3.
-                results.push(
-                    pool.send("app", request(Method::GET), connect)
-                        .await
-                        .is_ok(),
-                );
-                results.push(
-                    pool.send("app", request(Method::GET), connect)
-                        .await
-                        .is_ok(),
-                );
+                let mut results = Vec::new();
+                for method in [Method::GET, Method::POST, Method::GET, Method::GET] {
+                    results.push(pool.send("app", request(method), connect).await.is_ok());
+                }
                 results
             },
         );
