@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 MESHSIM=${MESHSIM:-target/release/meshsim}
 WORK=$(mktemp -d /tmp/compare-loadgen.XXXXXX)
-URL=http://127.0.0.1:38080/
+# Below the kernel's ephemeral range (32768-60999): a port in it can be held
+# by some connection's TIME_WAIT, and nginx then cannot bind it.
+URL=http://127.0.0.1:19080/
 
 . benches/compare/install.sh
 install_missing nginx wrk hey
@@ -24,7 +26,7 @@ worker_processes 1;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx.err warn;
 events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:38080; keepalive_requests 1000000; location / { return 200 'ok\n'; } } }
+http { access_log off; server { listen 127.0.0.1:19080; keepalive_requests 1000000; location / { return 200 'ok\n'; } } }
 CONF
 taskset -c 1 nginx -p "$WORK" -c "$WORK/nginx.conf"
 trap 'nginx -p "$WORK" -c "$WORK/nginx.conf" -s quit 2>/dev/null || true' EXIT

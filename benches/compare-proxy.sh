@@ -10,6 +10,8 @@
 # the 1k rps run. Prints one table with ratios to nginx.
 #
 # Usage: benches/compare-proxy.sh [DURATION_S]   (needs a release build)
+#        MESHSIM=target/pgo/meshsim benches/compare-proxy.sh   (the sidecar
+#        built with profile-guided optimization by scripts/build-pgo.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -130,6 +132,7 @@ run_target haproxy "http://127.0.0.1:28080/" upstream haproxy_pids
 added() { python3 -c "print(f'{max($1 - $2, 0):.3f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}' if $2 else 'n/a')"; }
 echo
+echo "meshsim: $MESHSIM, sidecars: $(dirname "$MESHSIM")/meshsim-proxy"
 echo "one run, ${DURATION}s per measurement, $(nproc) cores shared by all processes; latency from intended start (constant rate, meshsim load); added = pair - direct"
 printf "| %-8s | %-10s | %-10s | %-10s | %-10s | %-12s | %-12s | %-12s | %-9s | %-9s | %-14s |\n" target "add p50 1k" "add p99 1k" "add p50 5k" "add p99 5k" "max req/s" "CPU/req max" "CPU/req 5k" "RSS idle" "RSS 1k" "ok 1k / 5k"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
