@@ -21,7 +21,7 @@
 # Output: OUT_DIR/meshsim and OUT_DIR/meshsim-proxy (run `OUT_DIR/meshsim up
 # ...`, or `MESHSIM=OUT_DIR/meshsim benches/compare-proxy.sh`).
 #
-# Usage: scripts/build-pgo.sh [OUT_DIR]   (default target/pgo; about 10 min)
+# Usage: scripts/build-pgo.sh [OUT_DIR]   (default target/pgo; about 13 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/pgo}
@@ -57,13 +57,10 @@ sidecar_build "-Cprofile-generate=$WORK/profiles"
 step "2/3 training: a mesh under meshsim load"
 mkdir -p "$WORK/bin"
 cp target/release/meshsim "$BUILD/$HOST/release/meshsim-proxy" "$WORK/bin/"
+. benches/compare/meshsim.sh
 start_mesh() { # bin-dir state-dir -> sets UP_PID, CLIENT, SECRET
-  "$1/meshsim" up benches/compare/pgo-training.toml --state-dir "$2" \
-    --external-app client >"$2.log" 2>&1 &
-  UP_PID=$!
-  for _ in $(seq 600); do [ -f "$2/addresses.json" ] && break; sleep 0.1; done
-  [ -f "$2/addresses.json" ] || { cat "$2.log"; exit 1; }
-  CLIENT=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['client-0']['inbound'].split(':')[0])" "$2/addresses.json")
+  MESHSIM="$1/meshsim" meshsim_up benches/compare/pgo-training.toml "$2" client
+  CLIENT=$(address_field "$2" client-0 inbound | cut -d: -f1)
   SECRET=$(cat "$2/disk/client-0/pod-secret")
 }
 stop_mesh() { # the sidecars write their profiles as they exit
